@@ -1,0 +1,214 @@
+//! Assembles a process from the config: the ingest of every chain, the sink, or both, with the
+//! shared HTTP endpoint, probes and SIGTERM handling. `main.rs` only parses the command line.
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use sqlx::{postgres::PgPoolOptions, PgPool};
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    config::{redact_url, Settings},
+    health::Health,
+    ingest::{ChainIngest, IngestError},
+    kafka::{self, EmbeddedKafka},
+    probes,
+    rpc::{ChainRpc, RpcError},
+    server,
+    sink::{Sink, SinkError},
+};
+
+/// Why a process stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("postgres {url}: {source}")]
+    Postgres { url: String, source: sqlx::Error },
+    #[error("migrations failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("kafka: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+    #[error(transparent)]
+    Rpc(#[from] RpcError),
+    #[error(transparent)]
+    Ingest(#[from] IngestError),
+    #[error(transparent)]
+    Sink(#[from] SinkError),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// Which parts a process runs.
+#[derive(Debug, Clone, Copy)]
+pub struct Roles {
+    pub ingest: bool,
+    pub sink: bool,
+}
+
+/// Connects to Postgres, retrying for up to `patience` (a database starting next to us).
+pub async fn connect_postgres(settings: &Settings, patience: Duration) -> Result<PgPool, AppError> {
+    let url = &settings.config.postgres.url;
+    let deadline = tokio::time::Instant::now() + patience;
+    loop {
+        let r = PgPoolOptions::new()
+            .max_connections(settings.config.postgres.max_connections)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect(url)
+            .await;
+        match r {
+            Ok(pool) => return Ok(pool),
+            Err(e) if tokio::time::Instant::now() >= deadline => {
+                return Err(AppError::Postgres {
+                    url: redact_url(url),
+                    source: e,
+                })
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "postgres not reachable yet, retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+}
+
+/// Cancels `token` on SIGTERM or Ctrl-C.
+pub fn cancel_on_signal(token: CancellationToken) {
+    tokio::spawn(async move {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler");
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM: draining"),
+            _ = tokio::signal::ctrl_c() => tracing::info!("interrupt: draining"),
+        }
+        token.cancel();
+    });
+}
+
+/// Runs the given roles until `shutdown` or a fatal error.
+pub async fn run(
+    settings: Settings,
+    roles: Roles,
+    listen: Option<SocketAddr>,
+    shutdown: CancellationToken,
+) -> Result<(), AppError> {
+    let prometheus = server::install_recorder();
+    let health = Health::new();
+    let cfg = &settings.config;
+
+    // The embedded broker lives as long as this function: keep it on this stack.
+    let embedded = if cfg.kafka.brokers.trim() == kafka::EMBEDDED {
+        let e = EmbeddedKafka::start()?;
+        tracing::info!(brokers = %e.bootstrap_servers(), "embedded Kafka broker started (in memory, for development only)");
+        println!(
+            "embedded Kafka broker listening on {} (in memory, development only); other processes can use kafka.brokers = \"{}\"",
+            e.bootstrap_servers(),
+            e.bootstrap_servers()
+        );
+        Some(e)
+    } else {
+        None
+    };
+    let brokers = embedded
+        .as_ref()
+        .map(EmbeddedKafka::bootstrap_servers)
+        .unwrap_or_else(|| cfg.kafka.brokers.clone());
+
+    let pool = connect_postgres(&settings, Duration::from_secs(30)).await?;
+    tripwire_schema::migrate(&pool).await?;
+
+    let topics: Vec<String> = cfg.chains.iter().map(|c| settings.topic(c)).collect();
+    for t in &topics {
+        match &embedded {
+            Some(e) => e.create_topic(t, cfg.kafka.partitions)?,
+            None if roles.ingest => kafka::ensure_topic(&cfg.kafka, &brokers, t).await?,
+            None => {}
+        }
+    }
+
+    let addr = listen.unwrap_or(cfg.server.listen);
+    let (bound, http) = server::serve(addr, prometheus, health.clone(), shutdown.clone())
+        .await
+        .map_err(|source| AppError::Listen { addr, source })?;
+    tracing::info!(%bound, "serving /metrics and /health");
+
+    probes::postgres(pool.clone(), health.clone(), shutdown.clone());
+    let mut tasks: Vec<tokio::task::JoinHandle<Result<(), AppError>>> = Vec::new();
+
+    if roles.ingest {
+        let producer = Arc::new(kafka::producer(&cfg.kafka, &brokers)?);
+        probes::kafka(producer.clone(), topics[0].clone(), health.clone(), shutdown.clone());
+        for chain in &cfg.chains {
+            let rpc = ChainRpc::new(chain)?;
+            rpc.verify_chain_id(chain.chain_id).await?;
+            let contracts = settings.contracts_of(&chain.name).cloned().collect();
+            let ingest = ChainIngest::new(
+                chain.clone(),
+                contracts,
+                rpc,
+                (*producer).clone(),
+                settings.topic(chain),
+                pool.clone(),
+                health.clone(),
+            )
+            .await?;
+            let token = shutdown.clone();
+            tasks.push(tokio::spawn(async move {
+                ingest.run(token).await.map_err(AppError::from)
+            }));
+        }
+    }
+    if roles.sink {
+        for chain in &cfg.chains {
+            crate::ingest::cursor::register_chain(&pool, chain.chain_id, &chain.name)
+                .await
+                .map_err(|source| AppError::Postgres {
+                    url: redact_url(&cfg.postgres.url),
+                    source,
+                })?;
+        }
+        let sink = Sink::new(
+            &cfg.kafka,
+            &brokers,
+            cfg.sink.clone(),
+            &topics,
+            pool.clone(),
+            health.clone(),
+        )
+        .await?;
+        probes::kafka(sink.consumer(), topics[0].clone(), health.clone(), shutdown.clone());
+        probes::lag(
+            pool.clone(),
+            health.clone(),
+            cfg.server.lag_threshold_blocks,
+            shutdown.clone(),
+        );
+        let token = shutdown.clone();
+        tasks.push(tokio::spawn(async move { sink.run(token).await.map_err(AppError::from) }));
+    }
+
+    // The first task to fail stops the others: a half-running indexer would hide the problem.
+    let mut result = Ok(());
+    let mut pending = tasks;
+    while !pending.is_empty() {
+        let (r, _, rest) = futures::future::select_all(pending).await;
+        pending = rest;
+        match r {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "stopping");
+                shutdown.cancel();
+                result = result.and(Err(e));
+            }
+            Err(join) => {
+                tracing::error!(error = %join, "task panicked");
+                shutdown.cancel();
+            }
+        }
+    }
+    shutdown.cancel();
+    let _ = http.await;
+    pool.close().await;
+    drop(embedded);
+    result
+}

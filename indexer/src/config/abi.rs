@@ -1,0 +1,135 @@
+//! Contract ABIs for decoding: read from a Foundry/Hardhat artifact, a plain JSON ABI, or
+//! human-readable event signatures, and indexed by topic0 so that decoding a log is one hash lookup.
+
+use std::{collections::HashMap, path::Path};
+
+use alloy::{
+    dyn_abi::{DynSolEvent, DynSolValue, Specifier},
+    json_abi::{Event, JsonAbi},
+    primitives::B256,
+};
+use tripwire_schema::DecodedEvent;
+
+/// One event of a contract, resolved once for fast decoding.
+#[derive(Debug, Clone)]
+pub struct EventAbi {
+    pub event: Event,
+    resolved: DynSolEvent,
+    signature: String,
+}
+
+/// The events of a contract by topic0. Several events may share a topic0 (ERC-20 and ERC-721
+/// `Transfer` differ only in which parameters are indexed), so each topic holds a list.
+#[derive(Debug, Clone, Default)]
+pub struct ContractAbi {
+    by_topic: HashMap<B256, Vec<EventAbi>>,
+}
+
+impl ContractAbi {
+    /// Loads the ABI file (if any) and adds the human-readable `events`. An error message starts
+    /// with `event` when a signature is at fault, so that the caller can name the right field.
+    pub fn load(path: Option<&Path>, events: &[String]) -> Result<ContractAbi, String> {
+        let mut abi = ContractAbi::default();
+        if let Some(path) = path {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read ABI file {}: {e}", path.display()))?;
+            let value: serde_json::Value = serde_json::from_str(&text)
+                .map_err(|e| format!("ABI file {} is not JSON: {e}", path.display()))?;
+            // Foundry and Hardhat artifacts wrap the ABI in an object under `abi`.
+            let items = match value {
+                serde_json::Value::Object(mut o) => o.remove("abi").ok_or_else(|| {
+                    format!("ABI file {} is an object without an `abi` key", path.display())
+                })?,
+                v => v,
+            };
+            let json: JsonAbi = serde_json::from_value(items)
+                .map_err(|e| format!("ABI file {} is not a valid ABI: {e}", path.display()))?;
+            for event in json.events() {
+                abi.add(event.clone()).map_err(|e| format!("ABI file {}: {e}", path.display()))?;
+            }
+        }
+        for sig in events {
+            let event = Event::parse(sig).map_err(|e| format!("event signature `{sig}`: {e}"))?;
+            abi.add(event).map_err(|e| format!("event signature `{sig}`: {e}"))?;
+        }
+        Ok(abi)
+    }
+
+    fn add(&mut self, event: Event) -> Result<(), String> {
+        if event.anonymous {
+            // Anonymous events carry no topic0 to match on; their logs stay raw.
+            return Ok(());
+        }
+        let resolved = event.resolve().map_err(|e| format!("event {}: {e}", event.name))?;
+        let entry = self.by_topic.entry(event.selector()).or_default();
+        if entry.iter().any(|e| e.event == event) {
+            return Ok(());
+        }
+        entry.push(EventAbi {
+            signature: event.signature(),
+            event,
+            resolved,
+        });
+        Ok(())
+    }
+
+    /// Number of distinct events known.
+    pub fn len(&self) -> usize {
+        self.by_topic.values().map(Vec::len).sum()
+    }
+
+    /// True when no event is known (the contract is indexed raw).
+    pub fn is_empty(&self) -> bool {
+        self.by_topic.is_empty()
+    }
+
+    /// Decodes a log; `None` when no known event matches or decoding fails.
+    pub fn decode(&self, topics: &[B256], data: &[u8]) -> Option<DecodedEvent> {
+        let candidates = self.by_topic.get(topics.first()?)?;
+        candidates.iter().find_map(|abi| {
+            let decoded = abi
+                .resolved
+                .decode_log_parts(topics.iter().copied(), data)
+                .ok()?;
+            let mut indexed = decoded.indexed.into_iter();
+            let mut body = decoded.body.into_iter();
+            let mut params = serde_json::Map::with_capacity(abi.event.inputs.len());
+            for (i, input) in abi.event.inputs.iter().enumerate() {
+                let value = if input.indexed { indexed.next() } else { body.next() }?;
+                let name = if input.name.is_empty() {
+                    format!("arg{i}")
+                } else {
+                    input.name.clone()
+                };
+                params.insert(name, to_json(&value));
+            }
+            Some(DecodedEvent {
+                name: abi.event.name.clone(),
+                signature: abi.signature.clone(),
+                params,
+            })
+        })
+    }
+}
+
+/// The JSON form of a decoded value documented in `schema/README.md`.
+fn to_json(value: &DynSolValue) -> serde_json::Value {
+    use serde_json::Value;
+    match value {
+        DynSolValue::Bool(b) => Value::Bool(*b),
+        DynSolValue::Int(i, _) => Value::String(i.to_string()),
+        DynSolValue::Uint(u, _) => Value::String(u.to_string()),
+        DynSolValue::FixedBytes(word, size) => {
+            Value::String(format!("0x{}", hex::encode(&word[..*size])))
+        }
+        DynSolValue::Address(a) => Value::String(a.to_checksum(None)),
+        DynSolValue::Function(f) => Value::String(format!("0x{}", hex::encode(f.as_slice()))),
+        DynSolValue::Bytes(b) => Value::String(format!("0x{}", hex::encode(b))),
+        DynSolValue::String(s) => Value::String(s.clone()),
+        DynSolValue::Array(items) | DynSolValue::FixedArray(items) | DynSolValue::Tuple(items) => {
+            Value::Array(items.iter().map(to_json).collect())
+        }
+        #[allow(unreachable_patterns)]
+        other => Value::String(format!("{other:?}")),
+    }
+}

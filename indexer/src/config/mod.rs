@@ -1,0 +1,461 @@
+//! The configuration file: one TOML document shared by every Tripwire process. The structs below are
+//! its documentation: every field has a doc comment, unknown keys are rejected, `${ENV}` is expanded
+//! before parsing (see `env.rs`), and `validate` turns every semantic mistake into an error that names
+//! the field and the value.
+
+mod abi;
+mod env;
+#[cfg(test)]
+mod tests;
+
+use std::{
+    collections::HashSet,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    str::FromStr,
+};
+
+use alloy::primitives::Address;
+use serde::Deserialize;
+
+pub use abi::{ContractAbi, EventAbi};
+pub use env::interpolate;
+
+/// Everything that can be wrong with a configuration file.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config: environment variable `{var}` {reason}")]
+    Interpolation { var: String, reason: String },
+    #[error("config {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("config: {field}: {message}")]
+    Invalid { field: String, message: String },
+}
+
+impl ConfigError {
+    fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
+        ConfigError::Invalid {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Where rows, cursors and offsets are stored.
+    pub postgres: PostgresConfig,
+    /// The stream between the ingest and its consumers.
+    pub kafka: KafkaConfig,
+    /// The HTTP endpoint serving `/metrics` and `/health`.
+    #[serde(default)]
+    pub server: ServerConfig,
+    /// The chains to follow (`[[chains]]`).
+    pub chains: Vec<ChainConfig>,
+    /// The contracts whose logs are indexed (`[[contracts]]`).
+    #[serde(default)]
+    pub contracts: Vec<ContractConfig>,
+    /// Settings of the sink (Kafka -> Postgres).
+    #[serde(default)]
+    pub sink: SinkConfig,
+}
+
+/// `[postgres]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresConfig {
+    /// Connection URL, e.g. `postgres://user@host:5432/db`. Usually `${DATABASE_URL}`.
+    pub url: String,
+    /// Largest number of pooled connections per process.
+    #[serde(default = "default_pg_max_connections")]
+    pub max_connections: u32,
+}
+
+/// `[kafka]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaConfig {
+    /// Comma-separated `host:port` list, or `embedded` to start librdkafka's in-process broker
+    /// (in memory, lost at exit: for development only).
+    pub brokers: String,
+    /// Topic name template per chain; `{chain}` is the chain's name, `{chain_id}` its id.
+    #[serde(default = "default_topic")]
+    pub topic: String,
+    /// Partitions of a topic the indexer creates. Records are keyed by chain, so one suffices.
+    #[serde(default = "default_partitions")]
+    pub partitions: i32,
+    /// Extra librdkafka properties for every client (e.g. `"security.protocol" = "SASL_SSL"`).
+    #[serde(default)]
+    pub properties: std::collections::BTreeMap<String, String>,
+}
+
+/// `[server]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Listen address of `/metrics` and `/health`. Each process of a host needs its own port:
+    /// `--listen` on the command line overrides it.
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// Lag in blocks (head minus last synced block) above which `/health` reports `degraded`.
+    /// The runbooks call more than 1000 blocks a P1.
+    #[serde(default = "default_lag_threshold")]
+    pub lag_threshold_blocks: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: default_listen(),
+            lag_threshold_blocks: default_lag_threshold(),
+        }
+    }
+}
+
+/// `[sink]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SinkConfig {
+    /// Name under which the sink stores its Kafka positions in Postgres (and its Kafka group id).
+    #[serde(default = "default_consumer")]
+    pub consumer: String,
+    /// Largest number of records written in one Postgres transaction.
+    #[serde(default = "default_batch_records")]
+    pub batch_records: usize,
+    /// Longest wait, in milliseconds, for a batch to fill before it is written anyway.
+    #[serde(default = "default_batch_wait_ms")]
+    pub batch_wait_ms: u64,
+}
+
+impl Default for SinkConfig {
+    fn default() -> Self {
+        SinkConfig {
+            consumer: default_consumer(),
+            batch_records: default_batch_records(),
+            batch_wait_ms: default_batch_wait_ms(),
+        }
+    }
+}
+
+/// `[[chains]]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChainConfig {
+    /// Short name used in topics, metrics and the CLI (`[a-z0-9_-]`).
+    pub name: String,
+    /// EIP-155 chain id; checked against `eth_chainId` of every RPC URL at start.
+    pub chain_id: u64,
+    /// JSON-RPC endpoints (HTTP). The first reachable one is used; the others are fallbacks.
+    pub rpc_urls: Vec<String>,
+    /// First block to index when no cursor exists yet.
+    #[serde(default)]
+    pub start_block: u64,
+    /// Blocks to stay behind the head. 0 streams tip blocks at once and relies on retractions when
+    /// the chain reorganises.
+    #[serde(default)]
+    pub confirmations: u64,
+    /// Deepest reorganisation handled. A deeper one stops the indexer with an error instead of
+    /// corrupting data. Ethereum: 64; Polygon PoS: 200; Arbitrum: 240; OP/Base: 30.
+    #[serde(default = "default_max_reorg_depth")]
+    pub max_reorg_depth: u64,
+    /// Milliseconds between polls of the head once the indexer has caught up.
+    #[serde(default = "default_poll_interval_ms")]
+    pub poll_interval_ms: u64,
+    /// Blocks per `eth_getLogs` request during backfill.
+    #[serde(default = "default_range_blocks")]
+    pub range_blocks: u64,
+    /// Seconds before an RPC request is abandoned.
+    #[serde(default = "default_rpc_timeout_s")]
+    pub rpc_timeout_s: u64,
+}
+
+/// `[[contracts]]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContractConfig {
+    /// Name written into every record of this contract (`contract` field).
+    pub name: String,
+    /// Name of the chain (from `[[chains]]`) the contract lives on.
+    pub chain: String,
+    /// One or more addresses sharing the ABI (0x-hex, 20 bytes).
+    pub addresses: Vec<String>,
+    /// Path to the ABI: a Foundry or Hardhat artifact (an object with `abi`) or a plain JSON ABI
+    /// array. Relative paths are resolved against the config file's folder.
+    #[serde(default)]
+    pub abi: Option<PathBuf>,
+    /// Human-readable event signatures, e.g. `event Transfer(address indexed from, address indexed
+    /// to, uint256 value)`; added to those of `abi`.
+    #[serde(default)]
+    pub events: Vec<String>,
+    /// First block of this contract (its deployment); earlier blocks are not queried for it.
+    #[serde(default)]
+    pub start_block: Option<u64>,
+}
+
+fn default_pg_max_connections() -> u32 {
+    8
+}
+fn default_topic() -> String {
+    "tripwire.{chain}.events".into()
+}
+fn default_partitions() -> i32 {
+    1
+}
+fn default_listen() -> SocketAddr {
+    "127.0.0.1:9464".parse().expect("valid literal")
+}
+fn default_lag_threshold() -> u64 {
+    1000
+}
+fn default_consumer() -> String {
+    "tripwire-sink".into()
+}
+fn default_batch_records() -> usize {
+    50_000
+}
+fn default_batch_wait_ms() -> u64 {
+    200
+}
+fn default_max_reorg_depth() -> u64 {
+    64
+}
+fn default_poll_interval_ms() -> u64 {
+    1000
+}
+fn default_range_blocks() -> u64 {
+    500
+}
+fn default_rpc_timeout_s() -> u64 {
+    30
+}
+
+/// A contract after validation: parsed addresses and loaded ABI.
+#[derive(Debug, Clone)]
+pub struct ContractSpec {
+    pub name: String,
+    pub chain: String,
+    pub addresses: Vec<Address>,
+    pub abi: ContractAbi,
+    pub start_block: Option<u64>,
+}
+
+/// A validated configuration, ready to run.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub config: Config,
+    pub contracts: Vec<ContractSpec>,
+    /// The file it was read from.
+    pub path: PathBuf,
+}
+
+impl Settings {
+    /// Reads, interpolates, parses and validates a config file.
+    pub fn load(path: &Path) -> Result<Settings, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::from_str_at(&text, path)
+    }
+
+    /// Parses config text as if read from `path` (relative ABI paths resolve against its folder).
+    pub fn from_str_at(text: &str, path: &Path) -> Result<Settings, ConfigError> {
+        let text = interpolate(text, |k| std::env::var(k).ok())?;
+        let config: Config = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        let contracts = config.validate(base)?;
+        Ok(Settings {
+            config,
+            contracts,
+            path: path.to_owned(),
+        })
+    }
+
+    /// The chain named `name`.
+    pub fn chain(&self, name: &str) -> Option<&ChainConfig> {
+        self.config.chains.iter().find(|c| c.name == name)
+    }
+
+    /// The contracts configured on `chain`.
+    pub fn contracts_of<'a>(&'a self, chain: &'a str) -> impl Iterator<Item = &'a ContractSpec> {
+        self.contracts.iter().filter(move |c| c.chain == chain)
+    }
+
+    /// The Kafka topic of a chain.
+    pub fn topic(&self, chain: &ChainConfig) -> String {
+        self.config
+            .kafka
+            .topic
+            .replace("{chain}", &chain.name)
+            .replace("{chain_id}", &chain.chain_id.to_string())
+    }
+}
+
+impl Config {
+    fn validate(&self, base: &Path) -> Result<Vec<ContractSpec>, ConfigError> {
+        if self.postgres.url.trim().is_empty() {
+            return Err(ConfigError::invalid("postgres.url", "is empty"));
+        }
+        if !self.postgres.url.starts_with("postgres://")
+            && !self.postgres.url.starts_with("postgresql://")
+        {
+            return Err(ConfigError::invalid(
+                "postgres.url",
+                format!("`{}` is not a postgres:// URL", redact_url(&self.postgres.url)),
+            ));
+        }
+        if self.kafka.brokers.trim().is_empty() {
+            return Err(ConfigError::invalid(
+                "kafka.brokers",
+                "is empty (use `embedded` for the in-process development broker)",
+            ));
+        }
+        if !self.kafka.topic.contains("{chain}") && !self.kafka.topic.contains("{chain_id}") {
+            if self.chains.len() > 1 {
+                return Err(ConfigError::invalid(
+                    "kafka.topic",
+                    "must contain {chain} or {chain_id} when several chains are configured",
+                ));
+            }
+        }
+        if self.kafka.partitions < 1 {
+            return Err(ConfigError::invalid("kafka.partitions", "must be at least 1"));
+        }
+        if self.sink.batch_records == 0 {
+            return Err(ConfigError::invalid("sink.batch_records", "must be at least 1"));
+        }
+        if self.chains.is_empty() {
+            return Err(ConfigError::invalid("chains", "no [[chains]] configured"));
+        }
+        let mut names = HashSet::new();
+        let mut ids = HashSet::new();
+        for (i, c) in self.chains.iter().enumerate() {
+            let field = |f: &str| format!("chains[{i}] ({}).{f}", c.name);
+            if c.name.is_empty()
+                || !c
+                    .name
+                    .chars()
+                    .all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '_' || ch == '-')
+            {
+                return Err(ConfigError::invalid(
+                    format!("chains[{i}].name"),
+                    format!("`{}` must be non-empty and use only a-z, 0-9, _ and -", c.name),
+                ));
+            }
+            if !names.insert(c.name.as_str()) {
+                return Err(ConfigError::invalid(field("name"), "is used by two chains"));
+            }
+            if !ids.insert(c.chain_id) {
+                return Err(ConfigError::invalid(
+                    field("chain_id"),
+                    format!("{} is used by two chains", c.chain_id),
+                ));
+            }
+            if c.rpc_urls.is_empty() {
+                return Err(ConfigError::invalid(field("rpc_urls"), "needs at least one URL"));
+            }
+            for url in &c.rpc_urls {
+                let parsed = url::Url::parse(url).map_err(|e| {
+                    ConfigError::invalid(field("rpc_urls"), format!("`{}`: {e}", redact_url(url)))
+                })?;
+                if !matches!(parsed.scheme(), "http" | "https") {
+                    return Err(ConfigError::invalid(
+                        field("rpc_urls"),
+                        format!("`{}`: only http(s) endpoints are supported", redact_url(url)),
+                    ));
+                }
+            }
+            if c.max_reorg_depth == 0 {
+                return Err(ConfigError::invalid(field("max_reorg_depth"), "must be at least 1"));
+            }
+            if c.range_blocks == 0 {
+                return Err(ConfigError::invalid(field("range_blocks"), "must be at least 1"));
+            }
+            if c.poll_interval_ms == 0 {
+                return Err(ConfigError::invalid(field("poll_interval_ms"), "must be at least 1"));
+            }
+        }
+        let mut contract_names = HashSet::new();
+        let mut specs = Vec::with_capacity(self.contracts.len());
+        for (i, c) in self.contracts.iter().enumerate() {
+            let field = |f: &str| format!("contracts[{i}] ({}).{f}", c.name);
+            if c.name.is_empty() {
+                return Err(ConfigError::invalid(format!("contracts[{i}].name"), "is empty"));
+            }
+            if !contract_names.insert((c.chain.as_str(), c.name.as_str())) {
+                return Err(ConfigError::invalid(field("name"), "is used twice on this chain"));
+            }
+            if !names.contains(c.chain.as_str()) {
+                return Err(ConfigError::invalid(
+                    field("chain"),
+                    format!("`{}` is not a configured chain", c.chain),
+                ));
+            }
+            if c.addresses.is_empty() {
+                return Err(ConfigError::invalid(field("addresses"), "needs at least one address"));
+            }
+            let addresses = c
+                .addresses
+                .iter()
+                .map(|a| parse_address(a).map_err(|m| ConfigError::invalid(field("addresses"), m)))
+                .collect::<Result<Vec<_>, _>>()?;
+            let abi_path = c.abi.as_ref().map(|p| base.join(p));
+            let abi = ContractAbi::load(abi_path.as_deref(), &c.events)
+                .map_err(|m| ConfigError::invalid(field(if m.starts_with("event") { "events" } else { "abi" }), m))?;
+            specs.push(ContractSpec {
+                name: c.name.clone(),
+                chain: c.chain.clone(),
+                addresses,
+                abi,
+                start_block: c.start_block,
+            });
+        }
+        Ok(specs)
+    }
+}
+
+/// Parses a 0x-prefixed 20-byte hex address; a mixed-case address must carry a valid EIP-55
+/// checksum, since a wrong one usually means a typo.
+fn parse_address(s: &str) -> Result<Address, String> {
+    let hex = s
+        .strip_prefix("0x")
+        .ok_or_else(|| format!("`{s}` is not an address: it must start with 0x"))?;
+    if hex.len() != 40 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+        return Err(format!("`{s}` is not an address: expected 40 hex digits after 0x"));
+    }
+    let mixed = hex.chars().any(|c| c.is_ascii_uppercase()) && hex.chars().any(|c| c.is_ascii_lowercase());
+    if mixed {
+        Address::parse_checksummed(s, None)
+            .map_err(|_| format!("`{s}` has an invalid EIP-55 checksum"))
+    } else {
+        Address::from_str(s).map_err(|e| format!("`{s}`: {e}"))
+    }
+}
+
+/// Hides credentials in a URL before it reaches a log or an error message.
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) => {
+            if u.password().is_some() {
+                let _ = u.set_password(Some("***"));
+            }
+            // API keys often sit in the path (`/v2/<key>`) or query; keep only the host.
+            if u.path().len() > 1 || u.query().is_some() {
+                u.set_path("/…");
+                u.set_query(None);
+            }
+            u.to_string()
+        }
+        Err(_) => "<unparsable url>".into(),
+    }
+}

@@ -1,0 +1,152 @@
+//! Config tests: every shipped example parses, and each kind of mistake names its field.
+
+use std::path::{Path, PathBuf};
+
+use super::*;
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_owned()
+}
+
+const MINIMAL: &str = r#"
+[postgres]
+url = "postgres://postgres@127.0.0.1/test"
+[kafka]
+brokers = "embedded"
+[[chains]]
+name = "devnet"
+chain_id = 31337
+rpc_urls = ["http://127.0.0.1:8545"]
+"#;
+
+fn parse(text: &str) -> Result<Settings, ConfigError> {
+    Settings::from_str_at(text, &repo().join("examples/test.toml"))
+}
+
+fn err(text: &str) -> String {
+    parse(text).expect_err("config must be rejected").to_string()
+}
+
+#[test]
+fn every_example_config_parses() {
+    let mut seen = 0;
+    for dir in ["examples", "deploy"] {
+        let Ok(entries) = std::fs::read_dir(repo().join(dir)) else { continue };
+        for entry in entries {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                let s = Settings::load(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                assert!(!s.config.chains.is_empty());
+                seen += 1;
+            }
+        }
+    }
+    assert!(seen >= 1, "no example config found");
+}
+
+#[test]
+fn example_decodes_with_artifact_and_signatures() {
+    let s = Settings::load(&repo().join("examples/tripwire.toml")).unwrap();
+    let token = s.contracts.iter().find(|c| c.name == "token").unwrap();
+    assert!(!token.abi.is_empty());
+    let vault = s.contracts.iter().find(|c| c.name == "vault").unwrap();
+    assert_eq!(vault.abi.len(), 2);
+    let registry = s.contracts.iter().find(|c| c.name == "registry").unwrap();
+    assert!(registry.abi.is_empty());
+    assert_eq!(s.topic(&s.config.chains[0]), "tripwire.devnet.events");
+}
+
+#[test]
+fn minimal_config_gets_defaults() {
+    let s = parse(MINIMAL).unwrap();
+    let c = &s.config.chains[0];
+    assert_eq!(c.max_reorg_depth, 64);
+    assert_eq!(c.confirmations, 0);
+    assert_eq!(s.config.server.lag_threshold_blocks, 1000);
+}
+
+#[test]
+fn unknown_key_is_named() {
+    let e = err(&MINIMAL.replace("chain_id = 31337", "chain_id = 31337\nconfirmation = 3"));
+    assert!(e.contains("confirmation"), "{e}");
+    let e = err(&format!("{MINIMAL}\n[bogus]\nx = 1\n"));
+    assert!(e.contains("bogus"), "{e}");
+}
+
+#[test]
+fn malformed_address_is_named() {
+    let text = format!(
+        "{MINIMAL}\n[[contracts]]\nname = \"token\"\nchain = \"devnet\"\naddresses = [\"0x1234\"]\n"
+    );
+    let e = err(&text);
+    assert!(e.contains("contracts[0] (token).addresses") && e.contains("0x1234"), "{e}");
+    let bad_checksum = "0x5FBDB2315678afecb367f032d93F642f64180aa3";
+    let e = err(&text.replace("0x1234", bad_checksum));
+    assert!(e.contains("checksum"), "{e}");
+}
+
+#[test]
+fn unreadable_abi_is_named() {
+    let text = format!(
+        "{MINIMAL}\n[[contracts]]\nname = \"token\"\nchain = \"devnet\"\naddresses = [\"0x5fbdb2315678afecb367f032d93f642f64180aa3\"]\nabi = \"nope/missing.json\"\n"
+    );
+    let e = err(&text);
+    assert!(e.contains("(token).abi") && e.contains("missing.json"), "{e}");
+    let dir = std::env::temp_dir().join(format!("tripwire-abi-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("bad.json"), "{\"abi\": 5}").unwrap();
+    let e = err(&text.replace("nope/missing.json", dir.join("bad.json").to_str().unwrap()));
+    assert!(e.contains("not a valid ABI"), "{e}");
+    let e = err(&text.replace(
+        "abi = \"nope/missing.json\"",
+        "events = [\"event Broken(uint256 indexed\"]",
+    ));
+    assert!(e.contains("(token).events"), "{e}");
+}
+
+#[test]
+fn semantic_mistakes_are_named() {
+    let e = err(&MINIMAL.replace("rpc_urls = [\"http://127.0.0.1:8545\"]", "rpc_urls = []"));
+    assert!(e.contains("rpc_urls"), "{e}");
+    let e = err(&MINIMAL.replace("http://127.0.0.1:8545", "ws://x"));
+    assert!(e.contains("rpc_urls"), "{e}");
+    let e = err(&MINIMAL.replace("postgres://postgres@127.0.0.1/test", "mysql://x"));
+    assert!(e.contains("postgres.url"), "{e}");
+    let e = err(&format!(
+        "{MINIMAL}\n[[contracts]]\nname = \"t\"\nchain = \"mainnet\"\naddresses = [\"0x5fbdb2315678afecb367f032d93f642f64180aa3\"]\n"
+    ));
+    assert!(e.contains("mainnet") && e.contains("chain"), "{e}");
+    let e = err(&MINIMAL.replace("chain_id = 31337", "chain_id = 31337\nmax_reorg_depth = 0"));
+    assert!(e.contains("max_reorg_depth"), "{e}");
+}
+
+#[test]
+fn env_interpolation_applies_and_missing_var_is_named() {
+    let e = err(&MINIMAL.replace("embedded", "${TRIPWIRE_TEST_SURELY_UNSET_VAR}"));
+    assert!(e.contains("TRIPWIRE_TEST_SURELY_UNSET_VAR"), "{e}");
+    let s = parse(&MINIMAL.replace("embedded", "${TRIPWIRE_TEST_SURELY_UNSET_VAR:-k1:9092}")).unwrap();
+    assert_eq!(s.config.kafka.brokers, "k1:9092");
+}
+
+#[test]
+fn abi_decodes_transfer_and_keeps_bad_data_raw() {
+    use alloy::primitives::{keccak256, Address, B256, U256};
+    let abi = ContractAbi::load(
+        None,
+        &["event Transfer(address indexed from, address indexed to, uint256 value)".into()],
+    )
+    .unwrap();
+    let topic0 = keccak256("Transfer(address,address,uint256)");
+    let from = Address::repeat_byte(1);
+    let to = Address::repeat_byte(2);
+    let topics = [topic0, from.into_word(), to.into_word()];
+    let value = U256::from(10).pow(U256::from(24));
+    let ev = abi.decode(&topics, &value.to_be_bytes::<32>()).unwrap();
+    assert_eq!(ev.name, "Transfer");
+    assert_eq!(ev.signature, "Transfer(address,address,uint256)");
+    assert_eq!(ev.params["value"], "1000000000000000000000000");
+    assert_eq!(ev.params["to"], to.to_checksum(None));
+    // Five bytes of data cannot be a uint256: the log stays raw.
+    assert!(abi.decode(&topics, &[1, 2, 3, 4, 5]).is_none());
+    assert!(abi.decode(&[B256::ZERO], &[]).is_none());
+}

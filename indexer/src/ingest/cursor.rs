@@ -1,0 +1,131 @@
+//! The ingest's resumable position: the last block whose records Kafka acknowledged, plus the
+//! canonical hashes of the blocks below it (up to the maximum reorg depth), so that a reorg that
+//! happened while the process was down is still detected and walked back after a restart.
+
+use std::collections::VecDeque;
+
+use alloy::primitives::B256;
+use sqlx::PgPool;
+use tripwire_schema::BlockRef;
+
+/// The ingest's position on one chain.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Cursor {
+    /// Canonical blocks already published, lowest first; the last one is the tip.
+    pub recent: VecDeque<BlockRef>,
+}
+
+impl Cursor {
+    pub fn tip(&self) -> Option<BlockRef> {
+        self.recent.back().copied()
+    }
+
+    /// Appends a newly published block and keeps at most `window` blocks.
+    pub fn push(&mut self, block: BlockRef, window: usize) {
+        self.recent.push_back(block);
+        while self.recent.len() > window {
+            self.recent.pop_front();
+        }
+    }
+
+    /// Drops every block above `number` (after a reorg).
+    pub fn truncate_above(&mut self, number: u64) {
+        while self.recent.back().is_some_and(|b| b.number > number) {
+            self.recent.pop_back();
+        }
+    }
+}
+
+/// Loads the cursor of `chain_id`; empty when the chain was never ingested.
+pub async fn load(pool: &PgPool, chain_id: u64) -> Result<Cursor, sqlx::Error> {
+    let row: Option<(serde_json::Value,)> =
+        sqlx::query_as("SELECT recent FROM ingest_cursors WHERE chain_id = $1")
+            .bind(chain_id as i64)
+            .fetch_optional(pool)
+            .await?;
+    let Some((recent,)) = row else {
+        return Ok(Cursor::default());
+    };
+    let recent: VecDeque<BlockRef> = serde_json::from_value(recent)
+        .map_err(|e| sqlx::Error::Decode(format!("ingest_cursors.recent: {e}").into()))?;
+    Ok(Cursor { recent })
+}
+
+/// Stores the cursor (only after Kafka acknowledged everything up to its tip).
+pub async fn save(pool: &PgPool, chain_id: u64, cursor: &Cursor, head: u64) -> Result<(), sqlx::Error> {
+    match cursor.tip() {
+        Some(tip) => {
+            sqlx::query(
+                "INSERT INTO ingest_cursors (chain_id, block_number, block_hash, recent, head_block, updated_at)
+                 VALUES ($1, $2, $3, $4, $5, now())
+                 ON CONFLICT (chain_id) DO UPDATE SET block_number = EXCLUDED.block_number,
+                   block_hash = EXCLUDED.block_hash, recent = EXCLUDED.recent,
+                   head_block = EXCLUDED.head_block, updated_at = now()",
+            )
+            .bind(chain_id as i64)
+            .bind(tip.number as i64)
+            .bind(tip.hash.as_slice())
+            .bind(serde_json::to_value(&cursor.recent).expect("block refs serialise"))
+            .bind(head as i64)
+            .execute(pool)
+            .await?;
+        }
+        None => {
+            // Everything ingested was retracted down to before the start block.
+            sqlx::query("DELETE FROM ingest_cursors WHERE chain_id = $1")
+                .bind(chain_id as i64)
+                .execute(pool)
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+/// Records the head without moving the cursor (while idle or while Kafka is unreachable).
+pub async fn save_head(pool: &PgPool, chain_id: u64, head: u64) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE ingest_cursors SET head_block = $2, updated_at = now() WHERE chain_id = $1")
+        .bind(chain_id as i64)
+        .bind(head as i64)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+/// Registers the chain's name (for the `indexer_state` view).
+pub async fn register_chain(pool: &PgPool, chain_id: u64, name: &str) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO chains (chain_id, name) VALUES ($1, $2)
+         ON CONFLICT (chain_id) DO UPDATE SET name = EXCLUDED.name, updated_at = now()",
+    )
+    .bind(chain_id as i64)
+    .bind(name)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// The zero hash stands for "unknown" when a reorg reaches below the start block.
+pub const UNKNOWN_HASH: B256 = B256::ZERO;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn b(n: u64) -> BlockRef {
+        BlockRef { number: n, hash: B256::with_last_byte(n as u8) }
+    }
+
+    #[test]
+    fn window_and_truncate() {
+        let mut c = Cursor::default();
+        for n in 1..=10 {
+            c.push(b(n), 4);
+        }
+        assert_eq!(c.recent.len(), 4);
+        assert_eq!(c.recent.front().unwrap().number, 7);
+        c.truncate_above(8);
+        assert_eq!(c.tip(), Some(b(8)));
+        c.truncate_above(0);
+        assert_eq!(c.tip(), None);
+    }
+}

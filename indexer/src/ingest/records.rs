@@ -1,0 +1,129 @@
+//! Turns one provider's answer for a block range into stream records, block by block: the logs of a
+//! block, then its marker. Checks that the answer is one consistent chain segment first.
+
+use std::collections::HashMap;
+
+use alloy::{primitives::Address, rpc::types::Log};
+use metrics::counter;
+use tripwire_schema::{BlockMarker, LogRecord, StreamRecord};
+
+use crate::{config::ContractSpec, metrics as m, rpc::Header};
+
+/// Address -> index into the chain's contracts.
+pub type AddressBook = HashMap<Address, usize>;
+
+/// Builds the address book of a chain's contracts.
+pub fn address_book(contracts: &[ContractSpec]) -> AddressBook {
+    contracts
+        .iter()
+        .enumerate()
+        .flat_map(|(i, c)| c.addresses.iter().map(move |a| (*a, i)))
+        .collect()
+}
+
+/// Why a range answer cannot be used as is.
+#[derive(Debug, thiserror::Error)]
+pub enum RangeError {
+    #[error("headers do not form a chain at block {0} (the provider switched forks mid-answer)")]
+    Broken(u64),
+    #[error("log {log_index} of block {number} has block hash {log_hash}, the header says {header_hash}")]
+    ForeignLog {
+        number: u64,
+        log_index: u64,
+        log_hash: String,
+        header_hash: String,
+    },
+    #[error("log is missing {0} (a pending log?)")]
+    Incomplete(&'static str),
+    #[error("log of block {0} is outside the requested range")]
+    OutOfRange(u64),
+}
+
+/// Converts the range into records. `headers` must be `from..=to` in order.
+pub fn build(
+    chain_id: u64,
+    chain: &str,
+    headers: &[Header],
+    logs: Vec<Log>,
+    contracts: &[ContractSpec],
+    book: &AddressBook,
+) -> Result<Vec<StreamRecord>, RangeError> {
+    for w in headers.windows(2) {
+        if w[1].parent_hash != w[0].hash || w[1].number != w[0].number + 1 {
+            return Err(RangeError::Broken(w[1].number));
+        }
+    }
+    let Some(first) = headers.first() else {
+        return Ok(Vec::new());
+    };
+    let mut by_block: Vec<Vec<LogRecord>> = vec![Vec::new(); headers.len()];
+    for log in logs {
+        if log.removed {
+            continue;
+        }
+        let number = log.block_number.ok_or(RangeError::Incomplete("blockNumber"))?;
+        let idx = number
+            .checked_sub(first.number)
+            .filter(|i| (*i as usize) < headers.len())
+            .ok_or(RangeError::OutOfRange(number))? as usize;
+        let header = &headers[idx];
+        let block_hash = log.block_hash.ok_or(RangeError::Incomplete("blockHash"))?;
+        let log_index = log.log_index.ok_or(RangeError::Incomplete("logIndex"))?;
+        if block_hash != header.hash {
+            return Err(RangeError::ForeignLog {
+                number,
+                log_index,
+                log_hash: block_hash.to_string(),
+                header_hash: header.hash.to_string(),
+            });
+        }
+        let address = log.inner.address;
+        let contract = book.get(&address).map(|i| &contracts[*i]);
+        if contract.and_then(|c| c.start_block).is_some_and(|s| number < s) {
+            continue;
+        }
+        let topics = log.inner.data.topics().to_vec();
+        let data = log.inner.data.data.clone();
+        let event = contract.and_then(|c| {
+            if c.abi.is_empty() {
+                return None;
+            }
+            let decoded = c.abi.decode(&topics, &data);
+            if decoded.is_none() {
+                counter!(m::LOGS_UNDECODED, "chain" => chain.to_owned(), "contract" => c.name.clone())
+                    .increment(1);
+            }
+            decoded
+        });
+        by_block[idx].push(LogRecord {
+            chain_id,
+            block_number: number,
+            block_hash,
+            block_timestamp: header.timestamp,
+            tx_hash: log.transaction_hash.ok_or(RangeError::Incomplete("transactionHash"))?,
+            tx_index: log.transaction_index.ok_or(RangeError::Incomplete("transactionIndex"))?,
+            log_index,
+            address,
+            topics,
+            data,
+            contract: contract.map(|c| c.name.clone()),
+            event,
+        });
+    }
+    let total: usize = by_block.iter().map(Vec::len).sum();
+    let mut out = Vec::with_capacity(total + headers.len());
+    for (header, mut logs) in headers.iter().zip(by_block) {
+        logs.sort_by_key(|l| l.log_index);
+        let log_count = logs.len() as u32;
+        out.extend(logs.into_iter().map(StreamRecord::Log));
+        out.push(StreamRecord::Block(BlockMarker {
+            chain_id,
+            number: header.number,
+            hash: header.hash,
+            parent_hash: header.parent_hash,
+            timestamp: header.timestamp,
+            log_count,
+        }));
+    }
+    Ok(out)
+}

@@ -1,0 +1,383 @@
+//! The per-chain ingest loop. One step = one block range: fetch headers and logs from one provider,
+//! check the segment links to the cursor (else: reorg), publish, wait for Kafka's acknowledgements,
+//! then store the cursor. A crash anywhere re-sends at most the unacknowledged range (at least once;
+//! the sink's writes are idempotent).
+
+use std::time::Duration;
+
+use alloy::primitives::Address;
+use backon::{BackoffBuilder, ExponentialBuilder};
+use metrics::{counter, gauge, histogram};
+use rdkafka::{error::KafkaError, producer::FutureProducer, producer::FutureRecord};
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+use tripwire_schema::{BlockRef, Retraction, StreamRecord};
+
+use super::{
+    cursor::{self, Cursor, UNKNOWN_HASH},
+    records::{self, AddressBook, RangeError},
+};
+use crate::{
+    config::{ChainConfig, ContractSpec},
+    health::{Health, Status},
+    metrics as m,
+    rpc::{ChainRpc, RpcError},
+};
+
+/// Why a step failed.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error(transparent)]
+    Rpc(#[from] RpcError),
+    #[error("kafka: {0}")]
+    Kafka(#[from] KafkaError),
+    #[error("postgres: {0}")]
+    Postgres(#[from] sqlx::Error),
+    #[error("chain {chain}: inconsistent RPC answer for blocks {from}..={to}: {source}")]
+    Inconsistent {
+        chain: String,
+        from: u64,
+        to: u64,
+        source: RangeError,
+    },
+    #[error(
+        "chain {chain}: reorg deeper than max_reorg_depth = {max}: none of the last {checked} \
+         indexed blocks (up to block {tip}) is still canonical. Stopping instead of writing \
+         inconsistent data; raise max_reorg_depth or reset the cursor with replay"
+    )]
+    ReorgTooDeep {
+        chain: String,
+        tip: u64,
+        checked: usize,
+        max: u64,
+    },
+}
+
+impl IngestError {
+    /// Retrying cannot help: the process must stop.
+    pub fn is_fatal(&self) -> bool {
+        match self {
+            IngestError::ReorgTooDeep { .. } => true,
+            IngestError::Rpc(e) => e.is_fatal(),
+            _ => false,
+        }
+    }
+
+    fn component(&self) -> &'static str {
+        match self {
+            IngestError::Rpc(_) | IngestError::Inconsistent { .. } => "rpc",
+            IngestError::Kafka(_) => "kafka",
+            IngestError::Postgres(_) => "postgres",
+            IngestError::ReorgTooDeep { .. } => "reorg",
+        }
+    }
+}
+
+enum Step {
+    /// Published a range; more may be waiting.
+    Progressed,
+    /// At the head: wait for the next poll.
+    Idle,
+}
+
+/// The ingest of one chain.
+pub struct ChainIngest {
+    chain: ChainConfig,
+    contracts: Vec<ContractSpec>,
+    book: AddressBook,
+    rpc: ChainRpc,
+    producer: FutureProducer,
+    topic: String,
+    pool: PgPool,
+    health: Health,
+    cursor: Cursor,
+    head: u64,
+    range: u64,
+}
+
+impl ChainIngest {
+    /// Loads the cursor; no network traffic besides Postgres.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn new(
+        chain: ChainConfig,
+        contracts: Vec<ContractSpec>,
+        rpc: ChainRpc,
+        producer: FutureProducer,
+        topic: String,
+        pool: PgPool,
+        health: Health,
+    ) -> Result<Self, IngestError> {
+        cursor::register_chain(&pool, chain.chain_id, &chain.name).await?;
+        let cursor = cursor::load(&pool, chain.chain_id).await?;
+        if let Some(tip) = cursor.tip() {
+            tracing::info!(chain = %chain.name, block = tip.number, "resuming from cursor");
+        } else {
+            tracing::info!(chain = %chain.name, block = chain.start_block, "starting from start_block");
+        }
+        let book = records::address_book(&contracts);
+        let range = chain.range_blocks;
+        Ok(ChainIngest {
+            chain,
+            contracts,
+            book,
+            rpc,
+            producer,
+            topic,
+            pool,
+            health,
+            cursor,
+            head: 0,
+            range,
+        })
+    }
+
+    fn label(&self) -> String {
+        self.chain.name.clone()
+    }
+
+    /// Runs until `shutdown` or a fatal error. Transient errors are retried with capped, jittered
+    /// exponential backoff; health reports the failing component meanwhile.
+    pub async fn run(mut self, shutdown: CancellationToken) -> Result<(), IngestError> {
+        let poll = Duration::from_millis(self.chain.poll_interval_ms);
+        let backoff = ExponentialBuilder::default()
+            .with_min_delay(Duration::from_millis(200))
+            .with_max_delay(Duration::from_secs(10))
+            .with_jitter()
+            .without_max_times();
+        let mut delays = backoff.build();
+        while !shutdown.is_cancelled() {
+            let wait = match self.step().await {
+                Ok(step) => {
+                    delays = backoff.build();
+                    self.health.healthy(&format!("rpc:{}", self.chain.name));
+                    self.health.healthy("kafka");
+                    self.health.healthy("postgres");
+                    match step {
+                        Step::Progressed => continue,
+                        Step::Idle => poll,
+                    }
+                }
+                Err(e) if e.is_fatal() => {
+                    self.health.set(
+                        &format!("ingest:{}", self.chain.name),
+                        Status::Unhealthy,
+                        e.to_string(),
+                    );
+                    return Err(e);
+                }
+                Err(e) => {
+                    let component = match e.component() {
+                        "rpc" => format!("rpc:{}", self.chain.name),
+                        other => other.to_owned(),
+                    };
+                    self.health.set(&component, Status::Unhealthy, e.to_string());
+                    let delay = delays.next().unwrap_or(Duration::from_secs(10));
+                    tracing::warn!(chain = %self.chain.name, error = %e, retry_in = ?delay, "ingest step failed");
+                    delay
+                }
+            };
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+        tracing::info!(chain = %self.chain.name, "ingest stopped");
+        Ok(())
+    }
+
+    fn addresses_for(&self, to: u64) -> Vec<Address> {
+        self.contracts
+            .iter()
+            .filter(|c| c.start_block.is_none_or(|s| s <= to))
+            .flat_map(|c| c.addresses.iter().copied())
+            .collect()
+    }
+
+    async fn step(&mut self) -> Result<Step, IngestError> {
+        let head = self.rpc.block_number().await?;
+        self.head = head;
+        gauge!(m::HEAD_BLOCK, "chain" => self.label()).set(head as f64);
+        let target = head.saturating_sub(self.chain.confirmations);
+        let next = match self.cursor.tip() {
+            Some(t) => t.number + 1,
+            None => self.chain.start_block,
+        };
+        if next > target {
+            // Caught up. The tip itself may have been replaced at the same height.
+            if let Some(tip) = self.cursor.tip() {
+                match self.rpc.header(tip.number).await? {
+                    Some(h) if h.hash != tip.hash => {
+                        self.unwind().await?;
+                        return Ok(Step::Progressed);
+                    }
+                    Some(_) => {}
+                    // A provider behind us is not evidence of a reorg.
+                    None => return Err(provider_behind(tip.number)),
+                }
+            }
+            self.report_lag();
+            cursor::save_head(&self.pool, self.chain.chain_id, head).await?;
+            return Ok(Step::Idle);
+        }
+        let to = target.min(next + self.range - 1);
+        let started = std::time::Instant::now();
+        let addresses = self.addresses_for(to);
+        let data = self.rpc.fetch_range(next, to, &addresses).await?;
+        if let (Some(tip), Some(first)) = (self.cursor.tip(), data.headers.first()) {
+            if first.parent_hash != tip.hash {
+                tracing::warn!(chain = %self.chain.name, block = first.number, "parent hash mismatch: reorg");
+                self.unwind().await?;
+                return Ok(Step::Progressed);
+            }
+        }
+        let recs = records::build(
+            self.chain.chain_id,
+            &self.chain.name,
+            &data.headers,
+            data.logs,
+            &self.contracts,
+            &self.book,
+        )
+        .map_err(|source| IngestError::Inconsistent {
+            chain: self.label(),
+            from: next,
+            to,
+            source,
+        })?;
+        let logs = recs.iter().filter(|r| matches!(r, StreamRecord::Log(_))).count();
+        self.publish(&recs).await?;
+        let window = self.chain.max_reorg_depth as usize + 1;
+        for h in &data.headers {
+            self.cursor.push(BlockRef { number: h.number, hash: h.hash }, window);
+        }
+        cursor::save(&self.pool, self.chain.chain_id, &self.cursor, head).await?;
+        counter!(m::LOGS_PRODUCED, "chain" => self.label()).increment(logs as u64);
+        counter!(m::BLOCKS_PRODUCED, "chain" => self.label()).increment(data.headers.len() as u64);
+        gauge!(m::INGESTED_BLOCK, "chain" => self.label()).set(to as f64);
+        histogram!(m::BATCH_SECONDS, "stage" => "ingest", "chain" => self.label())
+            .record(started.elapsed().as_secs_f64());
+        self.report_lag();
+        tracing::debug!(chain = %self.chain.name, from = next, to, logs, "range published");
+        Ok(Step::Progressed)
+    }
+
+    fn report_lag(&self) {
+        let ingested = self.cursor.tip().map_or(0, |t| t.number);
+        let lag = self.head.saturating_sub(ingested);
+        gauge!(m::LAG_BLOCKS, "chain" => self.label(), "stage" => "ingest").set(lag as f64);
+    }
+
+    /// Publishes records in order and waits until Kafka acknowledged all of them.
+    async fn publish(&self, recs: &[StreamRecord]) -> Result<(), IngestError> {
+        let key = self.chain.chain_id.to_string();
+        let mut pending = Vec::with_capacity(recs.len());
+        for r in recs {
+            let payload = r.to_json();
+            let mut record = FutureRecord::to(&self.topic).key(&key).payload(&payload);
+            loop {
+                match self.producer.send_result(record) {
+                    Ok(f) => {
+                        pending.push(f);
+                        break;
+                    }
+                    Err((KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull), back)) => {
+                        record = back;
+                        // The local queue is full: let librdkafka drain it.
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    }
+                    Err((e, _)) => {
+                        counter!(m::KAFKA_ERRORS, "op" => "produce").increment(1);
+                        return Err(e.into());
+                    }
+                }
+            }
+        }
+        let all = futures::future::join_all(pending);
+        tokio::pin!(all);
+        let results = loop {
+            tokio::select! {
+                r = &mut all => break r,
+                _ = tokio::time::sleep(Duration::from_secs(5)) => {
+                    self.health.set("kafka", Status::Unhealthy, "no acknowledgement from Kafka for 5 s");
+                }
+            }
+        };
+        for r in results {
+            match r {
+                Ok(Ok(_)) => {}
+                Ok(Err((e, _))) => {
+                    counter!(m::KAFKA_ERRORS, "op" => "delivery").increment(1);
+                    return Err(e.into());
+                }
+                Err(_) => return Err(KafkaError::Canceled.into()),
+            }
+        }
+        Ok(())
+    }
+
+    /// Walks back to the common ancestor of the stored blocks and the provider's chain, publishes a
+    /// retraction of everything above it, and moves the cursor there.
+    async fn unwind(&mut self) -> Result<(), IngestError> {
+        let recent: Vec<BlockRef> = self.cursor.recent.iter().copied().collect();
+        let (Some(lowest), Some(tip)) = (recent.first().copied(), recent.last().copied()) else {
+            return Ok(());
+        };
+        let current = self.rpc.headers(lowest.number, tip.number).await?;
+        if current.last().is_some_and(Option::is_none) {
+            return Err(provider_behind(tip.number));
+        }
+        let ancestor = recent
+            .iter()
+            .rev()
+            .find(|b| {
+                current[(b.number - lowest.number) as usize].is_some_and(|h| h.hash == b.hash)
+            })
+            .copied();
+        let ancestor = match ancestor {
+            Some(a) if tip.number - a.number <= self.chain.max_reorg_depth => a,
+            // The window reaches back to the start block: everything we hold is orphaned.
+            None if lowest.number <= self.chain.start_block => BlockRef {
+                number: self.chain.start_block.saturating_sub(1),
+                hash: UNKNOWN_HASH,
+            },
+            _ => {
+                return Err(IngestError::ReorgTooDeep {
+                    chain: self.label(),
+                    tip: tip.number,
+                    checked: recent.len(),
+                    max: self.chain.max_reorg_depth,
+                })
+            }
+        };
+        let orphaned: Vec<BlockRef> = recent
+            .iter()
+            .filter(|b| b.number > ancestor.number || ancestor.hash == UNKNOWN_HASH)
+            .copied()
+            .collect();
+        let depth = orphaned.len();
+        tracing::warn!(chain = %self.chain.name, ancestor = ancestor.number, depth, "reorg: retracting orphaned blocks");
+        let retraction = StreamRecord::Retraction(Retraction {
+            chain_id: self.chain.chain_id,
+            common_ancestor: ancestor,
+            orphaned,
+        });
+        self.publish(std::slice::from_ref(&retraction)).await?;
+        if ancestor.hash == UNKNOWN_HASH {
+            self.cursor.recent.clear();
+        } else {
+            self.cursor.truncate_above(ancestor.number);
+        }
+        cursor::save(&self.pool, self.chain.chain_id, &self.cursor, self.head).await?;
+        counter!(m::REORGS, "chain" => self.label(), "stage" => "ingest").increment(1);
+        histogram!(m::REORG_DEPTH, "chain" => self.label()).record(depth as f64);
+        Ok(())
+    }
+}
+
+fn provider_behind(number: u64) -> IngestError {
+    IngestError::Rpc(RpcError::Invalid {
+        provider: "current provider".into(),
+        method: "eth_getBlockByNumber",
+        message: format!("does not have block {number} yet (provider behind)"),
+    })
+}

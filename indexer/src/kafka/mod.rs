@@ -1,0 +1,110 @@
+//! Kafka clients shared by the ingest (producer) and the sink (consumer): librdkafka settings in one
+//! place, the embedded development broker, and topic creation.
+
+use std::time::Duration;
+
+use rdkafka::{
+    admin::{AdminClient, AdminOptions, NewTopic, TopicReplication},
+    client::DefaultClientContext,
+    config::ClientConfig,
+    error::{KafkaError, RDKafkaErrorCode},
+    mocking::MockCluster,
+    producer::{DefaultProducerContext, FutureProducer},
+};
+
+use crate::config::KafkaConfig;
+
+/// The value of `kafka.brokers` that starts the in-process broker.
+pub const EMBEDDED: &str = "embedded";
+
+/// librdkafka's in-process broker (`rdkafka::mocking::MockCluster`), reachable over TCP on
+/// loopback. Everything it holds is in memory and gone when the process exits.
+pub struct EmbeddedKafka {
+    cluster: MockCluster<'static, DefaultProducerContext>,
+}
+
+impl EmbeddedKafka {
+    /// Starts a one-broker cluster.
+    pub fn start() -> Result<EmbeddedKafka, KafkaError> {
+        Ok(EmbeddedKafka {
+            cluster: MockCluster::new(1)?,
+        })
+    }
+
+    /// The `host:port` list other processes can connect to.
+    pub fn bootstrap_servers(&self) -> String {
+        self.cluster.bootstrap_servers()
+    }
+
+    /// Creates a topic (the mock broker would auto-create it with one partition otherwise).
+    pub fn create_topic(&self, topic: &str, partitions: i32) -> Result<(), KafkaError> {
+        self.cluster.create_topic(topic, partitions, 1)
+    }
+}
+
+/// Base client settings: brokers plus the user's extra properties.
+pub fn client_config(cfg: &KafkaConfig, brokers: &str) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", brokers);
+    for (k, v) in &cfg.properties {
+        c.set(k, v);
+    }
+    c
+}
+
+/// The ingest's producer: idempotent (no duplicates or reordering from its own retries), all
+/// in-sync replicas acknowledge, and messages never expire in the queue, so a broker outage delays
+/// the stream instead of dropping from it.
+pub fn producer(cfg: &KafkaConfig, brokers: &str) -> Result<FutureProducer, KafkaError> {
+    let mut c = client_config(cfg, brokers);
+    for (k, v) in [
+        ("enable.idempotence", "true"),
+        ("acks", "all"),
+        ("message.timeout.ms", "0"),
+        ("linger.ms", "10"),
+        ("batch.num.messages", "10000"),
+        ("compression.type", "lz4"),
+        ("queue.buffering.max.messages", "1000000"),
+        ("queue.buffering.max.kbytes", "131072"),
+    ] {
+        if !cfg.properties.contains_key(k) {
+            c.set(k, v);
+        }
+    }
+    c.create()
+}
+
+/// Creates `topic` unless the cluster has it. Existence is checked first from the full metadata
+/// (asking for one topic by name may auto-create it with the broker's defaults), so clusters that
+/// refuse admin requests to this client still work when the topic was provisioned for it.
+pub async fn ensure_topic(
+    cfg: &KafkaConfig,
+    brokers: &str,
+    topic: &str,
+) -> Result<(), KafkaError> {
+    let admin: AdminClient<DefaultClientContext> = client_config(cfg, brokers).create()?;
+    let md = tokio::task::block_in_place(|| {
+        admin.inner().fetch_metadata(None, Duration::from_secs(10))
+    })?;
+    if md
+        .topics()
+        .iter()
+        .any(|t| t.name() == topic && t.error().is_none() && !t.partitions().is_empty())
+    {
+        return Ok(());
+    }
+    let new = NewTopic::new(topic, cfg.partitions, TopicReplication::Fixed(-1));
+    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    let results = admin.create_topics([&new], &opts).await?;
+    for r in results {
+        match r {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((name, code)) => {
+                return Err(KafkaError::AdminOp(code)).inspect_err(|_| {
+                    tracing::error!(topic = %name, error = %code, "cannot create topic")
+                })
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,15 @@
+//! Tripwire's indexer: follows EVM chains over JSON-RPC (ingest), publishes contract logs, block
+//! markers and reorg retractions to Kafka, and writes them into Postgres (sink). See
+//! `ARCHITECTURE.md` at the repository root for the data flow.
+
+pub mod app;
+pub mod config;
+pub mod health;
+pub mod ingest;
+pub mod kafka;
+pub mod metrics;
+pub mod probes;
+pub mod rpc;
+pub mod server;
+pub mod sink;
+pub mod status;

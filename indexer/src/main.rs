@@ -1,0 +1,119 @@
+//! `tripwire-indexer`: the command line of the indexer processes.
+
+use std::{net::SocketAddr, path::PathBuf, process::ExitCode, time::Duration};
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+use tripwire_indexer::{app, config::Settings, status};
+
+#[derive(Parser)]
+#[command(name = "tripwire-indexer", version, about = "Index EVM contract logs through Kafka into Postgres")]
+struct Cli {
+    /// Configuration file (TOML).
+    #[arg(long, short, env = "TRIPWIRE_CONFIG", global = true, default_value = "tripwire.toml")]
+    config: PathBuf,
+    /// Log format.
+    #[arg(long, env = "TRIPWIRE_LOG_FORMAT", global = true, default_value = "text", value_parser = ["text", "json"])]
+    log_format: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Follow the chains over RPC and publish to Kafka.
+    Ingest(ServeArgs),
+    /// Write the Kafka stream into Postgres.
+    Sink(ServeArgs),
+    /// Ingest and sink in one process.
+    Run(ServeArgs),
+    /// Apply the database migrations and exit.
+    Migrate,
+    /// Print per chain the head, the indexed block and the lag.
+    Status {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check the configuration file and exit.
+    CheckConfig,
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// Address of /metrics and /health (overrides server.listen).
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+}
+
+fn init_tracing(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    use std::io::IsTerminal;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(&cli.log_format);
+    match run(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let settings = Settings::load(&cli.config)?;
+    let roles = match &cli.command {
+        Command::Ingest(_) => app::Roles { ingest: true, sink: false },
+        Command::Sink(_) => app::Roles { ingest: false, sink: true },
+        Command::Run(_) => app::Roles { ingest: true, sink: true },
+        Command::Migrate => {
+            let pool = app::connect_postgres(&settings, Duration::from_secs(30)).await?;
+            tripwire_schema::migrate(&pool).await.context("applying migrations")?;
+            println!("migrations applied");
+            return Ok(());
+        }
+        Command::Status { json } => {
+            let pool = app::connect_postgres(&settings, Duration::from_secs(5)).await?;
+            let rows = status::read(&pool).await.context("reading indexer_state")?;
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else {
+                print!("{}", status::render(&rows, settings.config.server.lag_threshold_blocks));
+            }
+            return Ok(());
+        }
+        Command::CheckConfig => {
+            println!(
+                "{}: ok ({} chains, {} contracts)",
+                cli.config.display(),
+                settings.config.chains.len(),
+                settings.contracts.len()
+            );
+            return Ok(());
+        }
+    };
+    let listen = match &cli.command {
+        Command::Ingest(a) | Command::Sink(a) | Command::Run(a) => a.listen,
+        _ => None,
+    };
+    let shutdown = CancellationToken::new();
+    app::cancel_on_signal(shutdown.clone());
+    app::run(settings, roles, listen, shutdown).await?;
+    Ok(())
+}

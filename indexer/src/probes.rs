@@ -1,0 +1,100 @@
+//! Background checks that keep `/health` true while a process is idle: Postgres answers, Kafka
+//! answers, and (for the sink) how far Postgres is behind the chain head.
+
+use std::{sync::Arc, time::Duration};
+
+use metrics::gauge;
+use rdkafka::{client::ClientContext, consumer::Consumer, producer::Producer};
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    health::{Health, Status},
+    metrics as m,
+};
+
+const INTERVAL: Duration = Duration::from_secs(3);
+
+/// `SELECT 1` every few seconds.
+pub fn postgres(pool: PgPool, health: Health, shutdown: CancellationToken) {
+    tokio::spawn(async move {
+        while !shutdown.is_cancelled() {
+            let r = tokio::time::timeout(
+                Duration::from_secs(2),
+                sqlx::query("SELECT 1").execute(&pool),
+            )
+            .await;
+            match r {
+                Ok(Ok(_)) => health.healthy("postgres"),
+                Ok(Err(e)) => health.set("postgres", Status::Unhealthy, e.to_string()),
+                Err(_) => health.set("postgres", Status::Unhealthy, "no answer within 2 s"),
+            }
+            tokio::select! { _ = shutdown.cancelled() => {}, _ = tokio::time::sleep(INTERVAL) => {} }
+        }
+    });
+}
+
+/// Something that can ask a broker for metadata.
+pub trait MetadataSource: Send + Sync + 'static {
+    fn probe(&self, topic: &str) -> Result<(), String>;
+}
+
+impl<C: ClientContext + 'static> MetadataSource for rdkafka::producer::FutureProducer<C> {
+    fn probe(&self, topic: &str) -> Result<(), String> {
+        self.client()
+            .fetch_metadata(Some(topic), Duration::from_secs(2))
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+}
+
+impl MetadataSource for rdkafka::consumer::StreamConsumer {
+    fn probe(&self, topic: &str) -> Result<(), String> {
+        self.fetch_metadata(Some(topic), Duration::from_secs(2))
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// Broker metadata request every few seconds.
+pub fn kafka<S: MetadataSource>(client: Arc<S>, topic: String, health: Health, shutdown: CancellationToken) {
+    tokio::spawn(async move {
+        while !shutdown.is_cancelled() {
+            let c = client.clone();
+            let t = topic.clone();
+            match tokio::task::spawn_blocking(move || c.probe(&t)).await {
+                Ok(Ok(())) => health.healthy("kafka"),
+                Ok(Err(e)) => health.set("kafka", Status::Unhealthy, format!("broker unreachable: {e}")),
+                Err(e) => health.set("kafka", Status::Unhealthy, e.to_string()),
+            }
+            tokio::select! { _ = shutdown.cancelled() => {}, _ = tokio::time::sleep(INTERVAL) => {} }
+        }
+    });
+}
+
+/// Lag of Postgres behind the head per chain, from the `indexer_state` view.
+pub fn lag(pool: PgPool, health: Health, threshold: u64, shutdown: CancellationToken) {
+    tokio::spawn(async move {
+        while !shutdown.is_cancelled() {
+            let rows: Result<Vec<(String, Option<i64>, Option<i64>)>, _> = sqlx::query_as(
+                "SELECT chain, head_block, last_synced_block FROM indexer_state",
+            )
+            .fetch_all(&pool)
+            .await;
+            if let Ok(rows) = rows {
+                for (chain, head, synced) in rows {
+                    let (Some(head), synced) = (head, synced.unwrap_or(0)) else { continue };
+                    let lag = (head - synced).max(0) as u64;
+                    gauge!(m::LAG_BLOCKS, "chain" => chain.clone(), "stage" => "sink").set(lag as f64);
+                    let component = format!("lag:{chain}");
+                    if lag > threshold {
+                        health.set(&component, Status::Degraded, format!("{lag} blocks behind the head (threshold {threshold})"));
+                    } else {
+                        health.healthy(&component);
+                    }
+                }
+            }
+            tokio::select! { _ = shutdown.cancelled() => {}, _ = tokio::time::sleep(INTERVAL) => {} }
+        }
+    });
+}

@@ -1,0 +1,22 @@
+//! The slice of an RPC block the indexer needs. Deserialising only these four fields keeps header
+//! batches cheap (a full block carries hundreds of transaction hashes).
+
+use alloy::primitives::{B256, U64};
+use serde::Deserialize;
+
+/// Number, hash, parent hash and timestamp of a block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Header {
+    #[serde(deserialize_with = "quantity")]
+    pub number: u64,
+    pub hash: B256,
+    pub parent_hash: B256,
+    #[serde(deserialize_with = "quantity")]
+    pub timestamp: u64,
+}
+
+fn quantity<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    let v = U64::deserialize(d)?;
+    Ok(v.to::<u64>())
+}

@@ -1,0 +1,72 @@
+//! The HTTP endpoint of every long-running process: `/metrics` in the Prometheus text format and
+//! `/health` as JSON (200 while healthy or degraded, 503 when unhealthy).
+
+use std::net::SocketAddr;
+
+use axum::{extract::State, http::StatusCode, routing::get, Json, Router};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use tokio_util::sync::CancellationToken;
+
+use crate::health::{Health, Report, Status};
+
+/// Installs the global Prometheus recorder (once per process) and returns its handle.
+pub fn install_recorder() -> PrometheusHandle {
+    static HANDLE: std::sync::OnceLock<PrometheusHandle> = std::sync::OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let handle = PrometheusBuilder::new()
+                .set_buckets(&[
+                    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+                ])
+                .expect("static buckets")
+                .install_recorder()
+                .expect("metrics recorder installs once");
+            crate::metrics::describe();
+            handle
+        })
+        .clone()
+}
+
+#[derive(Clone)]
+struct AppState {
+    prometheus: PrometheusHandle,
+    health: Health,
+}
+
+/// Serves until `shutdown` is cancelled. Returns the bound address through `bound`.
+pub async fn serve(
+    listen: SocketAddr,
+    prometheus: PrometheusHandle,
+    health: Health,
+    shutdown: CancellationToken,
+) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    let addr = listener.local_addr()?;
+    let app = Router::new()
+        .route("/metrics", get(metrics))
+        .route("/health", get(health_handler))
+        .with_state(AppState { prometheus, health });
+    let task = tokio::spawn(async move {
+        let result = axum::serve(listener, app)
+            .with_graceful_shutdown(async move { shutdown.cancelled().await })
+            .await;
+        if let Err(e) = result {
+            tracing::error!(error = %e, "HTTP server failed");
+        }
+    });
+    Ok((addr, task))
+}
+
+async fn metrics(State(s): State<AppState>) -> String {
+    s.prometheus.render()
+}
+
+async fn health_handler(State(s): State<AppState>) -> (StatusCode, Json<Report>) {
+    let report = s.health.report();
+    let code = if report.status == Status::Unhealthy {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
+    };
+    (code, Json(report))
+}

@@ -1,0 +1,485 @@
+//! Bulk writer for the `logs` and `blocks` tables built on Postgres binary `COPY`.
+//!
+//! Rows are encoded straight into a reusable buffer in the binary `COPY` format ([`LogCopyBuffer`],
+//! [`BlockCopyBuffer`]) and written by [`flush_logs`] / [`flush_blocks`]. `COPY` is the fastest way
+//! into Postgres but cannot upsert, so the flushes go through a per-session temporary staging
+//! table without indexes: `COPY` into staging, merge into the real table with `INSERT ... SELECT
+//! ... ON CONFLICT`, empty staging again.
+//!
+//! Logs take a shortcut first: in the normal case none of them is stored yet, and a `COPY`
+//! straight into `logs` costs about half of staging plus merge (the `ON CONFLICT` insert is the
+//! expensive part). That `COPY` runs under a savepoint; if it hits a stored log (or a duplicate in
+//! the batch) it is rolled back to the savepoint and the batch takes the staging route.
+//!
+//! Everything runs on the connection the caller passes in, so inside the caller's transaction: the
+//! sink writes its Kafka offset in the same transaction and a rollback discards rows and offset
+//! together. The writes are idempotent: a replayed log is skipped (`ON CONFLICT DO NOTHING` on the
+//! natural key), a replayed block marker overwrites the one stored at its height.
+//!
+//! Postgres cannot store U+0000 in `text` or `jsonb`, and one such row would fail the whole `COPY`
+//! (and with it the caller's transaction) on every retry. NUL characters in the contract name, the
+//! event name and the decoded parameters are therefore stored as U+FFFD.
+
+use serde_json::{Map, Value};
+use sqlx::{Connection, PgConnection};
+use tripwire_schema::{BlockMarker, LogRecord};
+
+/// Header of a binary `COPY` stream: signature, flags (no OIDs), header extension length (0).
+const COPY_HEADER: &[u8; 19] = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0";
+/// Trailer of a binary `COPY` stream: a tuple with field count -1.
+const COPY_TRAILER: &[u8; 2] = b"\xff\xff";
+/// Size of the pieces the encoded buffer is handed to the connection in.
+const SEND_CHUNK: usize = 4 << 20;
+/// Initial capacity of a buffer; it grows as needed and keeps its capacity across flushes.
+const INITIAL_CAPACITY: usize = 64 << 10;
+/// 2000-01-01T00:00:00Z, the Postgres timestamp epoch, in Unix seconds.
+const PG_EPOCH_UNIX_SECS: i64 = 946_684_800;
+/// Version byte that precedes the JSON text in the binary representation of `jsonb`.
+const JSONB_VERSION: u8 = 1;
+
+/// `true` when both staging tables exist in this session. Checked rather than relying on
+/// `CREATE ... IF NOT EXISTS` alone, which raises a notice (logged by sqlx) on every call.
+const STAGING_EXISTS: &str = "SELECT to_regclass('pg_temp.tripwire_staging_logs') IS NOT NULL \
+     AND to_regclass('pg_temp.tripwire_staging_blocks') IS NOT NULL";
+
+/// Staging tables: the shape of the real tables without keys or indexes, so `COPY` only appends.
+/// `seq` orders block markers of one batch so that the last one for a height wins. `ON COMMIT
+/// DELETE ROWS` empties them at the end of every transaction, even one that ends unusually.
+const CREATE_STAGING: &str = "\
+CREATE TEMP TABLE IF NOT EXISTS tripwire_staging_logs \
+    (LIKE logs INCLUDING DEFAULTS) ON COMMIT DELETE ROWS; \
+CREATE TEMP TABLE IF NOT EXISTS tripwire_staging_blocks \
+    (LIKE blocks INCLUDING DEFAULTS, seq BIGINT NOT NULL) ON COMMIT DELETE ROWS";
+
+/// Column order of the `COPY` statements; [`LogCopyBuffer::push`] and [`BlockCopyBuffer::push`]
+/// write the fields in exactly this order.
+const COPY_LOGS: &str = "COPY pg_temp.tripwire_staging_logs (chain_id, block_number, block_hash, \
+     block_timestamp, tx_hash, tx_index, log_index, address, topic0, topic1, topic2, topic3, data, \
+     contract, event_name, params) FROM STDIN (FORMAT binary)";
+const LOG_FIELDS: i16 = 16;
+/// The same straight into `logs`: the fast path of [`flush_logs`].
+const COPY_LOGS_DIRECT: &str = "COPY logs (chain_id, block_number, block_hash, block_timestamp, \
+     tx_hash, tx_index, log_index, address, topic0, topic1, topic2, topic3, data, contract, \
+     event_name, params) FROM STDIN (FORMAT binary)";
+
+/// Bounds the direct `COPY` into `logs`, so that a conflict undoes only that attempt.
+const SAVEPOINT: &str = "SAVEPOINT tripwire_pgcopy";
+const RELEASE: &str = "RELEASE SAVEPOINT tripwire_pgcopy";
+const ROLLBACK_AND_RELEASE: &str =
+    "ROLLBACK TO SAVEPOINT tripwire_pgcopy; RELEASE SAVEPOINT tripwire_pgcopy";
+
+const COPY_BLOCKS: &str = "COPY pg_temp.tripwire_staging_blocks (chain_id, number, hash, \
+     parent_hash, \"timestamp\", log_count, seq) FROM STDIN (FORMAT binary)";
+const BLOCK_FIELDS: i16 = 7;
+
+/// Merge into `logs` and empty the staging table, in one round trip. The `TRUNCATE` reports no
+/// rows, so the affected-row count of the whole string is the number of inserted logs.
+const MERGE_LOGS: &str = "\
+INSERT INTO logs (chain_id, block_number, block_hash, block_timestamp, tx_hash, tx_index, \
+    log_index, address, topic0, topic1, topic2, topic3, data, contract, event_name, params) \
+SELECT chain_id, block_number, block_hash, block_timestamp, tx_hash, tx_index, log_index, \
+    address, topic0, topic1, topic2, topic3, data, contract, event_name, params \
+FROM pg_temp.tripwire_staging_logs \
+ON CONFLICT (chain_id, block_hash, log_index) DO NOTHING; \
+TRUNCATE pg_temp.tripwire_staging_logs";
+
+/// Upsert into `blocks`: the last marker of the batch per height, replacing a stored marker only
+/// when it differs (so a replayed batch reports, and writes, nothing).
+const MERGE_BLOCKS: &str = "\
+INSERT INTO blocks (chain_id, number, hash, parent_hash, \"timestamp\", log_count) \
+SELECT DISTINCT ON (chain_id, number) chain_id, number, hash, parent_hash, \"timestamp\", log_count \
+FROM pg_temp.tripwire_staging_blocks \
+ORDER BY chain_id, number, seq DESC \
+ON CONFLICT (chain_id, number) DO UPDATE SET \
+    hash = EXCLUDED.hash, parent_hash = EXCLUDED.parent_hash, \
+    \"timestamp\" = EXCLUDED.\"timestamp\", log_count = EXCLUDED.log_count \
+WHERE (blocks.hash, blocks.parent_hash, blocks.\"timestamp\", blocks.log_count) \
+    IS DISTINCT FROM (EXCLUDED.hash, EXCLUDED.parent_hash, EXCLUDED.\"timestamp\", EXCLUDED.log_count); \
+TRUNCATE pg_temp.tripwire_staging_blocks";
+
+/// Binary `COPY` data: the header, then one tuple per pushed row. The trailer is appended only
+/// for the duration of a flush.
+#[derive(Debug)]
+struct CopyData {
+    buf: Vec<u8>,
+    rows: usize,
+}
+
+impl CopyData {
+    fn new() -> Self {
+        let mut buf = Vec::with_capacity(INITIAL_CAPACITY);
+        buf.extend_from_slice(COPY_HEADER);
+        CopyData { buf, rows: 0 }
+    }
+
+    fn clear(&mut self) {
+        self.buf.truncate(COPY_HEADER.len());
+        self.rows = 0;
+    }
+
+    fn begin_tuple(&mut self, fields: i16) {
+        self.rows += 1;
+        self.buf.extend_from_slice(&fields.to_be_bytes());
+    }
+
+    fn null(&mut self) {
+        self.buf.extend_from_slice(&(-1i32).to_be_bytes());
+    }
+
+    fn int8(&mut self, value: i64) {
+        self.buf.extend_from_slice(&8i32.to_be_bytes());
+        self.buf.extend_from_slice(&value.to_be_bytes());
+    }
+
+    fn int4(&mut self, value: i32) {
+        self.buf.extend_from_slice(&4i32.to_be_bytes());
+        self.buf.extend_from_slice(&value.to_be_bytes());
+    }
+
+    fn bytea(&mut self, value: &[u8]) {
+        self.buf
+            .extend_from_slice(&(value.len() as i32).to_be_bytes());
+        self.buf.extend_from_slice(value);
+    }
+
+    /// `timestamptz` from Unix seconds: microseconds since 2000-01-01 UTC.
+    fn timestamptz(&mut self, unix_secs: u64) {
+        let micros =
+            (unix_secs.min(i64::MAX as u64) as i64 - PG_EPOCH_UNIX_SECS).saturating_mul(1_000_000);
+        self.int8(micros);
+    }
+
+    fn text(&mut self, value: &str) {
+        if value.as_bytes().contains(&0) {
+            self.bytea(value.replace('\0', "\u{FFFD}").as_bytes());
+        } else {
+            self.bytea(value.as_bytes());
+        }
+    }
+
+    fn opt_text(&mut self, value: Option<&str>) {
+        match value {
+            Some(value) => self.text(value),
+            None => self.null(),
+        }
+    }
+
+    /// `jsonb`: the version byte, then the JSON text, serialised in place behind a length that is
+    /// filled in afterwards.
+    fn jsonb(&mut self, value: &Map<String, Value>) {
+        let len_at = self.buf.len();
+        self.buf.extend_from_slice(&0i32.to_be_bytes());
+        let json_at = self.buf.len() + 1;
+        self.buf.push(JSONB_VERSION);
+        write_json(&mut self.buf, value);
+        if contains_escaped_nul(&self.buf[json_at..]) {
+            // Rare: a string held U+0000 (or the six characters `\u0000`, which is harmless but
+            // cannot be told apart cheaply here). Write a cleaned copy instead.
+            self.buf.truncate(json_at);
+            let mut clean = value.clone();
+            replace_nul_in_map(&mut clean);
+            write_json(&mut self.buf, &clean);
+        }
+        let len = (self.buf.len() - len_at - 4) as i32;
+        self.buf[len_at..len_at + 4].copy_from_slice(&len.to_be_bytes());
+    }
+
+    /// The complete `COPY` stream, valid until the next mutation.
+    fn with_trailer(&mut self) -> &[u8] {
+        self.buf.extend_from_slice(COPY_TRAILER);
+        &self.buf
+    }
+}
+
+fn write_json(buf: &mut Vec<u8>, value: &Map<String, Value>) {
+    serde_json::to_writer(buf, value).expect("a JSON object always serialises into a Vec");
+}
+
+fn contains_escaped_nul(json: &[u8]) -> bool {
+    json.windows(6)
+        .any(|w| w[0] == b'\\' && w[1..] == *b"u0000")
+}
+
+fn replace_nul_in_map(map: &mut Map<String, Value>) {
+    let entries = std::mem::take(map);
+    for (mut key, mut value) in entries {
+        if key.contains('\0') {
+            key = key.replace('\0', "\u{FFFD}");
+        }
+        replace_nul(&mut value);
+        map.insert(key, value);
+    }
+}
+
+fn replace_nul(value: &mut Value) {
+    match value {
+        Value::String(s) if s.contains('\0') => *s = s.replace('\0', "\u{FFFD}"),
+        Value::Array(items) => items.iter_mut().for_each(replace_nul),
+        Value::Object(map) => replace_nul_in_map(map),
+        _ => {}
+    }
+}
+
+/// Rows for `logs`, encoded in the binary `COPY` format as they are pushed. Reuse one buffer:
+/// [`flush_logs`] empties it but keeps its allocation.
+#[derive(Debug)]
+pub struct LogCopyBuffer {
+    data: CopyData,
+}
+
+impl LogCopyBuffer {
+    pub fn new() -> Self {
+        LogCopyBuffer {
+            data: CopyData::new(),
+        }
+    }
+
+    /// Encodes one row. Topics beyond the fourth (impossible on the EVM) are ignored; integers
+    /// are stored with `as` casts (the column types are signed).
+    pub fn push(&mut self, log: &LogRecord) {
+        let d = &mut self.data;
+        d.begin_tuple(LOG_FIELDS);
+        d.int8(log.chain_id as i64);
+        d.int8(log.block_number as i64);
+        d.bytea(log.block_hash.as_slice());
+        d.timestamptz(log.block_timestamp);
+        d.bytea(log.tx_hash.as_slice());
+        d.int4(log.tx_index as i32);
+        d.int4(log.log_index as i32);
+        d.bytea(log.address.as_slice());
+        for i in 0..4 {
+            match log.topics.get(i) {
+                Some(topic) => d.bytea(topic.as_slice()),
+                None => d.null(),
+            }
+        }
+        d.bytea(&log.data);
+        d.opt_text(log.contract.as_deref());
+        match &log.event {
+            Some(event) => {
+                d.text(&event.name);
+                d.jsonb(&event.params);
+            }
+            None => {
+                d.null();
+                d.null();
+            }
+        }
+    }
+
+    /// Number of buffered rows.
+    pub fn len(&self) -> usize {
+        self.data.rows
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.data.rows == 0
+    }
+
+    /// Drops the buffered rows, keeping the allocation.
+    pub fn clear(&mut self) {
+        self.data.clear();
+    }
+}
+
+impl Default for LogCopyBuffer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Rows for `blocks`, encoded in the binary `COPY` format as they are pushed. Markers keep their
+/// push order: of two markers for one height, [`flush_blocks`] stores the one pushed last.
+#[derive(Debug)]
+pub struct BlockCopyBuffer {
+    data: CopyData,
+}
+
+impl BlockCopyBuffer {
+    pub fn new() -> Self {
+        BlockCopyBuffer {
+            data: CopyData::new(),
+        }
+    }
+
+    /// Encodes one row.
+    pub fn push(&mut self, block: &BlockMarker) {
+        let seq = self.data.rows as i64;
+        let d = &mut self.data;
+        d.begin_tuple(BLOCK_FIELDS);
+        d.int8(block.chain_id as i64);
+        d.int8(block.number as i64);
+        d.bytea(block.hash.as_slice());
+        d.bytea(block.parent_hash.as_slice());
+        d.timestamptz(block.timestamp);
+        d.int4(block.log_count as i32);
+        d.int8(seq);
+    }
+
+    /// Number of buffered rows.
+    pub fn len(&self) -> usize {
+        self.data.rows
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.data.rows == 0
+    }
+
+    /// Drops the buffered rows, keeping the allocation.
+    pub fn clear(&mut self) {
+        self.data.clear();
+    }
+}
+
+impl Default for BlockCopyBuffer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Creates the temporary staging tables of this session unless they exist. Safe to call
+/// repeatedly and inside a transaction. Optional: the flush functions call it themselves, because
+/// a staging table created in a transaction that later rolled back is gone again.
+pub async fn prepare_staging(conn: &mut sqlx::PgConnection) -> Result<(), sqlx::Error> {
+    let exists: bool = sqlx::query_scalar(STAGING_EXISTS)
+        .fetch_one(&mut *conn)
+        .await?;
+    if !exists {
+        sqlx::raw_sql(CREATE_STAGING).execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// Writes the buffered rows into `logs`, skipping logs already stored (`ON CONFLICT (chain_id,
+/// block_hash, log_index) DO NOTHING`; duplicates within the batch are fine too). Returns the
+/// number of rows actually inserted.
+///
+/// Tries a `COPY` straight into `logs` under a savepoint first and falls back to staging and merge
+/// when that meets a unique violation (see the module documentation). The savepoint is released
+/// again, but each call still adds a subtransaction to the caller's transaction: keep the number of
+/// calls per transaction well below 64, beyond which Postgres snapshots get slower.
+///
+/// Runs in the caller's transaction; without one it opens and commits its own. The transaction
+/// must have been opened through sqlx (`begin()`), which is how a flush recognises it. The buffer
+/// is cleared whether or not the flush succeeds: after an error the transaction is aborted and the
+/// rows must be pushed again from their source.
+pub async fn flush_logs(
+    conn: &mut sqlx::PgConnection,
+    buf: &mut LogCopyBuffer,
+) -> Result<u64, sqlx::Error> {
+    let result = flush(conn, &mut buf.data, &LOGS).await;
+    buf.clear();
+    result
+}
+
+/// COPYs the buffered markers into staging and upserts them into `blocks`: a marker replaces the
+/// stored one at its height (`ON CONFLICT (chain_id, number) DO UPDATE`), and of several markers
+/// for one height in the batch the last pushed wins. Returns the number of rows inserted or
+/// changed; a marker identical to the stored one is not rewritten and not counted.
+///
+/// Transaction and buffer behaviour as for [`flush_logs`].
+pub async fn flush_blocks(
+    conn: &mut sqlx::PgConnection,
+    buf: &mut BlockCopyBuffer,
+) -> Result<u64, sqlx::Error> {
+    let result = flush(conn, &mut buf.data, &BLOCKS).await;
+    buf.clear();
+    result
+}
+
+/// Which table a flush writes and how.
+struct Target {
+    /// `COPY` into the real table, tried first when set (see [`flush_logs`]).
+    copy_direct: Option<&'static str>,
+    /// `COPY` into the staging table.
+    copy_staging: &'static str,
+    /// Merge of the staging table into the real table, emptying the staging table.
+    merge: &'static str,
+}
+
+const LOGS: Target = Target {
+    copy_direct: Some(COPY_LOGS_DIRECT),
+    copy_staging: COPY_LOGS,
+    merge: MERGE_LOGS,
+};
+
+const BLOCKS: Target = Target {
+    copy_direct: None,
+    copy_staging: COPY_BLOCKS,
+    merge: MERGE_BLOCKS,
+};
+
+async fn flush(
+    conn: &mut PgConnection,
+    data: &mut CopyData,
+    target: &Target,
+) -> Result<u64, sqlx::Error> {
+    if data.rows == 0 {
+        return Ok(0);
+    }
+    let rows = data.rows as u64;
+    let stream = data.with_trailer();
+    if conn.is_in_transaction() {
+        write(conn, stream, rows, target).await
+    } else {
+        // The staging tables empty themselves on commit, so COPY and merge must share a
+        // transaction.
+        let mut tx = conn.begin().await?;
+        let written = write(&mut tx, stream, rows, target).await?;
+        tx.commit().await?;
+        Ok(written)
+    }
+}
+
+async fn write(
+    conn: &mut PgConnection,
+    stream: &[u8],
+    rows: u64,
+    target: &Target,
+) -> Result<u64, sqlx::Error> {
+    if let Some(copy_direct) = target.copy_direct {
+        sqlx::raw_sql(SAVEPOINT).execute(&mut *conn).await?;
+        match copy_in(conn, copy_direct, stream).await {
+            Ok(copied) => {
+                sqlx::raw_sql(RELEASE).execute(&mut *conn).await?;
+                debug_assert_eq!(copied, rows, "COPY stored a different number of rows");
+                return Ok(copied);
+            }
+            Err(err) if is_unique_violation(&err) => {
+                sqlx::raw_sql(ROLLBACK_AND_RELEASE)
+                    .execute(&mut *conn)
+                    .await?;
+            }
+            Err(err) => return Err(err),
+        }
+    }
+    prepare_staging(conn).await?;
+    let copied = copy_in(conn, target.copy_staging, stream).await?;
+    debug_assert_eq!(copied, rows, "COPY stored a different number of rows");
+    let merged = sqlx::raw_sql(target.merge).execute(&mut *conn).await?;
+    Ok(merged.rows_affected())
+}
+
+fn is_unique_violation(err: &sqlx::Error) -> bool {
+    err.as_database_error()
+        .is_some_and(|db| db.is_unique_violation())
+}
+
+/// Streams `data` (a complete binary `COPY` stream) through `statement`; returns the rows copied.
+async fn copy_in(
+    conn: &mut PgConnection,
+    statement: &str,
+    data: &[u8],
+) -> Result<u64, sqlx::Error> {
+    let mut copy = conn.copy_in_raw(statement).await?;
+    for chunk in data.chunks(SEND_CHUNK) {
+        let sent = copy.send(chunk).await.map(|_| ());
+        if let Err(err) = sent {
+            // End the COPY so the connection stays in a known state; the send error is the one
+            // worth reporting.
+            let _ = copy.abort("tripwire: sending COPY data failed").await;
+            return Err(err);
+        }
+    }
+    copy.finish().await
+}
