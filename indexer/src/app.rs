@@ -137,7 +137,12 @@ pub async fn run(
 
     if roles.ingest {
         let producer = Arc::new(kafka::producer(&cfg.kafka, &brokers)?);
-        probes::kafka(producer.clone(), topics[0].clone(), health.clone(), shutdown.clone());
+        probes::kafka(
+            producer.clone(),
+            topics[0].clone(),
+            health.clone(),
+            shutdown.clone(),
+        );
         for chain in &cfg.chains {
             let rpc = ChainRpc::new(chain)?;
             rpc.verify_chain_id(chain.chain_id).await?;
@@ -176,7 +181,12 @@ pub async fn run(
             health.clone(),
         )
         .await?;
-        probes::kafka(sink.consumer(), topics[0].clone(), health.clone(), shutdown.clone());
+        probes::kafka(
+            sink.consumer(),
+            topics[0].clone(),
+            health.clone(),
+            shutdown.clone(),
+        );
         probes::lag(
             pool.clone(),
             health.clone(),
@@ -184,7 +194,9 @@ pub async fn run(
             shutdown.clone(),
         );
         let token = shutdown.clone();
-        tasks.push(tokio::spawn(async move { sink.run(token).await.map_err(AppError::from) }));
+        tasks.push(tokio::spawn(async move {
+            sink.run(token).await.map_err(AppError::from)
+        }));
     }
 
     // The first task to fail stops the others: a half-running indexer would hide the problem.

@@ -8,10 +8,20 @@ use tokio_util::sync::CancellationToken;
 use tripwire_indexer::{app, config::Settings, status};
 
 #[derive(Parser)]
-#[command(name = "tripwire-indexer", version, about = "Index EVM contract logs through Kafka into Postgres")]
+#[command(
+    name = "tripwire-indexer",
+    version,
+    about = "Index EVM contract logs through Kafka into Postgres"
+)]
 struct Cli {
     /// Configuration file (TOML).
-    #[arg(long, short, env = "TRIPWIRE_CONFIG", global = true, default_value = "tripwire.toml")]
+    #[arg(
+        long,
+        short,
+        env = "TRIPWIRE_CONFIG",
+        global = true,
+        default_value = "tripwire.toml"
+    )]
     config: PathBuf,
     /// Log format.
     #[arg(long, env = "TRIPWIRE_LOG_FORMAT", global = true, default_value = "text", value_parser = ["text", "json"])]
@@ -79,12 +89,23 @@ async fn main() -> ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let settings = Settings::load(&cli.config)?;
     let roles = match &cli.command {
-        Command::Ingest(_) => app::Roles { ingest: true, sink: false },
-        Command::Sink(_) => app::Roles { ingest: false, sink: true },
-        Command::Run(_) => app::Roles { ingest: true, sink: true },
+        Command::Ingest(_) => app::Roles {
+            ingest: true,
+            sink: false,
+        },
+        Command::Sink(_) => app::Roles {
+            ingest: false,
+            sink: true,
+        },
+        Command::Run(_) => app::Roles {
+            ingest: true,
+            sink: true,
+        },
         Command::Migrate => {
             let pool = app::connect_postgres(&settings, Duration::from_secs(30)).await?;
-            tripwire_schema::migrate(&pool).await.context("applying migrations")?;
+            tripwire_schema::migrate(&pool)
+                .await
+                .context("applying migrations")?;
             println!("migrations applied");
             return Ok(());
         }
@@ -94,7 +115,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             if *json {
                 println!("{}", serde_json::to_string_pretty(&rows)?);
             } else {
-                print!("{}", status::render(&rows, settings.config.server.lag_threshold_blocks));
+                print!(
+                    "{}",
+                    status::render(&rows, settings.config.server.lag_threshold_blocks)
+                );
             }
             return Ok(());
         }

@@ -57,14 +57,23 @@ impl MetadataSource for rdkafka::consumer::StreamConsumer {
 }
 
 /// Broker metadata request every few seconds.
-pub fn kafka<S: MetadataSource>(client: Arc<S>, topic: String, health: Health, shutdown: CancellationToken) {
+pub fn kafka<S: MetadataSource>(
+    client: Arc<S>,
+    topic: String,
+    health: Health,
+    shutdown: CancellationToken,
+) {
     tokio::spawn(async move {
         while !shutdown.is_cancelled() {
             let c = client.clone();
             let t = topic.clone();
             match tokio::task::spawn_blocking(move || c.probe(&t)).await {
                 Ok(Ok(())) => health.healthy("kafka"),
-                Ok(Err(e)) => health.set("kafka", Status::Unhealthy, format!("broker unreachable: {e}")),
+                Ok(Err(e)) => health.set(
+                    "kafka",
+                    Status::Unhealthy,
+                    format!("broker unreachable: {e}"),
+                ),
                 Err(e) => health.set("kafka", Status::Unhealthy, e.to_string()),
             }
             tokio::select! { _ = shutdown.cancelled() => {}, _ = tokio::time::sleep(INTERVAL) => {} }
@@ -76,19 +85,22 @@ pub fn kafka<S: MetadataSource>(client: Arc<S>, topic: String, health: Health, s
 pub fn lag(pool: PgPool, health: Health, threshold: u64, shutdown: CancellationToken) {
     tokio::spawn(async move {
         while !shutdown.is_cancelled() {
-            let rows: Result<Vec<(String, Option<i64>, Option<i64>)>, _> = sqlx::query_as(
-                "SELECT chain, head_block, last_synced_block FROM indexer_state",
-            )
-            .fetch_all(&pool)
-            .await;
+            let rows = crate::status::read(&pool).await;
             if let Ok(rows) = rows {
-                for (chain, head, synced) in rows {
-                    let (Some(head), synced) = (head, synced.unwrap_or(0)) else { continue };
+                for row in rows {
+                    let chain = row.chain;
+                    let Some(head) = row.head_block else { continue };
+                    let synced = row.last_synced_block.unwrap_or(0);
                     let lag = (head - synced).max(0) as u64;
-                    gauge!(m::LAG_BLOCKS, "chain" => chain.clone(), "stage" => "sink").set(lag as f64);
+                    gauge!(m::LAG_BLOCKS, "chain" => chain.clone(), "stage" => "sink")
+                        .set(lag as f64);
                     let component = format!("lag:{chain}");
                     if lag > threshold {
-                        health.set(&component, Status::Degraded, format!("{lag} blocks behind the head (threshold {threshold})"));
+                        health.set(
+                            &component,
+                            Status::Degraded,
+                            format!("{lag} blocks behind the head (threshold {threshold})"),
+                        );
                     } else {
                         health.healthy(&component);
                     }

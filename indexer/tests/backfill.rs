@@ -20,7 +20,9 @@ async fn backfill_then_follow_matches_chain_row_by_row() -> anyhow::Result<()> {
         .await?;
 
     let mut p = env.spawn("run")?;
-    let head = env.wait_synced_with(Duration::from_secs(180), &[&p]).await?;
+    let head = env
+        .wait_synced_with(Duration::from_secs(180), &[&p])
+        .await?;
     let rows = env.assert_matches_chain().await?;
     assert!(rows >= 10_000, "only {rows} logs in the history");
     assert!(head >= 550, "only {head} blocks");
@@ -65,7 +67,10 @@ async fn backfill_then_follow_matches_chain_row_by_row() -> anyhow::Result<()> {
         .output()?;
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}");
-    assert!(text.contains("devnet") && text.contains(&head.to_string()), "{text}");
+    assert!(
+        text.contains("devnet") && text.contains(&head.to_string()),
+        "{text}"
+    );
 
     // SIGTERM drains and exits 0.
     let status = p.terminate(Duration::from_secs(20))?;

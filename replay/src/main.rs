@@ -4,7 +4,11 @@
 use clap::Parser;
 
 #[derive(Parser)]
-#[command(name = "tripwire-replay", version, about = "Re-index or back-test a chain from a given block")]
+#[command(
+    name = "tripwire-replay",
+    version,
+    about = "Re-index or back-test a chain from a given block"
+)]
 struct Cli {
     /// Configuration file (TOML).
     #[arg(long, short, env = "TRIPWIRE_CONFIG", default_value = "tripwire.toml")]

@@ -137,9 +137,7 @@ impl StreamRecord {
     /// Decodes a JSON message, checking the wire version first.
     pub fn from_json(bytes: &[u8]) -> Result<Self, RecordError> {
         let mut value: serde_json::Value = serde_json::from_slice(bytes)?;
-        let obj = value
-            .as_object_mut()
-            .ok_or(RecordError::MissingVersion)?;
+        let obj = value.as_object_mut().ok_or(RecordError::MissingVersion)?;
         let v = obj
             .remove("v")
             .and_then(|v| v.as_u64())
@@ -193,8 +191,14 @@ mod tests {
             }),
             StreamRecord::Retraction(Retraction {
                 chain_id: 1,
-                common_ancestor: BlockRef { number: 8, hash: B256::repeat_byte(8) },
-                orphaned: vec![BlockRef { number: 9, hash: B256::repeat_byte(9) }],
+                common_ancestor: BlockRef {
+                    number: 8,
+                    hash: B256::repeat_byte(8),
+                },
+                orphaned: vec![BlockRef {
+                    number: 9,
+                    hash: B256::repeat_byte(9),
+                }],
             }),
         ];
         for r in records {

@@ -4,7 +4,11 @@
 use clap::Parser;
 
 #[derive(Parser)]
-#[command(name = "tripwire-watchdog", version, about = "Detect attacks on the Tripwire stream and raise alerts")]
+#[command(
+    name = "tripwire-watchdog",
+    version,
+    about = "Detect attacks on the Tripwire stream and raise alerts"
+)]
 struct Cli {
     /// Configuration file (TOML).
     #[arg(long, short, env = "TRIPWIRE_CONFIG", default_value = "tripwire.toml")]

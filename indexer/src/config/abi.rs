@@ -38,19 +38,24 @@ impl ContractAbi {
             // Foundry and Hardhat artifacts wrap the ABI in an object under `abi`.
             let items = match value {
                 serde_json::Value::Object(mut o) => o.remove("abi").ok_or_else(|| {
-                    format!("ABI file {} is an object without an `abi` key", path.display())
+                    format!(
+                        "ABI file {} is an object without an `abi` key",
+                        path.display()
+                    )
                 })?,
                 v => v,
             };
             let json: JsonAbi = serde_json::from_value(items)
                 .map_err(|e| format!("ABI file {} is not a valid ABI: {e}", path.display()))?;
             for event in json.events() {
-                abi.add(event.clone()).map_err(|e| format!("ABI file {}: {e}", path.display()))?;
+                abi.add(event.clone())
+                    .map_err(|e| format!("ABI file {}: {e}", path.display()))?;
             }
         }
         for sig in events {
             let event = Event::parse(sig).map_err(|e| format!("event signature `{sig}`: {e}"))?;
-            abi.add(event).map_err(|e| format!("event signature `{sig}`: {e}"))?;
+            abi.add(event)
+                .map_err(|e| format!("event signature `{sig}`: {e}"))?;
         }
         Ok(abi)
     }
@@ -60,7 +65,9 @@ impl ContractAbi {
             // Anonymous events carry no topic0 to match on; their logs stay raw.
             return Ok(());
         }
-        let resolved = event.resolve().map_err(|e| format!("event {}: {e}", event.name))?;
+        let resolved = event
+            .resolve()
+            .map_err(|e| format!("event {}: {e}", event.name))?;
         let entry = self.by_topic.entry(event.selector()).or_default();
         if entry.iter().any(|e| e.event == event) {
             return Ok(());
@@ -95,7 +102,11 @@ impl ContractAbi {
             let mut body = decoded.body.into_iter();
             let mut params = serde_json::Map::with_capacity(abi.event.inputs.len());
             for (i, input) in abi.event.inputs.iter().enumerate() {
-                let value = if input.indexed { indexed.next() } else { body.next() }?;
+                let value = if input.indexed {
+                    indexed.next()
+                } else {
+                    body.next()
+                }?;
                 let name = if input.name.is_empty() {
                     format!("arg{i}")
                 } else {

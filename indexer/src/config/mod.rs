@@ -311,7 +311,10 @@ impl Config {
         {
             return Err(ConfigError::invalid(
                 "postgres.url",
-                format!("`{}` is not a postgres:// URL", redact_url(&self.postgres.url)),
+                format!(
+                    "`{}` is not a postgres:// URL",
+                    redact_url(&self.postgres.url)
+                ),
             ));
         }
         if self.kafka.brokers.trim().is_empty() {
@@ -320,19 +323,26 @@ impl Config {
                 "is empty (use `embedded` for the in-process development broker)",
             ));
         }
-        if !self.kafka.topic.contains("{chain}") && !self.kafka.topic.contains("{chain_id}") {
-            if self.chains.len() > 1 {
-                return Err(ConfigError::invalid(
-                    "kafka.topic",
-                    "must contain {chain} or {chain_id} when several chains are configured",
-                ));
-            }
+        if !self.kafka.topic.contains("{chain}")
+            && !self.kafka.topic.contains("{chain_id}")
+            && self.chains.len() > 1
+        {
+            return Err(ConfigError::invalid(
+                "kafka.topic",
+                "must contain {chain} or {chain_id} when several chains are configured",
+            ));
         }
         if self.kafka.partitions < 1 {
-            return Err(ConfigError::invalid("kafka.partitions", "must be at least 1"));
+            return Err(ConfigError::invalid(
+                "kafka.partitions",
+                "must be at least 1",
+            ));
         }
         if self.sink.batch_records == 0 {
-            return Err(ConfigError::invalid("sink.batch_records", "must be at least 1"));
+            return Err(ConfigError::invalid(
+                "sink.batch_records",
+                "must be at least 1",
+            ));
         }
         if self.chains.is_empty() {
             return Err(ConfigError::invalid("chains", "no [[chains]] configured"));
@@ -342,14 +352,16 @@ impl Config {
         for (i, c) in self.chains.iter().enumerate() {
             let field = |f: &str| format!("chains[{i}] ({}).{f}", c.name);
             if c.name.is_empty()
-                || !c
-                    .name
-                    .chars()
-                    .all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '_' || ch == '-')
+                || !c.name.chars().all(|ch| {
+                    ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '_' || ch == '-'
+                })
             {
                 return Err(ConfigError::invalid(
                     format!("chains[{i}].name"),
-                    format!("`{}` must be non-empty and use only a-z, 0-9, _ and -", c.name),
+                    format!(
+                        "`{}` must be non-empty and use only a-z, 0-9, _ and -",
+                        c.name
+                    ),
                 ));
             }
             if !names.insert(c.name.as_str()) {
@@ -362,7 +374,10 @@ impl Config {
                 ));
             }
             if c.rpc_urls.is_empty() {
-                return Err(ConfigError::invalid(field("rpc_urls"), "needs at least one URL"));
+                return Err(ConfigError::invalid(
+                    field("rpc_urls"),
+                    "needs at least one URL",
+                ));
             }
             for url in &c.rpc_urls {
                 let parsed = url::Url::parse(url).map_err(|e| {
@@ -371,18 +386,30 @@ impl Config {
                 if !matches!(parsed.scheme(), "http" | "https") {
                     return Err(ConfigError::invalid(
                         field("rpc_urls"),
-                        format!("`{}`: only http(s) endpoints are supported", redact_url(url)),
+                        format!(
+                            "`{}`: only http(s) endpoints are supported",
+                            redact_url(url)
+                        ),
                     ));
                 }
             }
             if c.max_reorg_depth == 0 {
-                return Err(ConfigError::invalid(field("max_reorg_depth"), "must be at least 1"));
+                return Err(ConfigError::invalid(
+                    field("max_reorg_depth"),
+                    "must be at least 1",
+                ));
             }
             if c.range_blocks == 0 {
-                return Err(ConfigError::invalid(field("range_blocks"), "must be at least 1"));
+                return Err(ConfigError::invalid(
+                    field("range_blocks"),
+                    "must be at least 1",
+                ));
             }
             if c.poll_interval_ms == 0 {
-                return Err(ConfigError::invalid(field("poll_interval_ms"), "must be at least 1"));
+                return Err(ConfigError::invalid(
+                    field("poll_interval_ms"),
+                    "must be at least 1",
+                ));
             }
         }
         let mut contract_names = HashSet::new();
@@ -390,10 +417,16 @@ impl Config {
         for (i, c) in self.contracts.iter().enumerate() {
             let field = |f: &str| format!("contracts[{i}] ({}).{f}", c.name);
             if c.name.is_empty() {
-                return Err(ConfigError::invalid(format!("contracts[{i}].name"), "is empty"));
+                return Err(ConfigError::invalid(
+                    format!("contracts[{i}].name"),
+                    "is empty",
+                ));
             }
             if !contract_names.insert((c.chain.as_str(), c.name.as_str())) {
-                return Err(ConfigError::invalid(field("name"), "is used twice on this chain"));
+                return Err(ConfigError::invalid(
+                    field("name"),
+                    "is used twice on this chain",
+                ));
             }
             if !names.contains(c.chain.as_str()) {
                 return Err(ConfigError::invalid(
@@ -402,7 +435,10 @@ impl Config {
                 ));
             }
             if c.addresses.is_empty() {
-                return Err(ConfigError::invalid(field("addresses"), "needs at least one address"));
+                return Err(ConfigError::invalid(
+                    field("addresses"),
+                    "needs at least one address",
+                ));
             }
             let addresses = c
                 .addresses
@@ -410,8 +446,16 @@ impl Config {
                 .map(|a| parse_address(a).map_err(|m| ConfigError::invalid(field("addresses"), m)))
                 .collect::<Result<Vec<_>, _>>()?;
             let abi_path = c.abi.as_ref().map(|p| base.join(p));
-            let abi = ContractAbi::load(abi_path.as_deref(), &c.events)
-                .map_err(|m| ConfigError::invalid(field(if m.starts_with("event") { "events" } else { "abi" }), m))?;
+            let abi = ContractAbi::load(abi_path.as_deref(), &c.events).map_err(|m| {
+                ConfigError::invalid(
+                    field(if m.starts_with("event") {
+                        "events"
+                    } else {
+                        "abi"
+                    }),
+                    m,
+                )
+            })?;
             specs.push(ContractSpec {
                 name: c.name.clone(),
                 chain: c.chain.clone(),
@@ -431,9 +475,12 @@ fn parse_address(s: &str) -> Result<Address, String> {
         .strip_prefix("0x")
         .ok_or_else(|| format!("`{s}` is not an address: it must start with 0x"))?;
     if hex.len() != 40 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
-        return Err(format!("`{s}` is not an address: expected 40 hex digits after 0x"));
+        return Err(format!(
+            "`{s}` is not an address: expected 40 hex digits after 0x"
+        ));
     }
-    let mixed = hex.chars().any(|c| c.is_ascii_uppercase()) && hex.chars().any(|c| c.is_ascii_lowercase());
+    let mixed =
+        hex.chars().any(|c| c.is_ascii_uppercase()) && hex.chars().any(|c| c.is_ascii_lowercase());
     if mixed {
         Address::parse_checksummed(s, None)
             .map_err(|_| format!("`{s}` has an invalid EIP-55 checksum"))

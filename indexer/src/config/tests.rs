@@ -5,7 +5,10 @@ use std::path::{Path, PathBuf};
 use super::*;
 
 fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_owned()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_owned()
 }
 
 const MINIMAL: &str = r#"
@@ -24,14 +27,18 @@ fn parse(text: &str) -> Result<Settings, ConfigError> {
 }
 
 fn err(text: &str) -> String {
-    parse(text).expect_err("config must be rejected").to_string()
+    parse(text)
+        .expect_err("config must be rejected")
+        .to_string()
 }
 
 #[test]
 fn every_example_config_parses() {
     let mut seen = 0;
     for dir in ["examples", "deploy"] {
-        let Ok(entries) = std::fs::read_dir(repo().join(dir)) else { continue };
+        let Ok(entries) = std::fs::read_dir(repo().join(dir)) else {
+            continue;
+        };
         for entry in entries {
             let path = entry.unwrap().path();
             if path.extension().is_some_and(|e| e == "toml") {
@@ -79,7 +86,10 @@ fn malformed_address_is_named() {
         "{MINIMAL}\n[[contracts]]\nname = \"token\"\nchain = \"devnet\"\naddresses = [\"0x1234\"]\n"
     );
     let e = err(&text);
-    assert!(e.contains("contracts[0] (token).addresses") && e.contains("0x1234"), "{e}");
+    assert!(
+        e.contains("contracts[0] (token).addresses") && e.contains("0x1234"),
+        "{e}"
+    );
     let bad_checksum = "0x5FBDB2315678afecb367f032d93F642f64180aa3";
     let e = err(&text.replace("0x1234", bad_checksum));
     assert!(e.contains("checksum"), "{e}");
@@ -91,7 +101,10 @@ fn unreadable_abi_is_named() {
         "{MINIMAL}\n[[contracts]]\nname = \"token\"\nchain = \"devnet\"\naddresses = [\"0x5fbdb2315678afecb367f032d93f642f64180aa3\"]\nabi = \"nope/missing.json\"\n"
     );
     let e = err(&text);
-    assert!(e.contains("(token).abi") && e.contains("missing.json"), "{e}");
+    assert!(
+        e.contains("(token).abi") && e.contains("missing.json"),
+        "{e}"
+    );
     let dir = std::env::temp_dir().join(format!("tripwire-abi-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("bad.json"), "{\"abi\": 5}").unwrap();
@@ -124,7 +137,8 @@ fn semantic_mistakes_are_named() {
 fn env_interpolation_applies_and_missing_var_is_named() {
     let e = err(&MINIMAL.replace("embedded", "${TRIPWIRE_TEST_SURELY_UNSET_VAR}"));
     assert!(e.contains("TRIPWIRE_TEST_SURELY_UNSET_VAR"), "{e}");
-    let s = parse(&MINIMAL.replace("embedded", "${TRIPWIRE_TEST_SURELY_UNSET_VAR:-k1:9092}")).unwrap();
+    let s =
+        parse(&MINIMAL.replace("embedded", "${TRIPWIRE_TEST_SURELY_UNSET_VAR:-k1:9092}")).unwrap();
     assert_eq!(s.config.kafka.brokers, "k1:9092");
 }
 

@@ -52,7 +52,12 @@ pub async fn load(pool: &PgPool, chain_id: u64) -> Result<Cursor, sqlx::Error> {
 }
 
 /// Stores the cursor (only after Kafka acknowledged everything up to its tip).
-pub async fn save(pool: &PgPool, chain_id: u64, cursor: &Cursor, head: u64) -> Result<(), sqlx::Error> {
+pub async fn save(
+    pool: &PgPool,
+    chain_id: u64,
+    cursor: &Cursor,
+    head: u64,
+) -> Result<(), sqlx::Error> {
     match cursor.tip() {
         Some(tip) => {
             sqlx::query(
@@ -83,11 +88,13 @@ pub async fn save(pool: &PgPool, chain_id: u64, cursor: &Cursor, head: u64) -> R
 
 /// Records the head without moving the cursor (while idle or while Kafka is unreachable).
 pub async fn save_head(pool: &PgPool, chain_id: u64, head: u64) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE ingest_cursors SET head_block = $2, updated_at = now() WHERE chain_id = $1")
-        .bind(chain_id as i64)
-        .bind(head as i64)
-        .execute(pool)
-        .await?;
+    sqlx::query(
+        "UPDATE ingest_cursors SET head_block = $2, updated_at = now() WHERE chain_id = $1",
+    )
+    .bind(chain_id as i64)
+    .bind(head as i64)
+    .execute(pool)
+    .await?;
     Ok(())
 }
 
@@ -112,7 +119,10 @@ mod tests {
     use super::*;
 
     fn b(n: u64) -> BlockRef {
-        BlockRef { number: n, hash: B256::with_last_byte(n as u8) }
+        BlockRef {
+            number: n,
+            hash: B256::with_last_byte(n as u8),
+        }
     }
 
     #[test]

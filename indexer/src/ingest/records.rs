@@ -61,7 +61,9 @@ pub fn build(
         if log.removed {
             continue;
         }
-        let number = log.block_number.ok_or(RangeError::Incomplete("blockNumber"))?;
+        let number = log
+            .block_number
+            .ok_or(RangeError::Incomplete("blockNumber"))?;
         let idx = number
             .checked_sub(first.number)
             .filter(|i| (*i as usize) < headers.len())
@@ -79,7 +81,10 @@ pub fn build(
         }
         let address = log.inner.address;
         let contract = book.get(&address).map(|i| &contracts[*i]);
-        if contract.and_then(|c| c.start_block).is_some_and(|s| number < s) {
+        if contract
+            .and_then(|c| c.start_block)
+            .is_some_and(|s| number < s)
+        {
             continue;
         }
         let topics = log.inner.data.topics().to_vec();
@@ -100,8 +105,12 @@ pub fn build(
             block_number: number,
             block_hash,
             block_timestamp: header.timestamp,
-            tx_hash: log.transaction_hash.ok_or(RangeError::Incomplete("transactionHash"))?,
-            tx_index: log.transaction_index.ok_or(RangeError::Incomplete("transactionIndex"))?,
+            tx_hash: log
+                .transaction_hash
+                .ok_or(RangeError::Incomplete("transactionHash"))?,
+            tx_index: log
+                .transaction_index
+                .ok_or(RangeError::Incomplete("transactionIndex"))?,
             log_index,
             address,
             topics,

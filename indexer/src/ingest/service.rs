@@ -170,7 +170,8 @@ impl ChainIngest {
                         "rpc" => format!("rpc:{}", self.chain.name),
                         other => other.to_owned(),
                     };
-                    self.health.set(&component, Status::Unhealthy, e.to_string());
+                    self.health
+                        .set(&component, Status::Unhealthy, e.to_string());
                     let delay = delays.next().unwrap_or(Duration::from_secs(10));
                     tracing::warn!(chain = %self.chain.name, error = %e, retry_in = ?delay, "ingest step failed");
                     delay
@@ -244,11 +245,20 @@ impl ChainIngest {
             to,
             source,
         })?;
-        let logs = recs.iter().filter(|r| matches!(r, StreamRecord::Log(_))).count();
+        let logs = recs
+            .iter()
+            .filter(|r| matches!(r, StreamRecord::Log(_)))
+            .count();
         self.publish(&recs).await?;
         let window = self.chain.max_reorg_depth as usize + 1;
         for h in &data.headers {
-            self.cursor.push(BlockRef { number: h.number, hash: h.hash }, window);
+            self.cursor.push(
+                BlockRef {
+                    number: h.number,
+                    hash: h.hash,
+                },
+                window,
+            );
         }
         cursor::save(&self.pool, self.chain.chain_id, &self.cursor, head).await?;
         counter!(m::LOGS_PRODUCED, "chain" => self.label()).increment(logs as u64);
@@ -280,7 +290,10 @@ impl ChainIngest {
                         pending.push(f);
                         break;
                     }
-                    Err((KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull), back)) => {
+                    Err((
+                        KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull),
+                        back,
+                    )) => {
                         record = back;
                         // The local queue is full: let librdkafka drain it.
                         tokio::time::sleep(Duration::from_millis(5)).await;

@@ -77,11 +77,7 @@ pub fn producer(cfg: &KafkaConfig, brokers: &str) -> Result<FutureProducer, Kafk
 /// Creates `topic` unless the cluster has it. Existence is checked first from the full metadata
 /// (asking for one topic by name may auto-create it with the broker's defaults), so clusters that
 /// refuse admin requests to this client still work when the topic was provisioned for it.
-pub async fn ensure_topic(
-    cfg: &KafkaConfig,
-    brokers: &str,
-    topic: &str,
-) -> Result<(), KafkaError> {
+pub async fn ensure_topic(cfg: &KafkaConfig, brokers: &str, topic: &str) -> Result<(), KafkaError> {
     let admin: AdminClient<DefaultClientContext> = client_config(cfg, brokers).create()?;
     let md = tokio::task::block_in_place(|| {
         admin.inner().fetch_metadata(None, Duration::from_secs(10))
@@ -100,9 +96,9 @@ pub async fn ensure_topic(
         match r {
             Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
             Err((name, code)) => {
-                return Err(KafkaError::AdminOp(code)).inspect_err(|_| {
-                    tracing::error!(topic = %name, error = %code, "cannot create topic")
-                })
+                return Err(KafkaError::AdminOp(code)).inspect_err(
+                    |_| tracing::error!(topic = %name, error = %code, "cannot create topic"),
+                )
             }
         }
     }

@@ -121,11 +121,13 @@ impl ChainRpc {
             .rpc_urls
             .iter()
             .map(|url| {
-                let parsed = url.parse().map_err(|e: url::ParseError| RpcError::Invalid {
-                    provider: redact_url(url),
-                    method: "connect",
-                    message: e.to_string(),
-                })?;
+                let parsed = url
+                    .parse()
+                    .map_err(|e: url::ParseError| RpcError::Invalid {
+                        provider: redact_url(url),
+                        method: "connect",
+                        message: e.to_string(),
+                    })?;
                 Ok(Provider {
                     label: redact_url(url),
                     client: RpcClient::new_http_with_client(http.clone(), parsed),
@@ -194,14 +196,21 @@ impl ChainRpc {
             for n in from..=to {
                 waiters.push(
                     batch
-                        .add_call::<_, Option<Header>>("eth_getBlockByNumber", &(U64::from(n), false))
+                        .add_call::<_, Option<Header>>(
+                            "eth_getBlockByNumber",
+                            &(U64::from(n), false),
+                        )
                         .map_err(|e| self.convert(p, "eth_getBlockByNumber", e))?,
                 );
             }
-            self.send_batch(p, batch, "eth_getBlockByNumber", waiters.len()).await?;
+            self.send_batch(p, batch, "eth_getBlockByNumber", waiters.len())
+                .await?;
             let mut out = Vec::with_capacity(waiters.len());
             for w in waiters {
-                out.push(w.await.map_err(|e| self.convert(p, "eth_getBlockByNumber", e))?);
+                out.push(
+                    w.await
+                        .map_err(|e| self.convert(p, "eth_getBlockByNumber", e))?,
+                );
             }
             self.observe(p, "batch", started);
             Ok(out)
@@ -225,7 +234,10 @@ impl ChainRpc {
             for n in from..=to {
                 header_waiters.push(
                     batch
-                        .add_call::<_, Option<Header>>("eth_getBlockByNumber", &(U64::from(n), false))
+                        .add_call::<_, Option<Header>>(
+                            "eth_getBlockByNumber",
+                            &(U64::from(n), false),
+                        )
                         .map_err(|e| self.convert(p, "eth_getBlockByNumber", e))?,
                 );
             }
@@ -236,10 +248,14 @@ impl ChainRpc {
             let logs_waiter = batch
                 .add_call::<_, Vec<Log>>("eth_getLogs", &(filter,))
                 .map_err(|e| self.convert(p, "eth_getLogs", e))?;
-            self.send_batch(p, batch, "eth_getLogs", header_waiters.len() + 1).await?;
+            self.send_batch(p, batch, "eth_getLogs", header_waiters.len() + 1)
+                .await?;
             let mut headers = Vec::with_capacity(header_waiters.len());
             for (w, n) in header_waiters.into_iter().zip(from..) {
-                match w.await.map_err(|e| self.convert(p, "eth_getBlockByNumber", e))? {
+                match w
+                    .await
+                    .map_err(|e| self.convert(p, "eth_getBlockByNumber", e))?
+                {
                     Some(h) => headers.push(h),
                     None => {
                         return Err(RpcError::Invalid {
@@ -283,11 +299,11 @@ impl ChainRpc {
         let started = Instant::now();
         counter!("tripwire_rpc_requests_total", "chain" => self.chain.clone(), "method" => method)
             .increment(1);
-        let result = match tokio::time::timeout(self.timeout, p.client.request(method, params)).await
-        {
-            Ok(r) => r.map_err(|e| self.convert(p, method, e)),
-            Err(_) => Err(self.timeout_error(p, method)),
-        };
+        let result =
+            match tokio::time::timeout(self.timeout, p.client.request(method, params)).await {
+                Ok(r) => r.map_err(|e| self.convert(p, method, e)),
+                Err(_) => Err(self.timeout_error(p, method)),
+            };
         self.observe(p, method, started);
         result
     }

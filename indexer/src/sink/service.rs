@@ -126,8 +126,11 @@ impl Sink {
                     }
                     Err(e) => {
                         counter!(m::POSTGRES_ERRORS, "op" => "write_batch").increment(1);
-                        self.health
-                            .set("postgres", Status::Unhealthy, format!("batch write failed: {e}"));
+                        self.health.set(
+                            "postgres",
+                            Status::Unhealthy,
+                            format!("batch write failed: {e}"),
+                        );
                         let delay = delays.next().unwrap_or(Duration::from_secs(10));
                         tracing::warn!(error = %e, retry_in = ?delay, records = batch.len(), "sink write failed, retrying the same batch");
                         tokio::select! {

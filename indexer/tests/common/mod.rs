@@ -156,7 +156,11 @@ addresses = ["{registry}"]
                 .map(|p| {
                     let out = p.output();
                     let tail: Vec<&str> = out.lines().rev().take(40).collect();
-                    format!("--- {} (last 40 lines)\n{}\n", p.role, tail.into_iter().rev().collect::<Vec<_>>().join("\n"))
+                    format!(
+                        "--- {} (last 40 lines)\n{}\n",
+                        p.role,
+                        tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                    )
                 })
                 .collect();
             e.context(logs)
@@ -168,12 +172,13 @@ addresses = ["{registry}"]
         let head = self.anvil.block_number().await?;
         let deadline = Instant::now() + timeout;
         loop {
-            let synced: Option<(Option<i64>,)> =
-                sqlx::query_as("SELECT last_synced_block FROM indexer_state WHERE chain_id = 31337")
-                    .fetch_optional(self.db.pool())
-                    .await
-                    .ok()
-                    .flatten();
+            let synced: Option<(Option<i64>,)> = sqlx::query_as(
+                "SELECT last_synced_block FROM indexer_state WHERE chain_id = 31337",
+            )
+            .fetch_optional(self.db.pool())
+            .await
+            .ok()
+            .flatten();
             let synced = synced.and_then(|(s,)| s).unwrap_or(-1);
             if synced >= head as i64 {
                 return Ok(head);
@@ -183,6 +188,46 @@ addresses = ["{registry}"]
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    /// Polls until Postgres equals the chain (after a reorg the head height may not change).
+    pub async fn wait_matches_chain(&self, timeout: Duration, procs: &[&Proc]) -> Result<usize> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let head = self.anvil.block_number().await?;
+            let head_hash = self.anvil.block_hash(head).await?;
+            let stored: Option<Vec<u8>> = sqlx::query_scalar(
+                "SELECT hash FROM blocks WHERE chain_id = 31337 AND number = $1",
+            )
+            .bind(head as i64)
+            .fetch_optional(self.db.pool())
+            .await?;
+            if stored.as_deref() == Some(head_hash.as_slice()) {
+                match self.assert_matches_chain().await {
+                    Ok(n) => return Ok(n),
+                    Err(e) if Instant::now() > deadline => return Err(e),
+                    Err(_) => {}
+                }
+            }
+            if Instant::now() > deadline {
+                let logs: Vec<String> = procs.iter().map(|p| p.output()).collect();
+                bail!(
+                    "Postgres never caught up with head {head}; logs:\n{}",
+                    logs.join("\n---\n")
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Every record of the test's topic, decoded.
+    pub async fn topic_records(&self) -> Result<Vec<tripwire_schema::StreamRecord>> {
+        self.kafka
+            .read_all(&self.topic)
+            .await?
+            .into_iter()
+            .map(|(_, payload)| Ok(tripwire_schema::StreamRecord::from_json(&payload)?))
+            .collect()
     }
 
     /// `eth_getLogs` of the three contracts over the whole chain, as comparable rows.
@@ -243,7 +288,11 @@ addresses = ["{registry}"]
                 tx_hash: hex(&r.3),
                 tx_index: r.4 as u64,
                 address: hex(&r.5),
-                topics: [r.6, r.7, r.8, r.9].into_iter().flatten().map(|t| hex(&t)).collect(),
+                topics: [r.6, r.7, r.8, r.9]
+                    .into_iter()
+                    .flatten()
+                    .map(|t| hex(&t))
+                    .collect(),
                 data: hex(&r.10),
                 contract: r.11,
                 event: r.12,
@@ -304,7 +353,10 @@ pub struct Row {
 }
 
 fn hex(b: &[u8]) -> String {
-    format!("0x{}", testkit::anvil::hex_bytes(b).trim_start_matches("0x"))
+    format!(
+        "0x{}",
+        testkit::anvil::hex_bytes(b).trim_start_matches("0x")
+    )
 }
 
 fn word_address(t: &str) -> String {
@@ -333,13 +385,19 @@ impl Row {
             .collect();
         let data = s("data")?;
         let addr: Address = address.parse()?;
-        let transfer = format!("{:#x}", abi::event_topic("Transfer(address,address,uint256)"));
+        let transfer = format!(
+            "{:#x}",
+            abi::event_topic("Transfer(address,address,uint256)")
+        );
         let deposit = format!("{:#x}", abi::event_topic("Deposit(address,uint256)"));
         let withdraw = format!("{:#x}", abi::event_topic("Withdraw(address,uint256)"));
         let (contract, event, params) = if addr == env.token {
             if topics.len() == 3 && topics[0] == transfer && data.len() == 66 {
-                let (from, to, value) =
-                    (word_address(&topics[1]), word_address(&topics[2]), word_uint(&data));
+                let (from, to, value) = (
+                    word_address(&topics[1]),
+                    word_address(&topics[2]),
+                    word_uint(&data),
+                );
                 (
                     Some("token"),
                     Some("Transfer"),
@@ -360,7 +418,10 @@ impl Row {
                 Some(n) if topics.len() == 2 && data.len() == 66 => (
                     Some("vault"),
                     Some(n),
-                    Some(ordered(&[("user", &word_address(&topics[1])), ("amount", &word_uint(&data))])),
+                    Some(ordered(&[
+                        ("user", &word_address(&topics[1])),
+                        ("amount", &word_uint(&data)),
+                    ])),
                 ),
                 _ => (Some("vault"), None, None),
             }
@@ -385,16 +446,29 @@ impl Row {
 
 /// Canonical text of decoded parameters (keys sorted), whatever map order serde_json uses.
 fn ordered(pairs: &[(&str, &str)]) -> String {
-    let mut v: Vec<(String, String)> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let mut v: Vec<(String, String)> = pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
     v.sort();
-    v.iter().map(|(k, val)| format!("{k}={val}")).collect::<Vec<_>>().join(";")
+    v.iter()
+        .map(|(k, val)| format!("{k}={val}"))
+        .collect::<Vec<_>>()
+        .join(";")
 }
 
 fn canon(params: &Value) -> String {
     let obj = params.as_object().expect("params is an object");
     let pairs: Vec<(&str, String)> = obj
         .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string())))
+        .map(|(k, v)| {
+            (
+                k.as_str(),
+                v.as_str()
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| v.to_string()),
+            )
+        })
         .collect();
     let refs: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (*k, v.as_str())).collect();
     ordered(&refs)
@@ -437,9 +511,15 @@ impl Proc {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let out = self.output();
-            if let Some(line) = out.lines().find(|l| l.contains("serving /metrics and /health")) {
+            if let Some(line) = out
+                .lines()
+                .find(|l| l.contains("serving /metrics and /health"))
+            {
                 if let Some(pos) = line.find("bound=") {
-                    let addr: String = line[pos + 6..].chars().take_while(|c| !c.is_whitespace()).collect();
+                    let addr: String = line[pos + 6..]
+                        .chars()
+                        .take_while(|c| !c.is_whitespace())
+                        .collect();
                     return Ok(addr);
                 }
             }
@@ -488,7 +568,11 @@ impl Proc {
             }
             if Instant::now() > deadline {
                 self.kill9();
-                bail!("{} did not exit within {timeout:?}; log:\n{}", self.role, self.output());
+                bail!(
+                    "{} did not exit within {timeout:?}; log:\n{}",
+                    self.role,
+                    self.output()
+                );
             }
             std::thread::sleep(Duration::from_millis(50));
         }
