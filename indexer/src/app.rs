@@ -96,6 +96,16 @@ pub async fn run(
     let health = Health::new();
     let cfg = &settings.config;
 
+    // Fail fast on RPC misconfiguration before touching Kafka or Postgres.
+    let mut rpcs = Vec::new();
+    if roles.ingest {
+        for chain in &cfg.chains {
+            let rpc = ChainRpc::new(chain)?;
+            rpc.verify_chain_id(chain.chain_id).await?;
+            rpcs.push(rpc);
+        }
+    }
+
     // The embedded broker lives as long as this function: keep it on this stack.
     let embedded = if cfg.kafka.brokers.trim() == kafka::EMBEDDED {
         let e = EmbeddedKafka::start()?;
@@ -143,9 +153,7 @@ pub async fn run(
             health.clone(),
             shutdown.clone(),
         );
-        for chain in &cfg.chains {
-            let rpc = ChainRpc::new(chain)?;
-            rpc.verify_chain_id(chain.chain_id).await?;
+        for (chain, rpc) in cfg.chains.iter().zip(rpcs) {
             let contracts = settings.contracts_of(&chain.name).cloned().collect();
             let ingest = ChainIngest::new(
                 chain.clone(),
