@@ -5,11 +5,12 @@ export PATH="$repo_root/tools/node_modules/.bin:$HOME/.cargo/bin:$PATH"
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 
-# Installs Debian packages that are missing (root only; others get a clear message).
-ensure_apt() {
+# Installs the Debian package of each missing command: `ensure_cmds psql:postgresql-client ...`.
+# Commands are checked rather than packages, since e.g. Node.js from another source ships npm.
+ensure_cmds() {
     local missing=()
-    for pkg in "$@"; do
-        dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+    for pair in "$@"; do
+        command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}")
     done
     [ ${#missing[@]} -eq 0 ] && return 0
     if [ "$(id -u)" -ne 0 ]; then
