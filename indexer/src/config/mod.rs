@@ -174,6 +174,9 @@ pub struct ChainConfig {
     /// Seconds before an RPC request is abandoned.
     #[serde(default = "default_rpc_timeout_s")]
     pub rpc_timeout_s: u64,
+    /// Ranges fetched at once during backfill (published and committed in order).
+    #[serde(default = "default_ranges_in_flight")]
+    pub ranges_in_flight: usize,
 }
 
 /// `[[contracts]]`
@@ -231,6 +234,9 @@ fn default_poll_interval_ms() -> u64 {
 }
 fn default_range_blocks() -> u64 {
     500
+}
+fn default_ranges_in_flight() -> usize {
+    3
 }
 fn default_rpc_timeout_s() -> u64 {
     30
@@ -402,6 +408,12 @@ impl Config {
             if c.range_blocks == 0 {
                 return Err(ConfigError::invalid(
                     field("range_blocks"),
+                    "must be at least 1",
+                ));
+            }
+            if c.ranges_in_flight == 0 {
+                return Err(ConfigError::invalid(
+                    field("ranges_in_flight"),
                     "must be at least 1",
                 ));
             }

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use alloy::primitives::Address;
 use backon::{BackoffBuilder, ExponentialBuilder};
+use futures::StreamExt;
 use metrics::{counter, gauge, histogram};
 use rdkafka::{error::KafkaError, producer::FutureProducer, producer::FutureRecord};
 use sqlx::PgPool;
@@ -220,38 +221,77 @@ impl ChainIngest {
             cursor::save_head(&self.pool, self.chain.chain_id, head).await?;
             return Ok(Step::Idle);
         }
-        let to = target.min(next + self.range - 1);
+        // During backfill several consecutive ranges are fetched at once; they are checked,
+        // published and committed strictly in order.
         let started = std::time::Instant::now();
-        let addresses = self.addresses_for(to);
-        let data = self.rpc.fetch_range(next, to, &addresses).await?;
-        if let (Some(tip), Some(first)) = (self.cursor.tip(), data.headers.first()) {
-            if first.parent_hash != tip.hash {
-                tracing::warn!(chain = %self.chain.name, block = first.number, "parent hash mismatch: reorg");
-                self.unwind().await?;
-                return Ok(Step::Progressed);
-            }
+        let mut ranges = Vec::new();
+        let mut from = next;
+        while from <= target && ranges.len() < self.chain.ranges_in_flight {
+            let to = target.min(from + self.range - 1);
+            ranges.push((from, to));
+            from = to + 1;
         }
-        let recs = records::build(
-            self.chain.chain_id,
-            &self.chain.name,
-            &data.headers,
-            data.logs,
-            &self.contracts,
-            &self.book,
-        )
-        .map_err(|source| IngestError::Inconsistent {
-            chain: self.label(),
-            from: next,
-            to,
-            source,
-        })?;
+        let last_to = ranges.last().map_or(next, |r| r.1);
+        let addresses = self.addresses_for(last_to);
+        let rpc = &self.rpc;
+        let fetched: Vec<_> = futures::stream::iter(ranges.iter().copied())
+            .map(|(f, t)| rpc.fetch_range(f, t, &addresses))
+            .buffered(self.chain.ranges_in_flight)
+            .collect()
+            .await;
+
+        let window = self.chain.max_reorg_depth as usize + 1;
+        let mut tip = self.cursor.tip();
+        let mut recs = Vec::new();
+        let mut headers = Vec::new();
+        for ((from, to), data) in ranges.into_iter().zip(fetched) {
+            let data = match data {
+                Ok(d) => d,
+                // Keep what precedes a failed range; the error surfaces at the next step.
+                Err(e) if !headers.is_empty() => {
+                    tracing::debug!(chain = %self.chain.name, error = %e, "range fetch failed");
+                    break;
+                }
+                Err(e) => return Err(e.into()),
+            };
+            if let (Some(t), Some(first)) = (tip, data.headers.first()) {
+                if first.parent_hash != t.hash {
+                    if headers.is_empty() {
+                        tracing::warn!(chain = %self.chain.name, block = first.number, "parent hash mismatch: reorg");
+                        self.unwind().await?;
+                        return Ok(Step::Progressed);
+                    }
+                    // The chain moved between two fetches: publish the linked part only.
+                    break;
+                }
+            }
+            let built = records::build(
+                self.chain.chain_id,
+                &self.chain.name,
+                &data.headers,
+                data.logs,
+                &self.contracts,
+                &self.book,
+            )
+            .map_err(|source| IngestError::Inconsistent {
+                chain: self.label(),
+                from,
+                to,
+                source,
+            })?;
+            recs.extend(built);
+            tip = data.headers.last().map(|h| BlockRef {
+                number: h.number,
+                hash: h.hash,
+            });
+            headers.extend(data.headers);
+        }
         let logs = recs
             .iter()
             .filter(|r| matches!(r, StreamRecord::Log(_)))
             .count();
         self.publish(&recs).await?;
-        let window = self.chain.max_reorg_depth as usize + 1;
-        for h in &data.headers {
+        for h in &headers {
             self.cursor.push(
                 BlockRef {
                     number: h.number,
@@ -261,13 +301,14 @@ impl ChainIngest {
             );
         }
         cursor::save(&self.pool, self.chain.chain_id, &self.cursor, head).await?;
+        let to = tip.map_or(0, |t| t.number);
         counter!(m::LOGS_PRODUCED, "chain" => self.label()).increment(logs as u64);
-        counter!(m::BLOCKS_PRODUCED, "chain" => self.label()).increment(data.headers.len() as u64);
+        counter!(m::BLOCKS_PRODUCED, "chain" => self.label()).increment(headers.len() as u64);
         gauge!(m::INGESTED_BLOCK, "chain" => self.label()).set(to as f64);
         histogram!(m::BATCH_SECONDS, "stage" => "ingest", "chain" => self.label())
             .record(started.elapsed().as_secs_f64());
         self.report_lag();
-        tracing::debug!(chain = %self.chain.name, from = next, to, logs, "range published");
+        tracing::debug!(chain = %self.chain.name, from = next, to, logs, "ranges published");
         Ok(Step::Progressed)
     }
 
