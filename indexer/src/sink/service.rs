@@ -9,7 +9,7 @@ use backon::{BackoffBuilder, ExponentialBuilder};
 use metrics::{counter, gauge, histogram};
 use rdkafka::{
     consumer::{CommitMode, Consumer, StreamConsumer},
-    error::KafkaError,
+    error::{KafkaError, RDKafkaErrorCode},
     message::Message as _,
     Offset, TopicPartitionList,
 };
@@ -32,6 +32,12 @@ pub enum SinkError {
     Postgres(#[from] sqlx::Error),
     #[error("kafka: topic {topic} does not exist (yet) on {brokers}")]
     MissingTopic { topic: String, brokers: String },
+    #[error(
+        "kafka: the sink's stored position is no longer in the topic ({reason}). Records were \
+         removed by retention before the sink wrote them; re-index the affected blocks with \
+         tripwire-replay, then reset the position. Stopping instead of skipping them"
+    )]
+    PositionLost { reason: String },
 }
 
 /// The sink of a set of chain topics.
@@ -57,7 +63,8 @@ impl Sink {
             ("group.id", config.consumer.as_str()),
             ("enable.auto.commit", "false"),
             ("enable.auto.offset.store", "false"),
-            ("auto.offset.reset", "earliest"),
+            // A stored position that retention removed must stop the sink, never skip ahead.
+            ("auto.offset.reset", "error"),
             ("enable.partition.eof", "false"),
             // Bounds the prefetch buffer (and so the memory) per partition.
             ("queued.max.messages.kbytes", "65536"),
@@ -99,7 +106,7 @@ impl Sink {
             .without_max_times();
         let wait = Duration::from_millis(self.config.batch_wait_ms);
         while !shutdown.is_cancelled() {
-            let batch = self.collect(wait, &shutdown).await;
+            let batch = self.collect(wait, &shutdown).await?;
             if batch.is_empty() {
                 continue;
             }
@@ -149,10 +156,14 @@ impl Sink {
     }
 
     /// Gathers up to `batch_records` messages, waiting at most `wait` after the first one.
-    async fn collect(&self, wait: Duration, shutdown: &CancellationToken) -> Vec<Message> {
+    async fn collect(
+        &self,
+        wait: Duration,
+        shutdown: &CancellationToken,
+    ) -> Result<Vec<Message>, SinkError> {
         let mut batch = Vec::new();
         let first = tokio::select! {
-            _ = shutdown.cancelled() => return batch,
+            _ = shutdown.cancelled() => return Ok(batch),
             m = self.consumer.recv() => m,
         };
         let deadline = tokio::time::Instant::now() + wait;
@@ -166,6 +177,13 @@ impl Sink {
                         partition: msg.partition(),
                         offset: msg.offset(),
                         item: Item::parse(msg.key(), msg.payload()),
+                    });
+                }
+                Some(Err(KafkaError::MessageConsumption(RDKafkaErrorCode::AutoOffsetReset))) => {
+                    counter!(m::KAFKA_ERRORS, "op" => "position_lost").increment(1);
+                    // Nothing of this batch is stored yet, so dropping it loses nothing.
+                    return Err(SinkError::PositionLost {
+                        reason: "offset out of range".into(),
                     });
                 }
                 Some(Err(e)) => {
@@ -184,7 +202,7 @@ impl Sink {
                 Err(_) => break,
             }
         }
-        batch
+        Ok(batch)
     }
 
     /// Also commits to Kafka's group offsets so that standard lag tooling sees the sink's progress.

@@ -578,6 +578,15 @@ impl Proc {
         }
     }
 
+    /// Waits for a short-lived command (e.g. `migrate`) to succeed.
+    pub async fn wait_ok(mut self) -> Result<Proc> {
+        let status = tokio::task::block_in_place(|| self.wait(Duration::from_secs(60)))?;
+        if !status.success() {
+            bail!("{} failed ({status}):\n{}", self.role, self.output());
+        }
+        Ok(self)
+    }
+
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
     }
