@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     config::{redact_url, Settings},
     health::Health,
-    ingest::{ChainIngest, IngestError},
+    ingest::{Backpressure, ChainIngest, IngestError},
     kafka::{self, EmbeddedKafka},
     probes,
     rpc::{ChainRpc, RpcError},
@@ -164,7 +164,11 @@ pub async fn run(
                 pool.clone(),
                 health.clone(),
             )
-            .await?;
+            .await?
+            .with_backpressure(settings.max_lead_records().map(|max| Backpressure {
+                max_lead_records: max,
+                consumer: cfg.sink.consumer.clone(),
+            }));
             let token = shutdown.clone();
             tasks.push(tokio::spawn(async move {
                 ingest.run(token).await.map_err(AppError::from)

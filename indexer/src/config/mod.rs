@@ -91,6 +91,12 @@ pub struct KafkaConfig {
     /// Partitions of a topic the indexer creates. Records are keyed by chain, so one suffices.
     #[serde(default = "default_partitions")]
     pub partitions: i32,
+    /// How many records the ingest may run ahead of the sink's stored position before it waits
+    /// (0 = no limit). Defaults to 20000 with the embedded broker, whose in-memory partitions keep
+    /// only about the last 5 MiB, and to no limit with a real cluster, whose retention is the
+    /// operator's choice.
+    #[serde(default)]
+    pub max_lead_records: Option<u64>,
     /// Extra librdkafka properties for every client (e.g. `"security.protocol" = "SASL_SSL"`).
     #[serde(default)]
     pub properties: std::collections::BTreeMap<String, String>,
@@ -295,6 +301,17 @@ impl Settings {
     /// The contracts configured on `chain`.
     pub fn contracts_of<'a>(&'a self, chain: &'a str) -> impl Iterator<Item = &'a ContractSpec> {
         self.contracts.iter().filter(move |c| c.chain == chain)
+    }
+
+    /// The ingest's limit on records ahead of the sink (`None` = unlimited).
+    pub fn max_lead_records(&self) -> Option<u64> {
+        let embedded = self.config.kafka.brokers.trim() == crate::kafka::EMBEDDED;
+        match self.config.kafka.max_lead_records {
+            Some(0) => None,
+            Some(n) => Some(n),
+            None if embedded => Some(20_000),
+            None => None,
+        }
     }
 
     /// The Kafka topic of a chain.

@@ -5,4 +5,4 @@ pub mod cursor;
 pub mod records;
 mod service;
 
-pub use service::{ChainIngest, IngestError};
+pub use service::{Backpressure, ChainIngest, IngestError};

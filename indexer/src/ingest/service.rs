@@ -79,6 +79,17 @@ enum Step {
     Progressed,
     /// At the head: wait for the next poll.
     Idle,
+    /// Too far ahead of the sink: wait for it.
+    Backpressure,
+}
+
+/// Limits how far the ingest runs ahead of the sink's stored Kafka position, for brokers whose
+/// retention could drop records the sink has not written yet (the embedded one keeps ~5 MiB).
+#[derive(Debug, Clone)]
+pub struct Backpressure {
+    pub max_lead_records: u64,
+    /// The sink's name in `sink_offsets`.
+    pub consumer: String,
 }
 
 /// The ingest of one chain.
@@ -94,6 +105,9 @@ pub struct ChainIngest {
     cursor: Cursor,
     head: u64,
     range: u64,
+    backpressure: Option<Backpressure>,
+    /// Next offset per partition after the last acknowledged record, as Kafka reported it.
+    produced: std::collections::BTreeMap<i32, i64>,
 }
 
 impl ChainIngest {
@@ -129,7 +143,42 @@ impl ChainIngest {
             cursor,
             head: 0,
             range,
+            backpressure: None,
+            produced: Default::default(),
         })
+    }
+
+    /// Waits for the sink when it is more than `limit.max_lead_records` behind.
+    pub fn with_backpressure(mut self, limit: Option<Backpressure>) -> Self {
+        self.backpressure = limit;
+        self
+    }
+
+    /// Records between what Kafka acknowledged and what the sink stored, when over the limit.
+    async fn sink_lead(&self) -> Result<Option<(u64, u64)>, IngestError> {
+        let Some(bp) = &self.backpressure else {
+            return Ok(None);
+        };
+        if self.produced.is_empty() {
+            return Ok(None);
+        }
+        let rows: Vec<(i32, i64)> = sqlx::query_as(
+            "SELECT partition, next_offset FROM sink_offsets WHERE consumer = $1 AND topic = $2",
+        )
+        .bind(&bp.consumer)
+        .bind(&self.topic)
+        .fetch_all(&self.pool)
+        .await?;
+        let lead: i64 = self
+            .produced
+            .iter()
+            .map(|(p, next)| {
+                let sunk = rows.iter().find(|(rp, _)| rp == p).map_or(0, |(_, o)| *o);
+                (next - sunk).max(0)
+            })
+            .sum();
+        let lead = lead as u64;
+        Ok((lead > bp.max_lead_records).then_some((lead, bp.max_lead_records)))
     }
 
     fn label(&self) -> String {
@@ -156,6 +205,7 @@ impl ChainIngest {
                     match step {
                         Step::Progressed => continue,
                         Step::Idle => poll,
+                        Step::Backpressure => Duration::from_millis(100),
                     }
                 }
                 Err(e) if e.is_fatal() => {
@@ -221,6 +271,18 @@ impl ChainIngest {
             cursor::save_head(&self.pool, self.chain.chain_id, head).await?;
             return Ok(Step::Idle);
         }
+        let component = format!("backpressure:{}", self.chain.name);
+        if let Some((lead, max)) = self.sink_lead().await? {
+            self.health.set(
+                &component,
+                Status::Degraded,
+                format!(
+                    "waiting for the sink: {lead} records ahead (kafka.max_lead_records = {max})"
+                ),
+            );
+            return Ok(Step::Backpressure);
+        }
+        self.health.healthy(&component);
         // During backfill several consecutive ranges are fetched at once; they are checked,
         // published and committed strictly in order.
         let started = std::time::Instant::now();
@@ -319,7 +381,7 @@ impl ChainIngest {
     }
 
     /// Publishes records in order and waits until Kafka acknowledged all of them.
-    async fn publish(&self, recs: &[StreamRecord]) -> Result<(), IngestError> {
+    async fn publish(&mut self, recs: &[StreamRecord]) -> Result<(), IngestError> {
         let key = self.chain.chain_id.to_string();
         let mut pending = Vec::with_capacity(recs.len());
         for r in recs {
@@ -358,7 +420,10 @@ impl ChainIngest {
         };
         for r in results {
             match r {
-                Ok(Ok(_)) => {}
+                Ok(Ok(d)) => {
+                    let next = self.produced.entry(d.partition).or_default();
+                    *next = (*next).max(d.offset + 1);
+                }
                 Ok(Err((e, _))) => {
                     counter!(m::KAFKA_ERRORS, "op" => "delivery").increment(1);
                     return Err(e.into());

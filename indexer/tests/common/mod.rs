@@ -32,6 +32,8 @@ pub struct Env {
     pub pg_url: Option<String>,
     /// Overrides the brokers written into the config.
     pub brokers: Option<String>,
+    /// `kafka.max_lead_records` (0 = unlimited).
+    pub max_lead_records: u64,
 }
 
 impl Env {
@@ -61,6 +63,7 @@ impl Env {
             range_blocks: 200,
             pg_url: None,
             brokers: None,
+            max_lead_records: 0,
         })
     }
 
@@ -79,6 +82,7 @@ max_connections = 4
 [kafka]
 brokers = "{brokers}"
 topic = "{topic}"
+max_lead_records = {lead}
 [server]
 listen = "127.0.0.1:0"
 lag_threshold_blocks = 1000
@@ -112,6 +116,7 @@ addresses = ["{registry}"]
             pg = self.pg_url.as_deref().unwrap_or(self.db.url()),
             brokers = self.brokers.clone().unwrap_or_else(|| self.kafka.brokers()),
             topic = self.topic,
+            lead = self.max_lead_records,
             consumer = self.consumer,
             rpc = self.anvil.url(),
             depth = self.max_reorg_depth,
