@@ -61,6 +61,11 @@ struct Args {
     /// when not given.
     #[arg(long)]
     ranges_in_flight: Option<usize>,
+    /// `kafka.max_lead_records` of the ingest. The mock broker keeps only ~5 MiB per partition
+    /// (about 137k of this benchmark's records), so the ingest must not run further ahead of the
+    /// sink; `--staged` runs the ingest alone and sets no limit.
+    #[arg(long, default_value_t = 100_000)]
+    max_lead_records: u64,
     /// Records per Postgres transaction of the sink (`sink.batch_records`).
     #[arg(long, default_value_t = 50_000)]
     batch_records: usize,
@@ -889,6 +894,7 @@ max_connections = 4
 brokers = "{brokers}"
 topic = "{topic}"
 partitions = 1
+max_lead_records = {lead}
 {props}
 [server]
 listen = "127.0.0.1:0"
@@ -919,6 +925,11 @@ events = ["{PING}"]
         pg = db.url(),
         brokers = kafka.brokers(),
         batch = args.batch_records,
+        lead = if args.staged {
+            0
+        } else {
+            args.max_lead_records
+        },
         wait = args.batch_wait_ms,
         chain_id = CHAIN_ID,
         rpc = chain.anvil.url(),
