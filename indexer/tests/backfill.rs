@@ -77,3 +77,22 @@ async fn backfill_then_follow_matches_chain_row_by_row() -> anyhow::Result<()> {
     assert!(status.success(), "exit {status:?}; log:\n{}", p.output());
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chain_without_contracts_stores_blocks_and_no_logs() -> anyhow::Result<()> {
+    let mut env = Env::new().await?;
+    env.no_contracts = true;
+    env.traffic(10, 5).await?;
+    let p = env.spawn("run")?;
+    let head = env.wait_synced_with(Duration::from_secs(60), &[&p]).await?;
+    let (blocks, logs): (i64, i64) =
+        sqlx::query_as("SELECT (SELECT count(*) FROM blocks), (SELECT count(*) FROM logs)")
+            .fetch_one(env.db.pool())
+            .await?;
+    assert_eq!(blocks as u64, head + 1);
+    assert_eq!(
+        logs, 0,
+        "an unfiltered eth_getLogs would have stored every log of the chain"
+    );
+    Ok(())
+}

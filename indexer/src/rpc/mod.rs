@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use alloy::{
     primitives::{Address, U64},
     rpc::{
-        client::RpcClient,
+        client::{BatchRequest, RpcClient, Waiter},
         json_rpc::RpcError as AlloyRpcError,
         types::{Filter, Log},
     },
@@ -192,26 +192,10 @@ impl ChainRpc {
         self.with_failover(|p| async move {
             let started = Instant::now();
             let mut batch = p.client.new_batch();
-            let mut waiters = Vec::with_capacity((to - from + 1) as usize);
-            for n in from..=to {
-                waiters.push(
-                    batch
-                        .add_call::<_, Option<Header>>(
-                            "eth_getBlockByNumber",
-                            &(U64::from(n), false),
-                        )
-                        .map_err(|e| self.convert(p, "eth_getBlockByNumber", e))?,
-                );
-            }
+            let waiters = self.add_header_calls(p, &mut batch, from, to)?;
             self.send_batch(p, batch, "eth_getBlockByNumber", waiters.len())
                 .await?;
-            let mut out = Vec::with_capacity(waiters.len());
-            for w in waiters {
-                out.push(
-                    w.await
-                        .map_err(|e| self.convert(p, "eth_getBlockByNumber", e))?,
-                );
-            }
+            let out = self.await_headers(p, waiters).await?;
             self.observe(p, "batch", started);
             Ok(out)
         })
@@ -220,7 +204,8 @@ impl ChainRpc {
 
     /// Headers and logs of `from..=to` for `addresses`, from one provider in one batch. Every header
     /// must be present: a provider missing one has not reached the range and its (possibly empty)
-    /// log list is not evidence of anything.
+    /// log list is not evidence of anything. With no address nothing is asked for logs (an
+    /// unfiltered `eth_getLogs` would return every log of the chain).
     pub async fn fetch_range(
         &self,
         from: u64,
@@ -230,55 +215,80 @@ impl ChainRpc {
         self.with_failover(|p| async move {
             let started = Instant::now();
             let mut batch = p.client.new_batch();
-            let mut header_waiters = Vec::with_capacity((to - from + 1) as usize);
-            for n in from..=to {
-                header_waiters.push(
+            let header_waiters = self.add_header_calls(p, &mut batch, from, to)?;
+            let logs_waiter = if addresses.is_empty() {
+                None
+            } else {
+                let filter = Filter::new()
+                    .from_block(from)
+                    .to_block(to)
+                    .address(addresses.to_vec());
+                Some(
                     batch
-                        .add_call::<_, Option<Header>>(
-                            "eth_getBlockByNumber",
-                            &(U64::from(n), false),
-                        )
-                        .map_err(|e| self.convert(p, "eth_getBlockByNumber", e))?,
-                );
-            }
-            let filter = Filter::new()
-                .from_block(from)
-                .to_block(to)
-                .address(addresses.to_vec());
-            let logs_waiter = batch
-                .add_call::<_, Vec<Log>>("eth_getLogs", &(filter,))
-                .map_err(|e| self.convert(p, "eth_getLogs", e))?;
-            self.send_batch(p, batch, "eth_getLogs", header_waiters.len() + 1)
-                .await?;
+                        .add_call::<_, Vec<Log>>("eth_getLogs", &(filter,))
+                        .map_err(|e| self.convert(p, "eth_getLogs", e))?,
+                )
+            };
+            let calls = header_waiters.len() + usize::from(logs_waiter.is_some());
+            self.send_batch(p, batch, "eth_getLogs", calls).await?;
             let mut headers = Vec::with_capacity(header_waiters.len());
-            for (w, n) in header_waiters.into_iter().zip(from..) {
-                match w
-                    .await
-                    .map_err(|e| self.convert(p, "eth_getBlockByNumber", e))?
-                {
-                    Some(h) => headers.push(h),
-                    None => {
-                        return Err(RpcError::Invalid {
-                            provider: p.label.clone(),
-                            method: "eth_getBlockByNumber",
-                            message: format!("block {n} is not available (provider behind?)"),
-                        })
-                    }
-                }
+            for (h, n) in self
+                .await_headers(p, header_waiters)
+                .await?
+                .into_iter()
+                .zip(from..)
+            {
+                headers.push(h.ok_or_else(|| RpcError::Invalid {
+                    provider: p.label.clone(),
+                    method: "eth_getBlockByNumber",
+                    message: format!("block {n} is not available (provider behind?)"),
+                })?);
             }
-            let logs = logs_waiter
-                .await
-                .map_err(|e| self.convert(p, "eth_getLogs", e))?;
+            let logs = match logs_waiter {
+                Some(w) => w.await.map_err(|e| self.convert(p, "eth_getLogs", e))?,
+                None => Vec::new(),
+            };
             self.observe(p, "batch", started);
             Ok(RangeData { headers, logs })
         })
         .await
     }
 
+    fn add_header_calls(
+        &self,
+        p: &Provider,
+        batch: &mut BatchRequest<'_>,
+        from: u64,
+        to: u64,
+    ) -> Result<Vec<Waiter<Option<Header>>>, RpcError> {
+        (from..=to)
+            .map(|n| {
+                batch
+                    .add_call("eth_getBlockByNumber", &(U64::from(n), false))
+                    .map_err(|e| self.convert(p, "eth_getBlockByNumber", e))
+            })
+            .collect()
+    }
+
+    async fn await_headers(
+        &self,
+        p: &Provider,
+        waiters: Vec<Waiter<Option<Header>>>,
+    ) -> Result<Vec<Option<Header>>, RpcError> {
+        let mut out = Vec::with_capacity(waiters.len());
+        for w in waiters {
+            out.push(
+                w.await
+                    .map_err(|e| self.convert(p, "eth_getBlockByNumber", e))?,
+            );
+        }
+        Ok(out)
+    }
+
     async fn send_batch(
         &self,
         p: &Provider,
-        batch: alloy::rpc::client::BatchRequest<'_>,
+        batch: BatchRequest<'_>,
         method: &'static str,
         calls: usize,
     ) -> Result<(), RpcError> {

@@ -34,6 +34,8 @@ pub struct Env {
     pub brokers: Option<String>,
     /// `kafka.max_lead_records` (0 = unlimited).
     pub max_lead_records: u64,
+    /// Leave out every `[[contracts]]` (blocks only).
+    pub no_contracts: bool,
 }
 
 impl Env {
@@ -64,6 +66,7 @@ impl Env {
             pg_url: None,
             brokers: None,
             max_lead_records: 0,
+            no_contracts: false,
         })
     }
 
@@ -126,6 +129,11 @@ addresses = ["{registry}"]
             registry = self.registry,
             abi = abi.display(),
         );
+        let text = if self.no_contracts {
+            text[..text.find("[[contracts]]").expect("contracts section")].to_owned()
+        } else {
+            text
+        };
         let path = self.dir.path().join("tripwire.toml");
         std::fs::write(&path, text).expect("write config");
         path
