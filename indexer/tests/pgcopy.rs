@@ -13,7 +13,8 @@ use serde_json::{json, Map, Value};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Connection, PgConnection, PgPool, Row};
 use tripwire_indexer::sink::pgcopy::{
-    flush_blocks, flush_logs, prepare_staging, BlockCopyBuffer, LogCopyBuffer,
+    flush_blocks, flush_logs, prepare_staging, store_blocks, store_logs, BlockCopyBuffer,
+    LogCopyBuffer,
 };
 use tripwire_schema::{BlockMarker, DecodedEvent, LogRecord};
 
@@ -561,6 +562,41 @@ async fn a_failed_flush_clears_the_buffer_and_leaves_nothing() {
     buf.push(&transfer(1, 3, 0));
     assert_eq!(flush_logs(&mut conn, &mut buf).await.unwrap(), 1);
     assert_eq!(db.count("logs").await, 1);
+}
+
+#[tokio::test]
+async fn store_keeps_the_rows_for_a_retry_of_the_transaction() {
+    let db = TestDb::new().await;
+    let mut conn = db.conn().await;
+    let mut logs = LogCopyBuffer::new();
+    let mut blocks = BlockCopyBuffer::new();
+    (0..50).for_each(|i| logs.push(&transfer(1, 8, i)));
+    blocks.push(&marker(1, 8, 8));
+
+    // Written, then rolled back (as when a later statement of the batch fails).
+    let mut tx = conn.begin().await.unwrap();
+    assert_eq!(store_logs(&mut tx, &logs).await.unwrap(), 50);
+    assert_eq!(store_blocks(&mut tx, &blocks).await.unwrap(), 1);
+    tx.rollback().await.unwrap();
+    assert_eq!((logs.len(), blocks.len()), (50, 1));
+    assert_eq!(db.count("logs").await, 0);
+
+    // The same buffers again, twice: the second time everything is a replay.
+    for expected in [(50, 1), (0, 0)] {
+        let mut tx = conn.begin().await.unwrap();
+        let stored = (
+            store_logs(&mut tx, &logs).await.unwrap(),
+            store_blocks(&mut tx, &blocks).await.unwrap(),
+        );
+        tx.commit().await.unwrap();
+        assert_eq!(stored, expected);
+    }
+    assert_eq!(db.count("logs").await, 50);
+    assert_eq!(db.count("blocks").await, 1);
+    let want: Vec<StoredLog> = (0..50)
+        .map(|i| StoredLog::expected(&transfer(1, 8, i)))
+        .collect();
+    assert_eq!(stored_logs(&db.pool).await, want);
 }
 
 #[tokio::test]

@@ -7,7 +7,10 @@ CREATE TABLE chains (
     updated_at TIMESTAMPTZ NOT NULL DEFAULT now()
 );
 
--- One row per log on the canonical chain. The natural key makes every write idempotent.
+-- One row per log on the canonical chain. The natural key (chain_id, block_hash, log_index) makes
+-- every write idempotent; the primary key leads with block_number (a block hash implies its number, so
+-- it is just as unique) so that a backfill appends at the right edge of the index instead of at random
+-- places, and so that it also serves lookups by block range.
 CREATE TABLE logs (
     chain_id        BIGINT      NOT NULL,
     block_number    BIGINT      NOT NULL,
@@ -25,9 +28,8 @@ CREATE TABLE logs (
     contract        TEXT,
     event_name      TEXT,
     params          JSONB,
-    PRIMARY KEY (chain_id, block_hash, log_index)
+    PRIMARY KEY (chain_id, block_number, block_hash, log_index)
 );
-CREATE INDEX logs_by_block ON logs (chain_id, block_number);
 CREATE INDEX logs_by_event ON logs (chain_id, address, topic0, block_number);
 
 -- One row per processed block height (also blocks without logs), the canonical hash at that height.

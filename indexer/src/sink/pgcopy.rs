@@ -1,7 +1,9 @@
 //! Bulk writer for the `logs` and `blocks` tables built on Postgres binary `COPY`.
 //!
-//! Rows are encoded straight into a reusable buffer in the binary `COPY` format ([`LogCopyBuffer`],
-//! [`BlockCopyBuffer`]) and written by [`flush_logs`] / [`flush_blocks`]. `COPY` is the fastest way
+//! Rows are encoded straight into a buffer in the binary `COPY` format ([`LogCopyBuffer`],
+//! [`BlockCopyBuffer`]) and written by [`store_logs`] / [`store_blocks`], which leave the buffer as
+//! it is (so a failed transaction can be retried with the same rows), or by [`flush_logs`] /
+//! [`flush_blocks`], which empty it for reuse. `COPY` is the fastest way
 //! into Postgres but cannot upsert, so the flushes go through a per-session temporary staging
 //! table without indexes: `COPY` into staging, merge into the real table with `INSERT ... SELECT
 //! ... ON CONFLICT`, empty staging again.
@@ -80,7 +82,7 @@ INSERT INTO logs (chain_id, block_number, block_hash, block_timestamp, tx_hash, 
 SELECT chain_id, block_number, block_hash, block_timestamp, tx_hash, tx_index, log_index, \
     address, topic0, topic1, topic2, topic3, data, contract, event_name, params \
 FROM pg_temp.tripwire_staging_logs \
-ON CONFLICT (chain_id, block_hash, log_index) DO NOTHING; \
+ON CONFLICT (chain_id, block_number, block_hash, log_index) DO NOTHING; \
 TRUNCATE pg_temp.tripwire_staging_logs";
 
 /// Upsert into `blocks`: the last marker of the batch per height, replacing a stored marker only
@@ -97,8 +99,8 @@ WHERE (blocks.hash, blocks.parent_hash, blocks.\"timestamp\", blocks.log_count) 
     IS DISTINCT FROM (EXCLUDED.hash, EXCLUDED.parent_hash, EXCLUDED.\"timestamp\", EXCLUDED.log_count); \
 TRUNCATE pg_temp.tripwire_staging_blocks";
 
-/// Binary `COPY` data: the header, then one tuple per pushed row. The trailer is appended only
-/// for the duration of a flush.
+/// Binary `COPY` data: the header, then one tuple per pushed row. The trailer is sent separately
+/// (see [`copy_in`]), so the buffer can be sent any number of times.
 #[derive(Debug)]
 struct CopyData {
     buf: Vec<u8>,
@@ -182,12 +184,6 @@ impl CopyData {
         }
         let len = (self.buf.len() - len_at - 4) as i32;
         self.buf[len_at..len_at + 4].copy_from_slice(&len.to_be_bytes());
-    }
-
-    /// The complete `COPY` stream, valid until the next mutation.
-    fn with_trailer(&mut self) -> &[u8] {
-        self.buf.extend_from_slice(COPY_TRAILER);
-        &self.buf
     }
 }
 
@@ -351,8 +347,9 @@ pub async fn prepare_staging(conn: &mut sqlx::PgConnection) -> Result<(), sqlx::
 }
 
 /// Writes the buffered rows into `logs`, skipping logs already stored (`ON CONFLICT (chain_id,
-/// block_hash, log_index) DO NOTHING`; duplicates within the batch are fine too). Returns the
-/// number of rows actually inserted.
+/// block_number, block_hash, log_index) DO NOTHING`; duplicates within the batch are fine too).
+/// Returns the number of rows actually inserted. The buffer is left as it is, so the same rows can
+/// be written again after a failed transaction.
 ///
 /// Tries a `COPY` straight into `logs` under a savepoint first and falls back to staging and merge
 /// when that meets a unique violation (see the module documentation). The savepoint is released
@@ -360,16 +357,12 @@ pub async fn prepare_staging(conn: &mut sqlx::PgConnection) -> Result<(), sqlx::
 /// calls per transaction well below 64, beyond which Postgres snapshots get slower.
 ///
 /// Runs in the caller's transaction; without one it opens and commits its own. The transaction
-/// must have been opened through sqlx (`begin()`), which is how a flush recognises it. The buffer
-/// is cleared whether or not the flush succeeds: after an error the transaction is aborted and the
-/// rows must be pushed again from their source.
-pub async fn flush_logs(
+/// must have been opened through sqlx (`begin()`), which is how a write recognises it.
+pub async fn store_logs(
     conn: &mut sqlx::PgConnection,
-    buf: &mut LogCopyBuffer,
+    buf: &LogCopyBuffer,
 ) -> Result<u64, sqlx::Error> {
-    let result = flush(conn, &mut buf.data, &LOGS).await;
-    buf.clear();
-    result
+    store(conn, &buf.data, &LOGS).await
 }
 
 /// COPYs the buffered markers into staging and upserts them into `blocks`: a marker replaces the
@@ -377,19 +370,39 @@ pub async fn flush_logs(
 /// for one height in the batch the last pushed wins. Returns the number of rows inserted or
 /// changed; a marker identical to the stored one is not rewritten and not counted.
 ///
-/// Transaction and buffer behaviour as for [`flush_logs`].
+/// Transaction and buffer behaviour as for [`store_logs`].
+pub async fn store_blocks(
+    conn: &mut sqlx::PgConnection,
+    buf: &BlockCopyBuffer,
+) -> Result<u64, sqlx::Error> {
+    store(conn, &buf.data, &BLOCKS).await
+}
+
+/// [`store_logs`], then empties the buffer (keeping its allocation) for the next rows. The buffer
+/// is cleared whether or not the write succeeds: after an error the transaction is aborted and the
+/// rows must be pushed again from their source.
+pub async fn flush_logs(
+    conn: &mut sqlx::PgConnection,
+    buf: &mut LogCopyBuffer,
+) -> Result<u64, sqlx::Error> {
+    let result = store_logs(conn, buf).await;
+    buf.clear();
+    result
+}
+
+/// [`store_blocks`], then empties the buffer as [`flush_logs`] does.
 pub async fn flush_blocks(
     conn: &mut sqlx::PgConnection,
     buf: &mut BlockCopyBuffer,
 ) -> Result<u64, sqlx::Error> {
-    let result = flush(conn, &mut buf.data, &BLOCKS).await;
+    let result = store_blocks(conn, buf).await;
     buf.clear();
     result
 }
 
 /// Which table a flush writes and how.
 struct Target {
-    /// `COPY` into the real table, tried first when set (see [`flush_logs`]).
+    /// `COPY` into the real table, tried first when set (see [`store_logs`]).
     copy_direct: Option<&'static str>,
     /// `COPY` into the staging table.
     copy_staging: &'static str,
@@ -409,16 +422,16 @@ const BLOCKS: Target = Target {
     merge: MERGE_BLOCKS,
 };
 
-async fn flush(
+async fn store(
     conn: &mut PgConnection,
-    data: &mut CopyData,
+    data: &CopyData,
     target: &Target,
 ) -> Result<u64, sqlx::Error> {
     if data.rows == 0 {
         return Ok(0);
     }
     let rows = data.rows as u64;
-    let stream = data.with_trailer();
+    let stream = data.buf.as_slice();
     if conn.is_in_transaction() {
         write(conn, stream, rows, target).await
     } else {
@@ -465,14 +478,15 @@ fn is_unique_violation(err: &sqlx::Error) -> bool {
         .is_some_and(|db| db.is_unique_violation())
 }
 
-/// Streams `data` (a complete binary `COPY` stream) through `statement`; returns the rows copied.
+/// Streams `data` (a binary `COPY` stream without its trailer) and the trailer through
+/// `statement`; returns the rows copied.
 async fn copy_in(
     conn: &mut PgConnection,
     statement: &str,
     data: &[u8],
 ) -> Result<u64, sqlx::Error> {
     let mut copy = conn.copy_in_raw(statement).await?;
-    for chunk in data.chunks(SEND_CHUNK) {
+    for chunk in data.chunks(SEND_CHUNK).chain([&COPY_TRAILER[..]]) {
         let sent = copy.send(chunk).await.map(|_| ());
         if let Err(err) = sent {
             // End the COPY so the connection stays in a known state; the send error is the one

@@ -1,53 +1,135 @@
-//! One batch of Kafka messages applied to Postgres in one transaction, in stream order: logs and
-//! block markers are buffered for COPY; a retraction first flushes what precedes it, then deletes the
-//! orphaned blocks' rows. The batch ends by storing the sink cursors and the Kafka offsets.
+//! One batch of Kafka messages applied to Postgres in one transaction, in stream order.
+//!
+//! A [`Batch`] is prepared as the messages arrive: each one is parsed once and its row encoded
+//! straight into binary `COPY` data (logs and block markers), so a batch holds encoded rows, not
+//! parsed records. A retraction closes the rows before it, which are written before its deletes.
+//! [`write_batch`] then writes the rows, applies the retractions, keeps unreadable messages in
+//! `dead_letters`, and stores the sink cursors and the Kafka offsets, all in one transaction. A
+//! prepared batch does not change: a failed write is retried with exactly the same batch.
 
 use std::collections::BTreeMap;
 
 use alloy::primitives::B256;
 use sqlx::{PgConnection, PgPool};
-use tripwire_schema::{BlockRef, RecordError, Retraction, StreamRecord};
+use tripwire_schema::{BlockRef, Retraction, StreamRecord};
 
 use super::pgcopy::{self, BlockCopyBuffer, LogCopyBuffer};
 
-/// A message read from Kafka.
-#[derive(Debug)]
-pub struct Message {
-    pub topic: String,
-    pub partition: i32,
-    pub offset: i64,
-    pub item: Item,
+/// Kafka messages prepared for one transaction. Build it with [`Batch::push`] in stream order.
+#[derive(Debug, Default)]
+pub struct Batch {
+    /// Closed rows and the retractions that closed them, in stream order.
+    steps: Vec<Step>,
+    /// Rows after the last retraction (written after `steps`).
+    logs: LogCopyBuffer,
+    blocks: BlockCopyBuffer,
+    dead_letters: Vec<DeadLetter>,
+    /// Per chain: the last block marker, or the common ancestor of a later retraction.
+    cursors: BTreeMap<u64, BlockRef>,
+    /// (topic, partition, next offset), one entry per partition seen.
+    offsets: Vec<(String, i32, i64)>,
+    messages: usize,
 }
 
-/// A message's content.
-// Records are the common case; boxing them would cost an allocation per message.
-#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
-pub enum Item {
-    Record(StreamRecord),
-    /// Not a readable record: kept in `dead_letters` with the reason.
-    Bad {
-        key: Option<Vec<u8>>,
-        payload: Option<Vec<u8>>,
-        error: String,
+enum Step {
+    /// Rows that precede a retraction: logs first, then block markers.
+    Rows {
+        logs: LogCopyBuffer,
+        blocks: BlockCopyBuffer,
     },
+    Retraction(Retraction),
 }
 
-impl Item {
-    /// Parses a Kafka payload.
-    pub fn parse(key: Option<&[u8]>, payload: Option<&[u8]>) -> Item {
-        let result = match payload {
-            Some(p) => StreamRecord::from_json(p).map_err(|e: RecordError| e.to_string()),
+/// A message that is not a readable record: kept in `dead_letters` with the reason.
+#[derive(Debug)]
+struct DeadLetter {
+    topic: String,
+    partition: i32,
+    offset: i64,
+    key: Option<Vec<u8>>,
+    payload: Option<Vec<u8>>,
+    error: String,
+}
+
+impl Batch {
+    pub fn new() -> Batch {
+        Batch::default()
+    }
+
+    /// Adds the Kafka message at `offset` of `topic`/`partition`: parses the payload and encodes
+    /// its row, or keeps it as a dead letter when it is not a readable record. Messages of one
+    /// partition must come in offset order.
+    pub fn push(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+        key: Option<&[u8]>,
+        payload: Option<&[u8]>,
+    ) {
+        self.messages += 1;
+        self.note_offset(topic, partition, offset + 1);
+        let parsed = match payload {
+            Some(p) => StreamRecord::from_json(p).map_err(|e| e.to_string()),
             None => Err("message has no payload".to_owned()),
         };
-        match result {
-            Ok(r) => Item::Record(r),
-            Err(error) => Item::Bad {
+        match parsed {
+            Ok(StreamRecord::Log(l)) => self.logs.push(&l),
+            Ok(StreamRecord::Block(b)) => {
+                self.blocks.push(&b);
+                self.cursors.insert(
+                    b.chain_id,
+                    BlockRef {
+                        number: b.number,
+                        hash: b.hash,
+                    },
+                );
+            }
+            Ok(StreamRecord::Retraction(r)) => {
+                if !self.logs.is_empty() || !self.blocks.is_empty() {
+                    self.steps.push(Step::Rows {
+                        logs: std::mem::take(&mut self.logs),
+                        blocks: std::mem::take(&mut self.blocks),
+                    });
+                }
+                self.cursors.insert(r.chain_id, r.common_ancestor);
+                self.steps.push(Step::Retraction(r));
+            }
+            Err(error) => self.dead_letters.push(DeadLetter {
+                topic: topic.to_owned(),
+                partition,
+                offset,
                 key: key.map(<[u8]>::to_vec),
                 payload: payload.map(<[u8]>::to_vec),
                 error,
-            },
+            }),
         }
+    }
+
+    fn note_offset(&mut self, topic: &str, partition: i32, next: i64) {
+        match self
+            .offsets
+            .iter_mut()
+            .find(|(t, p, _)| *p == partition && t == topic)
+        {
+            Some(entry) => entry.2 = next,
+            None => self.offsets.push((topic.to_owned(), partition, next)),
+        }
+    }
+
+    /// Number of messages.
+    pub fn len(&self) -> usize {
+        self.messages
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.messages == 0
+    }
+
+    /// Per (topic, partition): the offset after the batch's last message.
+    pub fn next_offsets(&self) -> impl Iterator<Item = (&str, i32, i64)> + '_ {
+        self.offsets.iter().map(|(t, p, o)| (t.as_str(), *p, *o))
     }
 }
 
@@ -62,63 +144,49 @@ pub struct BatchStats {
     pub cursors: BTreeMap<u64, BlockRef>,
 }
 
-/// Applies `batch` and stores the offsets under `consumer`, all in one transaction.
+/// Applies `batch` and stores the offsets under `consumer`, all in one transaction. Leaves the
+/// batch as it is: after an error the same batch can be written again.
 pub async fn write_batch(
     pool: &PgPool,
     consumer: &str,
-    batch: &[Message],
+    batch: &Batch,
 ) -> Result<BatchStats, sqlx::Error> {
     let mut tx = pool.begin().await?;
     pgcopy::prepare_staging(&mut tx).await?;
-    let mut logs = LogCopyBuffer::new();
-    let mut blocks = BlockCopyBuffer::new();
-    let mut stats = BatchStats::default();
-    let mut offsets: BTreeMap<(&str, i32), i64> = BTreeMap::new();
-    for msg in batch {
-        offsets.insert((msg.topic.as_str(), msg.partition), msg.offset + 1);
-        match &msg.item {
-            Item::Record(StreamRecord::Log(l)) => logs.push(l),
-            Item::Record(StreamRecord::Block(b)) => {
-                blocks.push(b);
-                stats.cursors.insert(
-                    b.chain_id,
-                    BlockRef {
-                        number: b.number,
-                        hash: b.hash,
-                    },
-                );
+    let mut stats = BatchStats {
+        cursors: batch.cursors.clone(),
+        ..BatchStats::default()
+    };
+    for d in &batch.dead_letters {
+        tracing::error!(topic = %d.topic, partition = d.partition, offset = d.offset, error = %d.error, "unreadable record kept in dead_letters");
+        sqlx::query(
+            "INSERT INTO dead_letters (topic, partition, kafka_offset, key, payload, error)
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+        )
+        .bind(&d.topic)
+        .bind(d.partition)
+        .bind(d.offset)
+        .bind(d.key.as_deref())
+        .bind(d.payload.as_deref())
+        .bind(&d.error)
+        .execute(&mut *tx)
+        .await?;
+        stats.dead_letters += 1;
+    }
+    for step in &batch.steps {
+        match step {
+            Step::Rows { logs, blocks } => {
+                stats.logs_inserted += pgcopy::store_logs(&mut tx, logs).await?;
+                stats.blocks_written += pgcopy::store_blocks(&mut tx, blocks).await?;
             }
-            Item::Record(StreamRecord::Retraction(r)) => {
-                stats.logs_inserted += pgcopy::flush_logs(&mut tx, &mut logs).await?;
-                stats.blocks_written += pgcopy::flush_blocks(&mut tx, &mut blocks).await?;
+            Step::Retraction(r) => {
                 apply_retraction(&mut tx, r).await?;
                 stats.retractions += 1;
-                stats.cursors.insert(r.chain_id, r.common_ancestor);
-            }
-            Item::Bad {
-                key,
-                payload,
-                error,
-            } => {
-                tracing::error!(topic = %msg.topic, partition = msg.partition, offset = msg.offset, %error, "unreadable record kept in dead_letters");
-                sqlx::query(
-                    "INSERT INTO dead_letters (topic, partition, kafka_offset, key, payload, error)
-                     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
-                )
-                .bind(&msg.topic)
-                .bind(msg.partition)
-                .bind(msg.offset)
-                .bind(key.as_deref())
-                .bind(payload.as_deref())
-                .bind(error)
-                .execute(&mut *tx)
-                .await?;
-                stats.dead_letters += 1;
             }
         }
     }
-    stats.logs_inserted += pgcopy::flush_logs(&mut tx, &mut logs).await?;
-    stats.blocks_written += pgcopy::flush_blocks(&mut tx, &mut blocks).await?;
+    stats.logs_inserted += pgcopy::store_logs(&mut tx, &batch.logs).await?;
+    stats.blocks_written += pgcopy::store_blocks(&mut tx, &batch.blocks).await?;
     for (chain_id, at) in &stats.cursors {
         sqlx::query(
             "INSERT INTO sink_cursors (chain_id, block_number, block_hash, updated_at)
@@ -132,7 +200,7 @@ pub async fn write_batch(
         .execute(&mut *tx)
         .await?;
     }
-    for ((topic, partition), next) in offsets {
+    for (topic, partition, next) in batch.next_offsets() {
         sqlx::query(
             "INSERT INTO sink_offsets (consumer, topic, partition, next_offset, updated_at)
              VALUES ($1, $2, $3, $4, now())
@@ -151,15 +219,21 @@ pub async fn write_batch(
 }
 
 /// Removes the orphaned blocks' rows. Keyed by block hash, so replaying an old retraction never
-/// touches the rows of the fork that replaced it.
+/// touches the rows of the fork that replaced it; logs by (number, hash), the leading columns of
+/// their primary key after the chain.
 async fn apply_retraction(conn: &mut PgConnection, r: &Retraction) -> Result<(), sqlx::Error> {
     let hashes: Vec<&[u8]> = r.orphaned.iter().map(|b| b.hash.as_slice()).collect();
+    let numbers: Vec<i64> = r.orphaned.iter().map(|b| b.number as i64).collect();
     let chain = r.chain_id as i64;
-    sqlx::query("DELETE FROM logs WHERE chain_id = $1 AND block_hash = ANY($2)")
-        .bind(chain)
-        .bind(&hashes)
-        .execute(&mut *conn)
-        .await?;
+    sqlx::query(
+        "DELETE FROM logs WHERE chain_id = $1 AND (block_number, block_hash) IN \
+         (SELECT * FROM unnest($2::bigint[], $3::bytea[]))",
+    )
+    .bind(chain)
+    .bind(&numbers)
+    .bind(&hashes)
+    .execute(&mut *conn)
+    .await?;
     sqlx::query("DELETE FROM blocks WHERE chain_id = $1 AND hash = ANY($2)")
         .bind(chain)
         .bind(&hashes)

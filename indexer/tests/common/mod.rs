@@ -134,8 +134,15 @@ addresses = ["{registry}"]
         } else {
             text
         };
+        // Written to a temporary name and renamed: a process starting meanwhile (tests restart
+        // processes while others run) must never read a half-written file.
         let path = self.dir.path().join("tripwire.toml");
-        std::fs::write(&path, text).expect("write config");
+        let tmp = self
+            .dir
+            .path()
+            .join(format!("tripwire.toml.{}", rand_suffix()));
+        std::fs::write(&tmp, text).expect("write config");
+        std::fs::rename(&tmp, &path).expect("rename config");
         path
     }
 
