@@ -193,12 +193,15 @@ pub async fn run(
             health.clone(),
         )
         .await?;
-        probes::kafka(
-            sink.consumer(),
-            topics[0].clone(),
-            health.clone(),
-            shutdown.clone(),
-        );
+        if !roles.ingest {
+            // In `run` the producer's probe already covers the broker.
+            probes::kafka(
+                sink.consumer(),
+                topics[0].clone(),
+                health.clone(),
+                shutdown.clone(),
+            );
+        }
         probes::lag(
             pool.clone(),
             health.clone(),

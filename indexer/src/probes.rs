@@ -81,7 +81,8 @@ pub fn kafka<S: MetadataSource>(
     });
 }
 
-/// Lag of Postgres behind the head per chain, from the `indexer_state` view.
+/// Lag of Postgres behind the head, and the last synced block, per chain, from the
+/// `indexer_state` view.
 pub fn lag(pool: PgPool, health: Health, threshold: u64, shutdown: CancellationToken) {
     tokio::spawn(async move {
         while !shutdown.is_cancelled() {
@@ -91,6 +92,9 @@ pub fn lag(pool: PgPool, health: Health, threshold: u64, shutdown: CancellationT
                     let chain = row.chain;
                     let Some(head) = row.head_block else { continue };
                     let synced = row.last_synced_block.unwrap_or(0);
+                    if let Some(indexed) = row.last_synced_block {
+                        gauge!(m::INDEXED_BLOCK, "chain" => chain.clone()).set(indexed as f64);
+                    }
                     let lag = (head - synced).max(0) as u64;
                     gauge!(m::LAG_BLOCKS, "chain" => chain.clone(), "stage" => "sink")
                         .set(lag as f64);

@@ -13,7 +13,7 @@ use std::{
 };
 
 use backon::{BackoffBuilder, ExponentialBuilder};
-use metrics::{counter, gauge, histogram};
+use metrics::{counter, histogram};
 use rdkafka::{
     consumer::{CommitMode, Consumer, StreamConsumer},
     error::{KafkaError, RDKafkaErrorCode},
@@ -187,10 +187,6 @@ impl Sink {
                     counter!(m::DEAD_LETTERS).increment(stats.dead_letters);
                     if stats.retractions > 0 {
                         counter!(m::RETRACTIONS_APPLIED).increment(stats.retractions);
-                    }
-                    for (chain, at) in &stats.cursors {
-                        gauge!(m::INDEXED_BLOCK, "chain_id" => chain.to_string())
-                            .set(at.number as f64);
                     }
                     histogram!(m::BATCH_SECONDS, "stage" => "sink")
                         .record(started.elapsed().as_secs_f64());
