@@ -19,6 +19,8 @@ pub const RETRACTIONS_APPLIED: &str = "tripwire_retractions_applied_total";
 pub const KAFKA_ERRORS: &str = "tripwire_kafka_errors_total";
 pub const POSTGRES_ERRORS: &str = "tripwire_postgres_errors_total";
 pub const BATCH_SECONDS: &str = "tripwire_batch_duration_seconds";
+pub const HEAD_AGE: &str = "tripwire_chain_head_age_seconds";
+pub const PROVIDER_FORKS: &str = "tripwire_rpc_provider_forks_total";
 
 /// Registers descriptions (called once when the recorder is installed).
 pub fn describe() {
@@ -70,18 +72,61 @@ pub fn describe() {
         Unit::Seconds,
         "Time to process one range or batch."
     );
-    describe_counter!("tripwire_rpc_requests_total", "JSON-RPC calls by method.");
+    describe_gauge!(
+        HEAD_AGE,
+        "Seconds since any RPC provider last reported the head (grows while all are down)."
+    );
+    describe_counter!(
+        PROVIDER_FORKS,
+        "Times a provider alone reported another block at the indexed tip (benched, not a reorg)."
+    );
+    describe_counter!(
+        "tripwire_rpc_requests_total",
+        "HTTP requests per provider and method (a batch counts once)."
+    );
+    describe_counter!(
+        "tripwire_rpc_calls_total",
+        "JSON-RPC calls per provider (each call of a batch counts)."
+    );
     describe_counter!(
         "tripwire_rpc_errors_total",
-        "JSON-RPC failures by method and kind."
+        "RPC failures per provider and kind (timeout, transport, http, rate_limited, range_limit, response, missing_block, invalid)."
     );
     describe_counter!(
         "tripwire_rpc_failovers_total",
-        "Calls moved to the next provider."
+        "Calls moved from this provider to the next one."
     );
     describe_histogram!(
         "tripwire_rpc_latency_seconds",
         Unit::Seconds,
-        "JSON-RPC latency."
+        "HTTP request latency per provider and method."
+    );
+    describe_gauge!(
+        "tripwire_rpc_provider_up",
+        "1 while the provider is in rotation, 0 while benched or lagging."
+    );
+    describe_gauge!(
+        "tripwire_rpc_provider_head_block",
+        "Head block last reported by the provider."
+    );
+    describe_gauge!(
+        "tripwire_rpc_provider_error_rate",
+        "Moving average of the provider's failure rate (0..1)."
+    );
+    describe_gauge!(
+        "tripwire_rpc_providers_in_rotation",
+        "Providers of the chain in rotation (0: all down)."
+    );
+    describe_gauge!(
+        "tripwire_rpc_best_head_block",
+        "Highest head reported by any provider of the chain."
+    );
+    describe_gauge!(
+        "tripwire_rpc_range_blocks",
+        "Blocks per eth_getLogs now (shrinks on provider limits)."
+    );
+    describe_counter!(
+        "tripwire_rpc_range_shrinks_total",
+        "Range or response-size limits that shrank the range."
     );
 }

@@ -66,9 +66,18 @@ async fn backfill_then_follow_matches_chain_row_by_row() -> anyhow::Result<()> {
         .arg("status")
         .output()?;
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{text}");
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(
         text.contains("devnet") && text.contains(&head.to_string()),
+        "{text}"
+    );
+    // The provider table: anvil's URL, in rotation.
+    assert!(
+        text.contains("PROVIDER") && text.contains("in rotation"),
         "{text}"
     );
 

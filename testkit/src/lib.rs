@@ -3,7 +3,8 @@
 //! Each module wraps one external dependency so tests can start it, break it and
 //! inspect it without ceremony: [`anvil`] (a local EVM node), [`postgres`]
 //! (throwaway databases), [`kafka`] (a real broker or librdkafka's mock cluster),
-//! [`proxy`] (a TCP forwarder that can be cut to simulate outages), plus
+//! [`proxy`] (a TCP forwarder that can be cut to simulate outages), [`rpc_proxy`]
+//! (a JSON-RPC proxy that injects the faults public providers produce), plus
 //! [`contracts`] and [`abi`] for the demo contracts in `contracts/`.
 
 pub mod abi;
@@ -12,6 +13,7 @@ pub mod contracts;
 pub mod kafka;
 pub mod postgres;
 pub mod proxy;
+pub mod rpc_proxy;
 
 use std::path::PathBuf;
 

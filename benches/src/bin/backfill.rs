@@ -97,6 +97,11 @@ struct Args {
     /// through `cargo run`, then use `<target>/release/tripwire-indexer`.
     #[arg(long, env = "TRIPWIRE_BENCH_INDEXER")]
     indexer_bin: Option<PathBuf>,
+    /// Healthy RPC providers the indexer is given, as a comma-separated list of counts: one
+    /// indexer run per count on the same chain (e.g. `1,3`). Every provider is the same anvil
+    /// under its own name, so the difference is the provider pool's own cost.
+    #[arg(long, value_delimiter = ',', default_value = "1")]
+    providers: Vec<usize>,
     /// Give up on the indexer after this many seconds.
     #[arg(long, default_value_t = 1800)]
     timeout_s: u64,
@@ -161,9 +166,26 @@ async fn main() -> Result<()> {
     println!(
         "\n== 3. indexer: tripwire-indexer ingest -> Kafka -> tripwire-indexer sink -> Postgres"
     );
-    let run = run_indexer(&args, &chain, &indexer, &run_dir).await?;
-
-    summary(&args, &chain, ceiling.as_ref(), &run);
+    let mut rates = Vec::new();
+    for &providers in &args.providers {
+        println!("\n-- {providers} healthy RPC provider(s)");
+        let dir = run_dir.join(format!("providers-{providers}"));
+        std::fs::create_dir_all(&dir)?;
+        let run = run_indexer(&args, &chain, &indexer, &dir, providers).await?;
+        summary(&args, &chain, ceiling.as_ref(), &run);
+        rates.push((providers, run.end_to_end.map(|s| chain.logs as f64 / s)));
+    }
+    if rates.len() > 1 {
+        println!(
+            "\n================ backfill rate by number of healthy providers ================"
+        );
+        for (providers, rate) in rates {
+            println!(
+                "{providers} provider(s)            {}",
+                rate.map_or("n/a".to_owned(), |r| format!("{r:.0} logs/s"))
+            );
+        }
+    }
     Ok(())
 }
 
@@ -873,6 +895,7 @@ fn config_text(
     db: &TestDb,
     kafka: &TestKafka,
     topic: &str,
+    providers: usize,
 ) -> Result<String> {
     let mut props = String::new();
     for p in &args.kafka_props {
@@ -909,6 +932,7 @@ batch_wait_ms = {wait}
 name = "bench"
 chain_id = {chain_id}
 rpc_urls = ["{rpc}"]
+{providers}
 start_block = 0
 confirmations = 0
 max_reorg_depth = 64
@@ -933,6 +957,19 @@ events = ["{PING}"]
         wait = args.batch_wait_ms,
         chain_id = CHAIN_ID,
         rpc = chain.anvil.url(),
+        providers = if providers > 1 {
+            let more: Vec<String> = (2..=providers)
+                .map(|i| {
+                    format!(
+                        "{{ url = \"{}\", name = \"anvil-{i}\" }}",
+                        chain.anvil.url()
+                    )
+                })
+                .collect();
+            format!("providers = [{}]", more.join(", "))
+        } else {
+            String::new()
+        },
         range = args.range_blocks,
         in_flight = args
             .ranges_in_flight
@@ -1040,7 +1077,13 @@ fn mb(kb: Option<u64>) -> Option<f64> {
     kb.map(|k| k as f64 / 1024.0)
 }
 
-async fn run_indexer(args: &Args, chain: &Chain, bin: &Path, dir: &Path) -> Result<IndexerRun> {
+async fn run_indexer(
+    args: &Args,
+    chain: &Chain,
+    bin: &Path,
+    dir: &Path,
+    providers: usize,
+) -> Result<IndexerRun> {
     let db = TestDb::create()
         .await
         .context("creating the Postgres database")?;
@@ -1058,7 +1101,10 @@ async fn run_indexer(args: &Args, chain: &Chain, bin: &Path, dir: &Path) -> Resu
         }
     );
     let config = dir.join("tripwire.toml");
-    std::fs::write(&config, config_text(args, chain, &db, &kafka, &topic)?)?;
+    std::fs::write(
+        &config,
+        config_text(args, chain, &db, &kafka, &topic, providers)?,
+    )?;
     let timeout = Duration::from_secs(args.timeout_s);
     let head = chain.head;
     let mut run = IndexerRun {

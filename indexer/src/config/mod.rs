@@ -158,8 +158,25 @@ pub struct ChainConfig {
     pub name: String,
     /// EIP-155 chain id; checked against `eth_chainId` of every RPC URL at start.
     pub chain_id: u64,
-    /// JSON-RPC endpoints (HTTP). The first reachable one is used; the others are fallbacks.
+    /// JSON-RPC endpoints (HTTP), all of equal weight and without a rate limit. Shorthand for
+    /// `providers`; both may be given and are used together.
+    #[serde(default)]
     pub rpc_urls: Vec<String>,
+    /// JSON-RPC endpoints with their own settings (`[[chains.providers]]`). Requests go to the best
+    /// provider in rotation (highest weight, then lowest latency and error rate) and fail over to
+    /// the next within the same call.
+    #[serde(default)]
+    pub providers: Vec<ProviderConfig>,
+    /// A provider whose head is more than this many blocks behind the best provider's head is
+    /// taken out of rotation until it catches up.
+    #[serde(default = "default_max_provider_lag_blocks")]
+    pub max_provider_lag_blocks: u64,
+    /// Believe a provider's log list only together with its own header of every block of the
+    /// range, fetched in the same JSON-RPC batch. A node that has not reached a block answers
+    /// `eth_getLogs` with an empty list, not an error: turning this off loses those rows silently.
+    /// It exists so that the test suite can show that loss; never turn it off in production.
+    #[serde(default = "default_true")]
+    pub verify_ranges: bool,
     /// First block to index when no cursor exists yet.
     #[serde(default)]
     pub start_block: u64,
@@ -174,7 +191,8 @@ pub struct ChainConfig {
     /// Milliseconds between polls of the head once the indexer has caught up.
     #[serde(default = "default_poll_interval_ms")]
     pub poll_interval_ms: u64,
-    /// Blocks per `eth_getLogs` request during backfill.
+    /// Largest number of blocks per `eth_getLogs` request. The range shrinks when a provider
+    /// answers with a range or response-size limit and grows back to this after successes.
     #[serde(default = "default_range_blocks")]
     pub range_blocks: u64,
     /// Seconds before an RPC request is abandoned.
@@ -183,6 +201,40 @@ pub struct ChainConfig {
     /// Ranges fetched at once during backfill (published and committed in order).
     #[serde(default = "default_ranges_in_flight")]
     pub ranges_in_flight: usize,
+}
+
+/// `[[chains.providers]]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderConfig {
+    /// HTTP(S) JSON-RPC endpoint. A key in its path or query is redacted from logs and metrics.
+    pub url: String,
+    /// Label in logs, metrics and `status` (default: the URL without path or credentials).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Preference among healthy providers: a provider with a higher weight is asked first.
+    #[serde(default = "default_weight")]
+    pub weight: u32,
+    /// Largest number of HTTP requests per second sent to this provider (a JSON-RPC batch is one
+    /// request). Unset: no limit.
+    #[serde(default)]
+    pub max_rps: Option<u32>,
+}
+
+impl ChainConfig {
+    /// `rpc_urls` and `providers` as one list, in that order.
+    pub fn all_providers(&self) -> Vec<ProviderConfig> {
+        self.rpc_urls
+            .iter()
+            .map(|url| ProviderConfig {
+                url: url.clone(),
+                name: None,
+                weight: default_weight(),
+                max_rps: None,
+            })
+            .chain(self.providers.iter().cloned())
+            .collect()
+    }
 }
 
 /// `[[contracts]]`
@@ -237,6 +289,15 @@ fn default_max_reorg_depth() -> u64 {
 }
 fn default_poll_interval_ms() -> u64 {
     1000
+}
+fn default_true() -> bool {
+    true
+}
+fn default_weight() -> u32 {
+    1
+}
+fn default_max_provider_lag_blocks() -> u64 {
+    10
 }
 fn default_range_blocks() -> u64 {
     500
@@ -396,23 +457,35 @@ impl Config {
                     format!("{} is used by two chains", c.chain_id),
                 ));
             }
-            if c.rpc_urls.is_empty() {
+            let providers = c.all_providers();
+            if providers.is_empty() {
                 return Err(ConfigError::invalid(
                     field("rpc_urls"),
-                    "needs at least one URL",
+                    "needs at least one URL (in rpc_urls or [[chains.providers]])",
                 ));
             }
-            for url in &c.rpc_urls {
-                let parsed = url::Url::parse(url).map_err(|e| {
-                    ConfigError::invalid(field("rpc_urls"), format!("`{}`: {e}", redact_url(url)))
+            for (j, p) in providers.iter().enumerate() {
+                let what = if j < c.rpc_urls.len() {
+                    field("rpc_urls")
+                } else {
+                    field(&format!("providers[{}].url", j - c.rpc_urls.len()))
+                };
+                let parsed = url::Url::parse(&p.url).map_err(|e| {
+                    ConfigError::invalid(&what, format!("`{}`: {e}", redact_url(&p.url)))
                 })?;
                 if !matches!(parsed.scheme(), "http" | "https") {
                     return Err(ConfigError::invalid(
-                        field("rpc_urls"),
+                        what,
                         format!(
                             "`{}`: only http(s) endpoints are supported",
-                            redact_url(url)
+                            redact_url(&p.url)
                         ),
+                    ));
+                }
+                if p.max_rps == Some(0) {
+                    return Err(ConfigError::invalid(
+                        field(&format!("providers[{}].max_rps", j - c.rpc_urls.len())),
+                        "must be at least 1 (leave it out for no limit)",
                     ));
                 }
             }

@@ -134,6 +134,35 @@ fn semantic_mistakes_are_named() {
 }
 
 #[test]
+fn providers_are_validated_and_joined_with_rpc_urls() {
+    let with =
+        |extra: &str| MINIMAL.replace("chain_id = 31337", &format!("chain_id = 31337\n{extra}"));
+    let e = err(&with("providers = [{ url = \"ftp://x\" }]"));
+    assert!(
+        e.contains("providers[0].url") && e.contains("ftp://x"),
+        "{e}"
+    );
+    let e = err(&with("providers = [{ url = \"http://a\", max_rps = 0 }]"));
+    assert!(e.contains("providers[0].max_rps"), "{e}");
+    let e = err(&with("providers = [{ url = \"http://a\", wieght = 2 }]"));
+    assert!(e.contains("wieght"), "{e}");
+    let e = err(&MINIMAL.replace("rpc_urls = [\"http://127.0.0.1:8545\"]", ""));
+    assert!(e.contains("rpc_urls") && e.contains("providers"), "{e}");
+    let s = parse(&with(
+        "providers = [{ url = \"http://b:8545\", name = \"b\", weight = 3, max_rps = 10 }]",
+    ))
+    .expect("valid");
+    let all = s.config.chains[0].all_providers();
+    assert_eq!(all.len(), 2);
+    assert_eq!(all[0].weight, 1);
+    assert_eq!(
+        (all[1].name.as_deref(), all[1].weight, all[1].max_rps),
+        (Some("b"), 3, Some(10))
+    );
+    assert!(s.config.chains[0].verify_ranges);
+}
+
+#[test]
 fn env_interpolation_applies_and_missing_var_is_named() {
     let e = err(&MINIMAL.replace("embedded", "${TRIPWIRE_TEST_SURELY_UNSET_VAR}"));
     assert!(e.contains("TRIPWIRE_TEST_SURELY_UNSET_VAR"), "{e}");

@@ -114,6 +114,44 @@ pub async fn register_chain(pool: &PgPool, chain_id: u64, name: &str) -> Result<
 /// The zero hash stands for "unknown" when a reorg reaches below the start block.
 pub const UNKNOWN_HASH: B256 = B256::ZERO;
 
+/// Replaces the chain's rows in `rpc_providers` with the pool's current state (providers removed
+/// from the config disappear).
+pub async fn save_providers(
+    pool: &PgPool,
+    chain_id: u64,
+    providers: &[crate::rpc::ProviderStatus],
+) -> Result<(), sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let names: Vec<String> = providers.iter().map(|p| p.provider.clone()).collect();
+    sqlx::query("DELETE FROM rpc_providers WHERE chain_id = $1 AND provider <> ALL($2)")
+        .bind(chain_id as i64)
+        .bind(&names)
+        .execute(&mut *tx)
+        .await?;
+    for p in providers {
+        sqlx::query(
+            "INSERT INTO rpc_providers
+                 (chain_id, provider, weight, in_rotation, head_block, error_rate, latency_ms, reason, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, now())
+             ON CONFLICT (chain_id, provider) DO UPDATE SET
+                 weight = EXCLUDED.weight, in_rotation = EXCLUDED.in_rotation,
+                 head_block = EXCLUDED.head_block, error_rate = EXCLUDED.error_rate,
+                 latency_ms = EXCLUDED.latency_ms, reason = EXCLUDED.reason, updated_at = now()",
+        )
+        .bind(chain_id as i64)
+        .bind(&p.provider)
+        .bind(p.weight as i32)
+        .bind(p.in_rotation)
+        .bind(p.head.map(|h| h as i64))
+        .bind(p.error_rate)
+        .bind(p.latency_ms)
+        .bind(&p.reason)
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -22,7 +22,7 @@ use crate::{
     config::{ChainConfig, ContractSpec},
     health::{Health, Status},
     metrics as m,
-    rpc::{ChainRpc, RpcError},
+    rpc::{ChainRpc, ProviderId, RpcError},
 };
 
 /// Why a step failed.
@@ -104,8 +104,9 @@ pub struct ChainIngest {
     health: Health,
     cursor: Cursor,
     head: u64,
-    range: u64,
     backpressure: Option<Backpressure>,
+    /// When the providers' state was last written to `rpc_providers`.
+    providers_saved: Option<std::time::Instant>,
     /// Next offset per partition after the last acknowledged record, as Kafka reported it.
     produced: std::collections::BTreeMap<i32, i64>,
 }
@@ -130,7 +131,6 @@ impl ChainIngest {
             tracing::info!(chain = %chain.name, block = chain.start_block, "starting from start_block");
         }
         let book = records::address_book(&contracts);
-        let range = chain.range_blocks;
         Ok(ChainIngest {
             chain,
             contracts,
@@ -142,8 +142,8 @@ impl ChainIngest {
             health,
             cursor,
             head: 0,
-            range,
             backpressure: None,
+            providers_saved: None,
             produced: Default::default(),
         })
     }
@@ -196,10 +196,11 @@ impl ChainIngest {
             .without_max_times();
         let mut delays = backoff.build();
         while !shutdown.is_cancelled() {
-            let wait = match self.step().await {
+            let result = self.step().await;
+            self.report_providers(result.is_ok()).await;
+            let wait = match result {
                 Ok(step) => {
                     delays = backoff.build();
-                    self.health.healthy(&format!("rpc:{}", self.chain.name));
                     self.health.healthy("kafka");
                     self.health.healthy("postgres");
                     match step {
@@ -228,13 +229,68 @@ impl ChainIngest {
                     delay
                 }
             };
-            tokio::select! {
-                _ = shutdown.cancelled() => break,
-                _ = tokio::time::sleep(wait) => {}
+            // The head age keeps counting while the ingest waits out a backoff: an alert on it
+            // must not see a frozen value during an outage.
+            let until = tokio::time::Instant::now() + wait;
+            loop {
+                let tick = until.min(tokio::time::Instant::now() + Duration::from_secs(1));
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = tokio::time::sleep_until(tick) => {}
+                }
+                if let Some(age) = self.rpc.head_age() {
+                    gauge!(m::HEAD_AGE, "chain" => self.label()).set(age.as_secs_f64());
+                }
+                if tick >= until {
+                    break;
+                }
             }
         }
         tracing::info!(chain = %self.chain.name, "ingest stopped");
         Ok(())
+    }
+
+    /// Provider health: degraded while some provider is out of rotation, and the provider table
+    /// for `status` (written at most every 2 s). `step_ok` is false when the step failed, which
+    /// keeps the RPC component's failure set by `run`.
+    async fn report_providers(&mut self, step_ok: bool) {
+        let component = format!("rpc:{}", self.chain.name);
+        if let Some(age) = self.rpc.head_age() {
+            gauge!(m::HEAD_AGE, "chain" => self.label()).set(age.as_secs_f64());
+        }
+        let snapshot = self.rpc.snapshot();
+        let out: Vec<String> = snapshot
+            .iter()
+            .filter(|p| !p.in_rotation)
+            .map(|p| {
+                format!(
+                    "{} out of rotation ({})",
+                    p.provider,
+                    p.reason.as_deref().unwrap_or("-")
+                )
+            })
+            .collect();
+        if step_ok {
+            if out.is_empty() {
+                self.health.healthy(&component);
+            } else if out.len() == snapshot.len() {
+                self.health
+                    .set(&component, Status::Unhealthy, out.join("; "));
+            } else {
+                self.health
+                    .set(&component, Status::Degraded, out.join("; "));
+            }
+        }
+        if self
+            .providers_saved
+            .is_some_and(|t| t.elapsed() < Duration::from_secs(2))
+        {
+            return;
+        }
+        self.providers_saved = Some(std::time::Instant::now());
+        if let Err(e) = cursor::save_providers(&self.pool, self.chain.chain_id, &snapshot).await {
+            tracing::debug!(chain = %self.chain.name, error = %e, "could not store provider state");
+        }
     }
 
     fn addresses_for(&self, to: u64) -> Vec<Address> {
@@ -246,10 +302,12 @@ impl ChainIngest {
     }
 
     async fn step(&mut self) -> Result<Step, IngestError> {
-        let head = self.rpc.block_number().await?;
+        let heads = self.rpc.heads().await?;
+        let head = heads.best;
         self.head = head;
         gauge!(m::HEAD_BLOCK, "chain" => self.label()).set(head as f64);
-        let target = head.saturating_sub(self.chain.confirmations);
+        // Only as far as a provider that can be asked has reached.
+        let target = heads.serving.saturating_sub(self.chain.confirmations);
         let next = match self.cursor.tip() {
             Some(t) => t.number + 1,
             None => self.chain.start_block,
@@ -258,13 +316,19 @@ impl ChainIngest {
             // Caught up. The tip itself may have been replaced at the same height.
             if let Some(tip) = self.cursor.tip() {
                 match self.rpc.header(tip.number).await? {
-                    Some(h) if h.hash != tip.hash => {
-                        self.unwind().await?;
+                    (Some(h), provider) if h.hash != tip.hash => {
+                        self.reorg_question(tip, provider, h.hash).await?;
                         return Ok(Step::Progressed);
                     }
-                    Some(_) => {}
+                    (Some(_), _) => {}
                     // A provider behind us is not evidence of a reorg.
-                    None => return Err(provider_behind(tip.number)),
+                    (None, provider) => {
+                        return Err(RpcError::MissingBlock {
+                            provider: self.rpc.label(provider).to_owned(),
+                            block: tip.number,
+                        }
+                        .into())
+                    }
                 }
             }
             self.report_lag();
@@ -288,8 +352,9 @@ impl ChainIngest {
         let started = std::time::Instant::now();
         let mut ranges = Vec::new();
         let mut from = next;
+        let span = self.rpc.range_blocks();
         while from <= target && ranges.len() < self.chain.ranges_in_flight {
-            let to = target.min(from + self.range - 1);
+            let to = target.min(from + span - 1);
             ranges.push((from, to));
             from = to + 1;
         }
@@ -319,8 +384,9 @@ impl ChainIngest {
             if let (Some(t), Some(first)) = (tip, data.headers.first()) {
                 if first.parent_hash != t.hash {
                     if headers.is_empty() {
-                        tracing::warn!(chain = %self.chain.name, block = first.number, "parent hash mismatch: reorg");
-                        self.unwind().await?;
+                        tracing::warn!(chain = %self.chain.name, block = first.number, provider = self.rpc.label(data.provider), "parent hash mismatch");
+                        self.reorg_question(t, data.provider, first.parent_hash)
+                            .await?;
                         return Ok(Step::Progressed);
                     }
                     // The chain moved between two fetches: publish the linked part only.
@@ -434,16 +500,55 @@ impl ChainIngest {
         Ok(())
     }
 
+    /// Provider `reporter` says the block at our tip's height is not `tip` (`theirs` is its
+    /// hash there). Two providers disagreeing is a question, not data: a second provider decides.
+    /// If it still has our tip, the reporter is on another fork and leaves rotation; otherwise the
+    /// chain did reorganise and is unwound using the witness's view.
+    async fn reorg_question(
+        &mut self,
+        tip: BlockRef,
+        reporter: ProviderId,
+        theirs: alloy::primitives::B256,
+    ) -> Result<(), IngestError> {
+        match self.rpc.header_elsewhere(tip.number, reporter).await? {
+            Some((Some(h), witness)) if h.hash == tip.hash => {
+                self.rpc.penalize(
+                    reporter,
+                    tip.number,
+                    &format!(
+                        "it says {theirs}, {} and the indexed chain say {}",
+                        self.rpc.label(witness),
+                        tip.hash
+                    ),
+                );
+                counter!(m::PROVIDER_FORKS, "chain" => self.label()).increment(1);
+                Ok(())
+            }
+            Some((Some(_), witness)) => self.unwind(Some(witness), true).await,
+            // Nobody else can tell: believe the reporter, but not as far as a fatal deep reorg.
+            _ => self.unwind(Some(reporter), false).await,
+        }
+    }
+
     /// Walks back to the common ancestor of the stored blocks and the provider's chain, publishes a
-    /// retraction of everything above it, and moves the cursor there.
-    async fn unwind(&mut self) -> Result<(), IngestError> {
+    /// retraction of everything above it, and moves the cursor there. `confirmed`: a second
+    /// provider agreed that the tip changed (or there is only one provider).
+    async fn unwind(
+        &mut self,
+        prefer: Option<ProviderId>,
+        confirmed: bool,
+    ) -> Result<(), IngestError> {
         let recent: Vec<BlockRef> = self.cursor.recent.iter().copied().collect();
         let (Some(lowest), Some(tip)) = (recent.first().copied(), recent.last().copied()) else {
             return Ok(());
         };
-        let current = self.rpc.headers(lowest.number, tip.number).await?;
+        let (current, source) = self.rpc.headers(lowest.number, tip.number, prefer).await?;
         if current.last().is_some_and(Option::is_none) {
-            return Err(provider_behind(tip.number));
+            return Err(RpcError::MissingBlock {
+                provider: self.rpc.label(source).to_owned(),
+                block: tip.number,
+            }
+            .into());
         }
         let ancestor = recent
             .iter()
@@ -453,12 +558,28 @@ impl ChainIngest {
             })
             .copied();
         let ancestor = match ancestor {
+            // Our tip is still canonical for this provider: nothing to retract.
+            Some(a) if a == tip => return Ok(()),
             Some(a) if tip.number - a.number <= self.chain.max_reorg_depth => a,
             // The window reaches back to the start block: everything we hold is orphaned.
             None if lowest.number <= self.chain.start_block => BlockRef {
                 number: self.chain.start_block.saturating_sub(1),
                 hash: UNKNOWN_HASH,
             },
+            // One provider alone does not stop the indexer: it may be on another fork.
+            _ if !confirmed && self.rpc.provider_count() > 1 => {
+                self.rpc.penalize(
+                    source,
+                    tip.number,
+                    "none of the indexed blocks is on its chain, and no other provider confirms",
+                );
+                return Err(RpcError::Invalid {
+                    provider: self.rpc.label(source).to_owned(),
+                    method: "eth_getBlockByNumber",
+                    message: "reports a reorg deeper than max_reorg_depth that no other provider confirms".into(),
+                }
+                .into());
+            }
             _ => {
                 return Err(IngestError::ReorgTooDeep {
                     chain: self.label(),
@@ -491,12 +612,4 @@ impl ChainIngest {
         histogram!(m::REORG_DEPTH, "chain" => self.label()).record(depth as f64);
         Ok(())
     }
-}
-
-fn provider_behind(number: u64) -> IngestError {
-    IngestError::Rpc(RpcError::Invalid {
-        provider: "current provider".into(),
-        method: "eth_getBlockByNumber",
-        message: format!("does not have block {number} yet (provider behind)"),
-    })
 }

@@ -1,112 +1,83 @@
-//! JSON-RPC access to a chain through alloy's `RpcClient`. The one operation the ingest builds on is
-//! [`ChainRpc::fetch_range`]: the headers of a block range and its logs, asked from **one provider in
-//! one JSON-RPC batch**, so that an empty log list is only believed together with that same provider's
-//! header of the range's last block (a lagging node would answer `null` there, not a hash).
+//! JSON-RPC access to a chain through a pool of providers (`pool.rs`), each an alloy `RpcClient`
+//! over a layered HTTP transport (`layers.rs`). The operation the ingest builds on is
+//! [`ChainRpc::fetch_range`]: the headers of a block range and its logs, asked from **one provider
+//! in one JSON-RPC batch**, so that an empty log list is only believed together with that same
+//! provider's header of every block of the range (a node that has not reached a block answers
+//! `null` there, not a hash). Range limits shrink the range (`limits.rs`); provider faults bench the
+//! provider and move the call to the next one.
 
+mod error;
+mod layers;
+pub mod limits;
+mod pool;
 mod types;
 
-use std::time::{Duration, Instant};
+use std::{
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
 
 use alloy::{
     primitives::{Address, U64},
     rpc::{
-        client::{BatchRequest, RpcClient, Waiter},
-        json_rpc::RpcError as AlloyRpcError,
+        client::{BatchRequest, ClientBuilder, Waiter},
         types::{Filter, Log},
     },
-    transports::TransportErrorKind,
+    transports::layers::ThrottleLayer,
 };
-use metrics::{counter, histogram};
+use metrics::{counter, gauge};
 
+pub use error::RpcError;
+pub use pool::ProviderStatus;
 pub use types::Header;
 
 use crate::config::{redact_url, ChainConfig};
+use pool::{Pool, Provider};
 
-/// What went wrong with an RPC call.
-#[derive(Debug, thiserror::Error)]
-pub enum RpcError {
-    #[error("{provider}: {method} timed out after {after:?}")]
-    Timeout {
-        provider: String,
-        method: &'static str,
-        after: Duration,
-    },
-    #[error("{provider}: {method}: transport error: {message}")]
-    Transport {
-        provider: String,
-        method: &'static str,
-        message: String,
-    },
-    #[error("{provider}: {method}: JSON-RPC error {code}: {message}")]
-    Response {
-        provider: String,
-        method: &'static str,
-        code: i64,
-        message: String,
-    },
-    #[error("{provider}: {method}: {message}")]
-    Invalid {
-        provider: String,
-        method: &'static str,
-        message: String,
-    },
-    #[error("chain {chain}: eth_chainId of {provider} is {actual}, the config says {expected}")]
-    WrongChain {
-        chain: String,
-        provider: String,
-        expected: u64,
-        actual: u64,
-    },
-    #[error("chain {chain}: no RPC provider answered: {errors}")]
-    AllFailed { chain: String, errors: String },
-}
+/// Index of a provider in its chain's pool.
+pub type ProviderId = usize;
 
-impl RpcError {
-    /// A later attempt may succeed (every error but a misconfiguration).
-    pub fn is_retryable(&self) -> bool {
-        !self.is_fatal()
-    }
-
-    /// Retrying cannot help: the configuration points at the wrong chain.
-    pub fn is_fatal(&self) -> bool {
-        matches!(self, RpcError::WrongChain { .. })
-    }
-
-    /// Short label for metrics.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            RpcError::Timeout { .. } => "timeout",
-            RpcError::Transport { .. } => "transport",
-            RpcError::Response { .. } => "response",
-            RpcError::Invalid { .. } => "invalid",
-            RpcError::WrongChain { .. } => "wrong_chain",
-            RpcError::AllFailed { .. } => "all_failed",
-        }
-    }
-}
-
-/// The headers and logs of an inclusive block range, as one provider saw them.
-#[derive(Debug)]
+/// The headers and logs of an inclusive block range, as one provider saw them (or several, one
+/// sub-range each, when a range limit split the request).
+#[derive(Debug, Default)]
 pub struct RangeData {
     pub headers: Vec<Header>,
     pub logs: Vec<Log>,
+    /// The provider that answered the first sub-range (whose first header links to the cursor).
+    pub provider: ProviderId,
 }
 
-struct Provider {
-    label: String,
-    client: RpcClient,
+/// Heads as known after a refresh.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Heads {
+    /// Highest head any provider reported: the chain's head, for lag.
+    pub best: u64,
+    /// Highest head among providers that can be asked now: how far indexing can go.
+    pub serving: u64,
 }
 
-/// The RPC endpoints of one chain, tried in order: a failing provider makes the call move on to
-/// the next within the same call.
+/// The RPC providers of one chain. Cheap to clone.
+#[derive(Clone)]
 pub struct ChainRpc {
-    chain: String,
-    providers: Vec<Provider>,
-    timeout: Duration,
+    inner: Arc<Inner>,
 }
+
+struct Inner {
+    pool: Pool,
+    timeout: Duration,
+    range: limits::AdaptiveRange,
+    verify_ranges: bool,
+    last_heads: Mutex<Option<(Instant, Heads)>>,
+}
+
+/// Heads younger than this are not asked again (ranges in flight share one refresh).
+const HEADS_FRESH: Duration = Duration::from_millis(200);
+/// After the first provider answered its head, how long the others get before the refresh
+/// returns without them (a hung provider must not hold up indexing).
+const HEADS_GRACE: Duration = Duration::from_millis(150);
 
 impl ChainRpc {
-    /// Builds clients for every URL of the chain (no network traffic yet).
+    /// Builds clients for every provider of the chain (no network traffic yet).
     pub fn new(chain: &ChainConfig) -> Result<ChainRpc, RpcError> {
         let timeout = Duration::from_secs(chain.rpc_timeout_s);
         let http = reqwest::Client::builder()
@@ -117,169 +88,502 @@ impl ChainRpc {
                 method: "connect",
                 message: e.to_string(),
             })?;
-        let providers = chain
-            .rpc_urls
-            .iter()
-            .map(|url| {
-                let parsed = url
-                    .parse()
-                    .map_err(|e: url::ParseError| RpcError::Invalid {
-                        provider: redact_url(url),
-                        method: "connect",
-                        message: e.to_string(),
-                    })?;
-                Ok(Provider {
-                    label: redact_url(url),
-                    client: RpcClient::new_http_with_client(http.clone(), parsed),
-                })
-            })
-            .collect::<Result<Vec<_>, RpcError>>()?;
-        Ok(ChainRpc {
+        let mut providers: Vec<Provider> = Vec::new();
+        for p in chain.all_providers() {
+            let url: url::Url = p
+                .url
+                .parse()
+                .map_err(|e: url::ParseError| RpcError::Invalid {
+                    provider: redact_url(&p.url),
+                    method: "connect",
+                    message: e.to_string(),
+                })?;
+            let mut label = p.name.clone().unwrap_or_else(|| redact_url(&p.url));
+            // Two keys of one service redact to the same label: keep labels distinct.
+            if providers.iter().any(|q| q.label == label) {
+                label = format!("{label}#{}", providers.len() + 1);
+            }
+            let metrics = layers::MetricsLayer::new(&chain.name, &label);
+            let client = match p.max_rps {
+                Some(rps) => ClientBuilder::default()
+                    .layer(metrics)
+                    .layer(ThrottleLayer::new(rps))
+                    .http_with_client(http.clone(), url),
+                None => ClientBuilder::default()
+                    .layer(metrics)
+                    .http_with_client(http.clone(), url),
+            };
+            providers.push(Provider::new(label, p.weight, client));
+        }
+        let pool = Pool {
             chain: chain.name.clone(),
             providers,
-            timeout,
+            max_lag: chain.max_provider_lag_blocks,
+        };
+        pool.publish_all();
+        Ok(ChainRpc {
+            inner: Arc::new(Inner {
+                pool,
+                timeout,
+                range: limits::AdaptiveRange::new(chain.range_blocks),
+                verify_ranges: chain.verify_ranges,
+                last_heads: Mutex::new(None),
+            }),
         })
     }
 
+    fn pool(&self) -> &Pool {
+        &self.inner.pool
+    }
+
+    fn chain(&self) -> &str {
+        &self.inner.pool.chain
+    }
+
+    /// The provider's label.
+    pub fn label(&self, id: ProviderId) -> &str {
+        &self.pool().providers[id].label
+    }
+
+    /// Blocks per `eth_getLogs` now (shrunk after range limits, grown back after successes).
+    pub fn range_blocks(&self) -> u64 {
+        self.inner.range.current()
+    }
+
+    /// Every provider's state, for `status` and the `rpc_providers` table.
+    pub fn snapshot(&self) -> Vec<ProviderStatus> {
+        self.pool().snapshot()
+    }
+
+    /// Time since a provider last reported the head (`None` before the first answer). Grows while
+    /// every provider is down, which is what "indexer stalled" alerts watch.
+    pub fn head_age(&self) -> Option<Duration> {
+        self.inner
+            .last_heads
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .map(|(at, _)| at.elapsed())
+    }
+
+    /// Providers configured for the chain.
+    pub fn provider_count(&self) -> usize {
+        self.pool().providers.len()
+    }
+
+    /// Providers in rotation now.
+    pub fn in_rotation(&self) -> usize {
+        self.pool().in_rotation()
+    }
+
     /// Checks that at least one provider answers and that every answering one serves `expected`.
+    /// An unreachable provider is only benched: the others may carry the chain.
     pub async fn verify_chain_id(&self, expected: u64) -> Result<(), RpcError> {
         let mut errors = Vec::new();
         let mut reachable = 0;
-        for p in &self.providers {
-            match self.call::<(), U64>(p, "eth_chainId", ()).await {
+        for (i, p) in self.pool().providers.iter().enumerate() {
+            match self.call::<(), U64>(i, "eth_chainId", ()).await {
                 Ok(id) if id.to::<u64>() == expected => reachable += 1,
                 Ok(id) => {
                     return Err(RpcError::WrongChain {
-                        chain: self.chain.clone(),
+                        chain: self.chain().to_owned(),
                         provider: p.label.clone(),
                         expected,
                         actual: id.to(),
                     })
                 }
-                Err(e) => errors.push(e.to_string()),
+                Err(e) => {
+                    self.pool().record_failure(i, &e);
+                    tracing::warn!(chain = %self.chain(), error = %e, "RPC provider unreachable at start");
+                    errors.push(e.to_string());
+                }
             }
         }
         if reachable == 0 {
             return Err(RpcError::AllFailed {
-                chain: self.chain.clone(),
+                chain: self.chain().to_owned(),
                 errors: errors.join("; "),
             });
         }
         Ok(())
     }
 
-    /// The head block number.
+    /// Asks every provider that may be asked for its head (which also probes benched providers
+    /// whose time is up) and returns the best heads. Waits for all answers only briefly after
+    /// the first: slow providers update the pool when they answer.
+    pub async fn heads(&self) -> Result<Heads, RpcError> {
+        if let Some((at, heads)) = *self
+            .inner
+            .last_heads
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+        {
+            if at.elapsed() < HEADS_FRESH {
+                return Ok(heads);
+            }
+        }
+        let now = Instant::now();
+        let pool = self.pool();
+        let mut targets: Vec<ProviderId> = (0..pool.providers.len())
+            .filter(|i| pool.providers[*i].claim_probe(now))
+            .collect();
+        if targets.is_empty() && pool.in_rotation() == 0 {
+            // Every provider is benched: probe the one due first (the ingest's own backoff
+            // caps how often this happens).
+            targets = pool
+                .candidates(None)
+                .into_iter()
+                .filter(|i| pool.providers[*i].claim_forced())
+                .take(1)
+                .collect();
+        }
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        for i in targets.iter().copied() {
+            let rpc = self.clone();
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let started = Instant::now();
+                let result = rpc.call::<(), U64>(i, "eth_blockNumber", ()).await;
+                let pool = rpc.pool();
+                match &result {
+                    Ok(n) => {
+                        pool.record_alive(i, started.elapsed());
+                        pool.record_head(i, n.to::<u64>());
+                    }
+                    Err(e) => pool.record_failure(i, e),
+                }
+                pool.providers[i].end_probe();
+                let _ = tx.send(result.map(|n| n.to::<u64>()));
+            });
+        }
+        drop(tx);
+        let mut answered = 0;
+        let mut errors = Vec::new();
+        let mut deadline: Option<tokio::time::Instant> = None;
+        loop {
+            let next = match deadline {
+                Some(d) => match tokio::time::timeout_at(d, rx.recv()).await {
+                    Ok(r) => r,
+                    Err(_) => break,
+                },
+                None => rx.recv().await,
+            };
+            match next {
+                None => break,
+                Some(Ok(_)) => {
+                    answered += 1;
+                    deadline.get_or_insert_with(|| tokio::time::Instant::now() + HEADS_GRACE);
+                }
+                Some(Err(e)) => errors.push(e.to_string()),
+            }
+        }
+        if answered == 0 && !errors.is_empty() {
+            return Err(self.all_failed(errors));
+        }
+        let serving = pool
+            .candidates(None)
+            .into_iter()
+            .filter_map(|i| pool.providers[i].head())
+            .max();
+        let (Some(best), Some(serving)) = (pool.best_head(), serving) else {
+            return Err(RpcError::NoProvider {
+                chain: self.chain().to_owned(),
+                reason: pool.unavailable_reason(),
+            });
+        };
+        let heads = Heads { best, serving };
+        gauge!("tripwire_rpc_best_head_block", "chain" => self.chain().to_owned()).set(best as f64);
+        *self
+            .inner
+            .last_heads
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some((Instant::now(), heads));
+        Ok(heads)
+    }
+
+    /// The block the indexer may go up to: the serving head.
     pub async fn block_number(&self) -> Result<u64, RpcError> {
-        self.with_failover(|p| async move {
-            self.call::<(), U64>(p, "eth_blockNumber", ())
-                .await
-                .map(|n| n.to::<u64>())
+        Ok(self.heads().await?.serving)
+    }
+
+    /// The header at `number` from the best provider (`None`: it does not have it) and who said so.
+    pub async fn header(&self, number: u64) -> Result<(Option<Header>, ProviderId), RpcError> {
+        self.with_failover(None, None, |i| async move {
+            let h = self.header_on(i, number).await?;
+            Ok((h, i))
         })
         .await
     }
 
-    /// The header at `number`, `None` when the provider does not have it.
-    pub async fn header(&self, number: u64) -> Result<Option<Header>, RpcError> {
-        self.with_failover(|p| async move {
-            self.call::<_, Option<Header>>(p, "eth_getBlockByNumber", (U64::from(number), false))
-                .await
-        })
-        .await
+    /// The header at `number` from a provider other than `exclude`: a second opinion. `Ok(None)`
+    /// when no other provider could answer.
+    pub async fn header_elsewhere(
+        &self,
+        number: u64,
+        exclude: ProviderId,
+    ) -> Result<Option<(Option<Header>, ProviderId)>, RpcError> {
+        if self.pool().providers.len() < 2 {
+            return Ok(None);
+        }
+        match self
+            .with_failover(Some(number), Some(exclude), |i| async move {
+                let h = self.header_on(i, number).await?;
+                Ok((h, i))
+            })
+            .await
+        {
+            Ok(v) => Ok(Some(v)),
+            Err(RpcError::NoProvider { .. } | RpcError::AllFailed { .. }) => Ok(None),
+            Err(e) if e.is_provider_fault() => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
-    /// Headers of `from..=to` from one provider in one batch; `None` where it lacks a block.
-    pub async fn headers(&self, from: u64, to: u64) -> Result<Vec<Option<Header>>, RpcError> {
-        self.with_failover(|p| async move {
-            let started = Instant::now();
+    /// Takes a provider out of rotation for answering with another chain's block hash.
+    pub fn penalize(&self, id: ProviderId, block: u64, detail: &str) {
+        let e = RpcError::Invalid {
+            provider: self.label(id).to_owned(),
+            method: "eth_getBlockByNumber",
+            message: format!("disagrees with the other providers on block {block}: {detail}"),
+        };
+        tracing::warn!(chain = %self.chain(), error = %e, "RPC provider on another fork");
+        self.pool().record_failure(id, &e);
+    }
+
+    /// Headers of `from..=to` from one provider in one batch (`prefer` first when given); `None`
+    /// where it lacks a block.
+    pub async fn headers(
+        &self,
+        from: u64,
+        to: u64,
+        prefer: Option<ProviderId>,
+    ) -> Result<(Vec<Option<Header>>, ProviderId), RpcError> {
+        let attempt = |i: ProviderId| async move {
+            let p = &self.pool().providers[i];
             let mut batch = p.client.new_batch();
-            let waiters = self.add_header_calls(p, &mut batch, from, to)?;
-            self.send_batch(p, batch, "eth_getBlockByNumber", waiters.len())
-                .await?;
-            let out = self.await_headers(p, waiters).await?;
-            self.observe(p, "batch", started);
-            Ok(out)
-        })
-        .await
+            let waiters = self.add_header_calls(i, &mut batch, from, to)?;
+            self.send_batch(i, batch, "eth_getBlockByNumber").await?;
+            Ok((self.await_headers(i, waiters).await?, i))
+        };
+        if let Some(i) = prefer {
+            let started = Instant::now();
+            match self.timed(i, "eth_getBlockByNumber", attempt(i)).await {
+                Ok(v) => {
+                    self.pool().record_success(i, started.elapsed());
+                    return Ok(v);
+                }
+                Err(e) => self.pool().record_failure(i, &e),
+            }
+        }
+        self.with_failover(Some(to), None, attempt).await
     }
 
-    /// Headers and logs of `from..=to` for `addresses`, from one provider in one batch. Every header
-    /// must be present: a provider missing one has not reached the range and its (possibly empty)
-    /// log list is not evidence of anything. With no address nothing is asked for logs (an
-    /// unfiltered `eth_getLogs` would return every log of the chain).
+    /// Headers and logs of `from..=to` for `addresses`. Each sub-range comes from one provider in
+    /// one batch with its headers, so an empty log list is backed by that provider's headers. A
+    /// range limit shrinks the range and the rest is fetched in smaller pieces; a single block
+    /// that is still too large is split by address, then tried on every provider, then reported.
     pub async fn fetch_range(
         &self,
         from: u64,
         to: u64,
         addresses: &[Address],
     ) -> Result<RangeData, RpcError> {
-        self.with_failover(|p| async move {
-            let started = Instant::now();
-            let mut batch = p.client.new_batch();
-            let header_waiters = self.add_header_calls(p, &mut batch, from, to)?;
-            let logs_waiter = if addresses.is_empty() {
-                None
-            } else {
-                let filter = Filter::new()
-                    .from_block(from)
-                    .to_block(to)
-                    .address(addresses.to_vec());
-                Some(
-                    batch
-                        .add_call::<_, Vec<Log>>("eth_getLogs", &(filter,))
-                        .map_err(|e| self.convert(p, "eth_getLogs", e))?,
-                )
-            };
-            let calls = header_waiters.len() + usize::from(logs_waiter.is_some());
-            self.send_batch(p, batch, "eth_getLogs", calls).await?;
-            let mut headers = Vec::with_capacity(header_waiters.len());
-            for (h, n) in self
-                .await_headers(p, header_waiters)
-                .await?
-                .into_iter()
-                .zip(from..)
+        let mut out = RangeData::default();
+        let mut next = from;
+        while next <= to {
+            let end = to.min(next + self.inner.range.current() - 1);
+            match self
+                .with_failover(Some(end), None, |i| self.range_on(i, next, end, addresses))
+                .await
             {
-                headers.push(h.ok_or_else(|| RpcError::Invalid {
-                    provider: p.label.clone(),
-                    method: "eth_getBlockByNumber",
-                    message: format!("block {n} is not available (provider behind?)"),
-                })?);
+                Ok(data) => {
+                    self.inner.range.success(end - next + 1);
+                    if next == from {
+                        out.provider = data.provider;
+                    }
+                    out.headers.extend(data.headers);
+                    out.logs.extend(data.logs);
+                    next = end + 1;
+                }
+                Err(RpcError::RangeLimit {
+                    max_blocks, style, ..
+                }) if end > next => {
+                    let span = self.inner.range.shrink(end - next + 1, max_blocks);
+                    counter!("tripwire_rpc_range_shrinks_total", "chain" => self.chain().to_owned(), "style" => style)
+                        .increment(1);
+                    tracing::debug!(chain = %self.chain(), from = next, to = end, span, "range limit: shrinking");
+                }
+                Err(e @ RpcError::RangeLimit { .. }) => {
+                    let data = self.fetch_block_split(next, addresses, e).await?;
+                    if next == from {
+                        out.provider = data.provider;
+                    }
+                    out.headers.extend(data.headers);
+                    out.logs.extend(data.logs);
+                    next = end + 1;
+                }
+                Err(e) => return Err(e),
             }
-            let logs = match logs_waiter {
-                Some(w) => w.await.map_err(|e| self.convert(p, "eth_getLogs", e))?,
-                None => Vec::new(),
+            gauge!("tripwire_rpc_range_blocks", "chain" => self.chain().to_owned())
+                .set(self.inner.range.current() as f64);
+        }
+        Ok(out)
+    }
+
+    /// One block whose logs exceed a limit: fetch them address by address, each from the first
+    /// provider that accepts it.
+    async fn fetch_block_split(
+        &self,
+        block: u64,
+        addresses: &[Address],
+        first: RpcError,
+    ) -> Result<RangeData, RpcError> {
+        let mut out = RangeData::default();
+        for (n, address) in addresses.iter().enumerate() {
+            let mut errors = vec![first.to_string()];
+            let mut done = None;
+            for i in self.pool().candidates(Some(block)) {
+                let started = Instant::now();
+                match self
+                    .timed(
+                        i,
+                        "eth_getLogs",
+                        self.range_on(i, block, block, std::slice::from_ref(address)),
+                    )
+                    .await
+                {
+                    Ok(d) => {
+                        self.pool().record_success(i, started.elapsed());
+                        done = Some(d);
+                        break;
+                    }
+                    Err(e) => {
+                        self.pool().record_failure(i, &e);
+                        errors.push(e.to_string());
+                    }
+                }
+            }
+            let Some(d) = done else {
+                return Err(RpcError::BlockTooLarge {
+                    chain: self.chain().to_owned(),
+                    block,
+                    address: address.to_string(),
+                    errors: errors.join("; "),
+                });
             };
-            self.observe(p, "batch", started);
-            Ok(RangeData { headers, logs })
+            if n == 0 {
+                out.provider = d.provider;
+                out.headers = d.headers;
+            } else if out.headers != d.headers {
+                // Another provider on another fork for this address: not one consistent answer.
+                return Err(RpcError::Invalid {
+                    provider: self.label(d.provider).to_owned(),
+                    method: "eth_getBlockByNumber",
+                    message: format!("block {block} differs between providers"),
+                });
+            }
+            out.logs.extend(d.logs);
+        }
+        out.logs.sort_by_key(|l| l.log_index);
+        Ok(out)
+    }
+
+    /// One batch on provider `i`: the headers of `from..=to` and their logs.
+    async fn range_on(
+        &self,
+        i: ProviderId,
+        from: u64,
+        to: u64,
+        addresses: &[Address],
+    ) -> Result<RangeData, RpcError> {
+        let p = &self.pool().providers[i];
+        let mut batch = p.client.new_batch();
+        let header_waiters = self.add_header_calls(i, &mut batch, from, to)?;
+        // With no address nothing is asked for logs: an unfiltered eth_getLogs returns every log
+        // of the chain.
+        let logs_waiter = if addresses.is_empty() {
+            None
+        } else {
+            let filter = Filter::new()
+                .from_block(from)
+                .to_block(to)
+                .address(addresses.to_vec());
+            Some(
+                batch
+                    .add_call::<_, Vec<Log>>("eth_getLogs", &(filter,))
+                    .map_err(|e| RpcError::from_alloy(&p.label, "eth_getLogs", e))?,
+            )
+        };
+        self.send_batch(i, batch, "eth_getLogs").await?;
+        let answered = self.await_headers(i, header_waiters).await;
+        let logs = match logs_waiter {
+            Some(w) => w
+                .await
+                .map_err(|e| RpcError::from_alloy(&p.label, "eth_getLogs", e))?,
+            None => Vec::new(),
+        };
+        let mut headers = Vec::with_capacity((to - from + 1) as usize);
+        for (h, n) in answered?.into_iter().zip(from..) {
+            match h {
+                Some(h) => headers.push(h),
+                None if self.inner.verify_ranges => {
+                    self.pool().record_missing(i, n);
+                    return Err(RpcError::MissingBlock {
+                        provider: p.label.clone(),
+                        block: n,
+                    });
+                }
+                // Unverified mode: take the header from whoever else has it and trust the logs.
+                None => match self.header_elsewhere(n, i).await? {
+                    Some((Some(h), _)) => headers.push(h),
+                    _ => {
+                        return Err(RpcError::MissingBlock {
+                            provider: p.label.clone(),
+                            block: n,
+                        })
+                    }
+                },
+            }
+        }
+        Ok(RangeData {
+            headers,
+            logs,
+            provider: i,
         })
-        .await
+    }
+
+    async fn header_on(&self, i: ProviderId, number: u64) -> Result<Option<Header>, RpcError> {
+        self.call::<_, Option<Header>>(i, "eth_getBlockByNumber", (U64::from(number), false))
+            .await
     }
 
     fn add_header_calls(
         &self,
-        p: &Provider,
+        i: ProviderId,
         batch: &mut BatchRequest<'_>,
         from: u64,
         to: u64,
     ) -> Result<Vec<Waiter<Option<Header>>>, RpcError> {
+        let label = &self.pool().providers[i].label;
         (from..=to)
             .map(|n| {
                 batch
                     .add_call("eth_getBlockByNumber", &(U64::from(n), false))
-                    .map_err(|e| self.convert(p, "eth_getBlockByNumber", e))
+                    .map_err(|e| RpcError::from_alloy(label, "eth_getBlockByNumber", e))
             })
             .collect()
     }
 
     async fn await_headers(
         &self,
-        p: &Provider,
+        i: ProviderId,
         waiters: Vec<Waiter<Option<Header>>>,
     ) -> Result<Vec<Option<Header>>, RpcError> {
+        let label = &self.pool().providers[i].label;
         let mut out = Vec::with_capacity(waiters.len());
         for w in waiters {
             out.push(
                 w.await
-                    .map_err(|e| self.convert(p, "eth_getBlockByNumber", e))?,
+                    .map_err(|e| RpcError::from_alloy(label, "eth_getBlockByNumber", e))?,
             );
         }
         Ok(out)
@@ -287,101 +591,102 @@ impl ChainRpc {
 
     async fn send_batch(
         &self,
-        p: &Provider,
+        i: ProviderId,
         batch: BatchRequest<'_>,
         method: &'static str,
-        calls: usize,
     ) -> Result<(), RpcError> {
-        counter!("tripwire_rpc_requests_total", "chain" => self.chain.clone(), "method" => method)
-            .increment(calls as u64);
-        match tokio::time::timeout(self.timeout, batch.send()).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(self.convert(p, method, e)),
-            Err(_) => Err(self.timeout_error(p, method)),
-        }
+        batch
+            .send()
+            .await
+            .map_err(|e| RpcError::from_alloy(&self.pool().providers[i].label, method, e))
     }
 
-    async fn call<P, R>(&self, p: &Provider, method: &'static str, params: P) -> Result<R, RpcError>
+    async fn call<P, R>(
+        &self,
+        i: ProviderId,
+        method: &'static str,
+        params: P,
+    ) -> Result<R, RpcError>
     where
         P: alloy::rpc::json_rpc::RpcSend,
         R: alloy::rpc::json_rpc::RpcRecv,
     {
-        let started = Instant::now();
-        counter!("tripwire_rpc_requests_total", "chain" => self.chain.clone(), "method" => method)
-            .increment(1);
-        let result =
-            match tokio::time::timeout(self.timeout, p.client.request(method, params)).await {
-                Ok(r) => r.map_err(|e| self.convert(p, method, e)),
-                Err(_) => Err(self.timeout_error(p, method)),
-            };
-        self.observe(p, method, started);
-        result
-    }
-
-    fn observe(&self, p: &Provider, method: &'static str, started: Instant) {
-        histogram!("tripwire_rpc_latency_seconds", "chain" => self.chain.clone(), "provider" => p.label.clone(), "method" => method)
-            .record(started.elapsed().as_secs_f64());
-    }
-
-    fn timeout_error(&self, p: &Provider, method: &'static str) -> RpcError {
-        let e = RpcError::Timeout {
-            provider: p.label.clone(),
-            method,
-            after: self.timeout,
+        let p = &self.pool().providers[i];
+        let fut = async {
+            p.client
+                .request(method, params)
+                .await
+                .map_err(|e| RpcError::from_alloy(&p.label, method, e))
         };
-        self.count_error(method, &e);
-        e
+        self.timed(i, method, fut).await
     }
 
-    fn convert(
+    /// `fut` with the chain's RPC timeout.
+    async fn timed<T>(
         &self,
-        p: &Provider,
+        i: ProviderId,
         method: &'static str,
-        e: AlloyRpcError<TransportErrorKind>,
-    ) -> RpcError {
-        let provider = p.label.clone();
-        let err = match e {
-            AlloyRpcError::ErrorResp(payload) => RpcError::Response {
-                provider,
+        fut: impl std::future::Future<Output = Result<T, RpcError>>,
+    ) -> Result<T, RpcError> {
+        match tokio::time::timeout(self.inner.timeout, fut).await {
+            Ok(r) => r,
+            Err(_) => Err(RpcError::Timeout {
+                provider: self.label(i).to_owned(),
                 method,
-                code: payload.code,
-                message: payload.message.to_string(),
-            },
-            AlloyRpcError::Transport(kind) => RpcError::Transport {
-                provider,
-                method,
-                message: kind.to_string(),
-            },
-            other => RpcError::Invalid {
-                provider,
-                method,
-                message: other.to_string(),
-            },
-        };
-        self.count_error(method, &err);
-        err
+                after: self.inner.timeout,
+            }),
+        }
     }
 
-    fn count_error(&self, method: &'static str, e: &RpcError) {
-        counter!("tripwire_rpc_errors_total", "chain" => self.chain.clone(), "method" => method, "kind" => e.kind())
-            .increment(1);
+    fn all_failed(&self, errors: Vec<String>) -> RpcError {
+        RpcError::AllFailed {
+            chain: self.chain().to_owned(),
+            errors: errors.join("; "),
+        }
     }
 
-    /// Runs `op` against each provider in turn until one succeeds.
-    async fn with_failover<'a, T, F, Fut>(&'a self, op: F) -> Result<T, RpcError>
+    /// Runs `op` on the best provider for a request needing block `needs`, moving to the next
+    /// one within the same call when a provider fails. A range limit is returned at once (the
+    /// caller shrinks the range); every other failure benches the provider.
+    async fn with_failover<'a, T, F, Fut>(
+        &'a self,
+        needs: Option<u64>,
+        exclude: Option<ProviderId>,
+        op: F,
+    ) -> Result<T, RpcError>
     where
-        F: Fn(&'a Provider) -> Fut,
-        Fut: std::future::Future<Output = Result<T, RpcError>>,
+        F: Fn(ProviderId) -> Fut,
+        Fut: std::future::Future<Output = Result<T, RpcError>> + 'a,
     {
+        let pool = self.pool();
+        let candidates: Vec<ProviderId> = pool
+            .candidates(needs)
+            .into_iter()
+            .filter(|i| Some(*i) != exclude)
+            .collect();
+        if candidates.is_empty() {
+            return Err(RpcError::NoProvider {
+                chain: self.chain().to_owned(),
+                reason: pool.unavailable_reason(),
+            });
+        }
         let mut errors = Vec::new();
-        for (i, p) in self.providers.iter().enumerate() {
-            match op(p).await {
-                Ok(v) => return Ok(v),
+        let last = candidates.len() - 1;
+        for (n, i) in candidates.into_iter().enumerate() {
+            let started = Instant::now();
+            match self.timed(i, "request", op(i)).await {
+                Ok(v) => {
+                    pool.record_success(i, started.elapsed());
+                    return Ok(v);
+                }
                 Err(e) => {
-                    if i + 1 < self.providers.len() {
-                        tracing::warn!(chain = %self.chain, error = %e, "RPC provider failed, trying the next");
-                        counter!("tripwire_rpc_failovers_total", "chain" => self.chain.clone())
-                            .increment(1);
+                    pool.record_failure(i, &e);
+                    if matches!(e, RpcError::RangeLimit { .. }) || e.is_fatal() {
+                        return Err(e);
+                    }
+                    if n < last {
+                        pool.count_failover(i);
+                        tracing::debug!(chain = %self.chain(), error = %e, "RPC provider failed, trying the next");
                     }
                     errors.push(e);
                 }
@@ -390,13 +695,6 @@ impl ChainRpc {
         if errors.len() == 1 {
             return Err(errors.pop().expect("one error"));
         }
-        Err(RpcError::AllFailed {
-            chain: self.chain.clone(),
-            errors: errors
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join("; "),
-        })
+        Err(self.all_failed(errors.iter().map(ToString::to_string).collect()))
     }
 }

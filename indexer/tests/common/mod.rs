@@ -36,6 +36,12 @@ pub struct Env {
     pub max_lead_records: u64,
     /// Leave out every `[[contracts]]` (blocks only).
     pub no_contracts: bool,
+    /// Replaces anvil's URL as the chain's `rpc_urls` (e.g. fault-injecting proxies).
+    pub rpc_urls: Option<Vec<String>>,
+    /// `rpc_timeout_s` of the chain.
+    pub rpc_timeout_s: u64,
+    /// Extra lines for the `[[chains]]` table (e.g. `verify_ranges = false`).
+    pub chain_extra: String,
 }
 
 impl Env {
@@ -67,6 +73,9 @@ impl Env {
             brokers: None,
             max_lead_records: 0,
             no_contracts: false,
+            rpc_urls: None,
+            rpc_timeout_s: 10,
+            chain_extra: String::new(),
         })
     }
 
@@ -96,11 +105,12 @@ batch_wait_ms = 50
 [[chains]]
 name = "devnet"
 chain_id = 31337
-rpc_urls = ["{rpc}"]
+rpc_urls = [{rpc}]
 max_reorg_depth = {depth}
 poll_interval_ms = 100
 range_blocks = {range}
-rpc_timeout_s = 10
+rpc_timeout_s = {timeout}
+{chain_extra}
 [[contracts]]
 name = "token"
 chain = "devnet"
@@ -121,7 +131,16 @@ addresses = ["{registry}"]
             topic = self.topic,
             lead = self.max_lead_records,
             consumer = self.consumer,
-            rpc = self.anvil.url(),
+            rpc = self
+                .rpc_urls
+                .clone()
+                .unwrap_or_else(|| vec![self.anvil.url()])
+                .iter()
+                .map(|u| format!("\"{u}\""))
+                .collect::<Vec<_>>()
+                .join(", "),
+            timeout = self.rpc_timeout_s,
+            chain_extra = self.chain_extra,
             depth = self.max_reorg_depth,
             range = self.range_blocks,
             token = self.token,
