@@ -646,7 +646,7 @@ impl Proc {
         let steps = metric_sum(&text, "tripwire_batch_duration_seconds_count", &stage);
         let step_s = metric_sum(&text, "tripwire_batch_duration_seconds_sum", &stage);
         if self.role == "ingest" {
-            let batch = "method=\"batch\"";
+            let batch = "method=\"batch:eth_getLogs\"";
             let rpc_s = metric_sum(&text, "tripwire_rpc_latency_seconds_sum", batch);
             let rpc_n = metric_sum(&text, "tripwire_rpc_latency_seconds_count", batch);
             // The ranges of one step are fetched concurrently: the fetch phase of a step lasts
