@@ -461,9 +461,26 @@ mod tests {
     }
 
     #[test]
+    fn failures_in_flight_when_benched_do_not_lengthen_the_bench() {
+        let p = pool(&[1]);
+        for _ in 0..10 {
+            p.record_failure(0, &fault(0));
+        }
+        let s = p.providers[0].lock();
+        assert_eq!(s.consecutive_failures, 1);
+        let left = s
+            .benched_until
+            .expect("benched")
+            .saturating_duration_since(Instant::now());
+        assert!(left <= BENCH_BASE, "{left:?}");
+    }
+
+    #[test]
     fn all_benched_offers_the_one_due_first_unless_it_asked_for_the_delay() {
         let p = pool(&[1, 1]);
+        // Provider 0 fails, answers a probe, fails again: its second bench is twice as long.
         p.record_failure(0, &fault(0));
+        p.record_alive(0, Duration::from_millis(1));
         p.record_failure(0, &fault(0));
         p.record_failure(1, &fault(1));
         assert_eq!(p.candidates(None), vec![1]);
