@@ -11,23 +11,25 @@ use common::Env;
 async fn lag_over_threshold_degrades_health() -> anyhow::Result<()> {
     let env = Env::new().await?;
     env.traffic(3, 1).await?;
-    let p = env.spawn("run")?;
-    env.wait_synced_with(Duration::from_secs(60), &[&p]).await?;
+    let mut ingest = env.spawn("ingest")?;
+    let sink = env.spawn("sink")?;
+    env.wait_synced_with(Duration::from_secs(60), &[&ingest, &sink])
+        .await?;
 
-    // What the ingest would store if the head ran 5000 blocks ahead (the threshold is 1000).
-    let report = |stored_head: i64| {
-        sqlx::query("UPDATE ingest_cursors SET head_block = $1")
-            .bind(stored_head)
-            .execute(env.db.pool())
-    };
+    // What the ingest would store if the head ran 5000 blocks ahead (the threshold is 1000). The
+    // ingest is stopped first: it would overwrite the head at its next poll.
+    let status = tokio::task::block_in_place(|| ingest.terminate(Duration::from_secs(20)))?;
+    anyhow::ensure!(status.success(), "ingest exit: {status}");
     let synced: i64 = sqlx::query_scalar("SELECT last_synced_block FROM indexer_state")
         .fetch_one(env.db.pool())
         .await?;
-    // The running ingest rewrites the real head at every poll, so keep writing the far one until
-    // the sink's lag probe has seen it.
+    sqlx::query("UPDATE ingest_cursors SET head_block = $1")
+        .bind(synced + 5000)
+        .execute(env.db.pool())
+        .await?;
+    let p = &sink;
     let deadline = Instant::now() + Duration::from_secs(20);
     let body = loop {
-        report(synced + 5000).await?;
         let (code, body) = p.get("/health").await?;
         if body.contains("degraded") {
             assert_eq!(code, 200, "degraded still answers 200");
@@ -46,7 +48,8 @@ async fn lag_over_threshold_degrades_health() -> anyhow::Result<()> {
             >= 1000.0
     );
 
-    // The ingest stores the real head again at its next poll: healthy.
+    // A restarted ingest stores the real head again: healthy.
+    let _ingest = env.spawn("ingest")?;
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let (code, body) = p.get("/health").await?;
