@@ -1,17 +1,20 @@
 //! Test harness shared by Tripwire's integration tests and the devnet demo.
 //!
 //! Each module wraps one external dependency so tests can start it, break it and
-//! inspect it without ceremony: [`anvil`] (a local EVM node), [`postgres`]
+//! inspect it without ceremony: [`anvil`] (a local EVM node), [`alertmanager`] (a real
+//! Prometheus Alertmanager), [`postgres`]
 //! (throwaway databases), [`kafka`] (a real broker or librdkafka's mock cluster),
 //! [`proxy`] (a TCP forwarder that can be cut to simulate outages), [`rpc_proxy`]
 //! (a JSON-RPC proxy that injects the faults public providers produce), plus
 //! [`contracts`] and [`abi`] for the demo contracts in `contracts/`.
 
 pub mod abi;
+pub mod alertmanager;
 pub mod anvil;
 pub mod contracts;
 pub mod kafka;
 pub mod postgres;
+pub mod process;
 pub mod proxy;
 pub mod rpc_proxy;
 

@@ -1,26 +1,126 @@
-//! `tripwire-watchdog`: statistical detectors on the Tripwire stream, alerts into Alertmanager and
-//! Safe pause proposals. This release ships the command line only; the detectors follow.
+//! `tripwire-watchdog`: the command line of the watchdog process.
 
-use clap::Parser;
+use std::{net::SocketAddr, path::PathBuf, process::ExitCode, time::Duration};
+
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+use tripwire_indexer::{app, health::Health, kafka, server};
+use tripwire_watchdog::{config::WatchdogSettings, metrics, service::Watchdog};
 
 #[derive(Parser)]
 #[command(
     name = "tripwire-watchdog",
     version,
-    about = "Detect attacks on the Tripwire stream and raise alerts"
+    about = "Detect attacks on the Tripwire stream and raise alerts in Alertmanager"
 )]
 struct Cli {
-    /// Configuration file (TOML).
-    #[arg(long, short, env = "TRIPWIRE_CONFIG", default_value = "tripwire.toml")]
-    config: std::path::PathBuf,
+    /// Configuration file (TOML): the indexer's file with a `[watchdog]` section.
+    #[arg(
+        long,
+        short,
+        env = "TRIPWIRE_CONFIG",
+        global = true,
+        default_value = "tripwire.toml"
+    )]
+    config: PathBuf,
+    /// Log format.
+    #[arg(long, env = "TRIPWIRE_LOG_FORMAT", global = true, default_value = "text", value_parser = ["text", "json"])]
+    log_format: String,
+    #[command(subcommand)]
+    command: Option<Command>,
 }
 
-fn main() -> std::process::ExitCode {
+#[derive(Subcommand)]
+enum Command {
+    /// Consume the stream, run the detectors and send alerts (the default).
+    Run {
+        /// Address of /metrics and /health (overrides watchdog.listen).
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+    },
+    /// Check the configuration file, detectors included, and exit.
+    CheckConfig,
+}
+
+fn init_tracing(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    use std::io::IsTerminal;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
     let cli = Cli::parse();
-    eprintln!(
-        "tripwire-watchdog {}: detectors are not part of this release yet (config {})",
-        env!("CARGO_PKG_VERSION"),
-        cli.config.display()
+    init_tracing(&cli.log_format);
+    match run(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let ws = WatchdogSettings::load(&cli.config)?;
+    let listen = match cli.command {
+        Some(Command::CheckConfig) => {
+            println!(
+                "{}: ok ({} detectors, {} Alertmanager URL(s))",
+                cli.config.display(),
+                ws.watchdog.detectors.len(),
+                ws.watchdog.alertmanager.urls.len()
+            );
+            return Ok(());
+        }
+        Some(Command::Run { listen }) => listen,
+        None => None,
+    };
+    let brokers = ws.settings.config.kafka.brokers.trim().to_owned();
+    if brokers == kafka::EMBEDDED {
+        bail!(
+            "kafka.brokers = \"embedded\" names a broker inside the indexer process; give the watchdog \
+             the address the indexer printed at start-up (e.g. --config with kafka.brokers = \"127.0.0.1:PORT\")"
+        );
+    }
+
+    let prometheus = server::install_recorder();
+    metrics::describe();
+    let health = Health::new();
+    let shutdown = CancellationToken::new();
+    app::cancel_on_signal(shutdown.clone());
+
+    let pool = app::connect_postgres(&ws.settings, Duration::from_secs(30)).await?;
+    tripwire_schema::migrate(&pool)
+        .await
+        .context("applying migrations")?;
+
+    let addr = listen.unwrap_or(ws.watchdog.listen);
+    let (bound, http) = server::serve(addr, prometheus, health.clone(), shutdown.clone())
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
+    tracing::info!(%bound, "serving /metrics and /health");
+
+    let watchdog = Watchdog::new(&ws, &brokers, pool, health).await?;
+    tracing::info!(
+        detectors = ws.watchdog.detectors.len(),
+        consumer = %ws.watchdog.consumer,
+        "watchdog started"
     );
-    std::process::ExitCode::from(2)
+    let result = watchdog.run(shutdown.clone()).await;
+    shutdown.cancel();
+    let _ = http.await;
+    result?;
+    Ok(())
 }

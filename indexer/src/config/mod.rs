@@ -65,6 +65,10 @@ pub struct Config {
     /// Settings of the sink (Kafka -> Postgres).
     #[serde(default)]
     pub sink: SinkConfig,
+    /// `[watchdog]`: detectors and alerting, read and validated by `tripwire-watchdog` (its
+    /// structure is documented in `watchdog/src/config.rs`); the indexer ignores it.
+    #[serde(default)]
+    pub watchdog: Option<toml::Table>,
 }
 
 /// `[postgres]`

@@ -1,0 +1,330 @@
+//! The incident book: turns a stream of detector findings into incidents, the unit an on-call
+//! person sees. One incident per key (detector and series), updated by later findings rather than
+//! repeated; resolved once no finding came for `hold`; a cooldown after resolution during which
+//! the same key does not fire again; a cap on new incidents per detector per minute, beyond which
+//! one summary incident counts what was held back; and retractions (reorgs) that resolve or
+//! annotate the incidents their blocks triggered.
+//!
+//! Plain state with no I/O: the service persists what [`IncidentBook`] changed and sends it to
+//! Alertmanager.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::time::Duration;
+
+use alloy::primitives::B256;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::detect::{Finding, Severity};
+
+/// How findings become incidents.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    /// An incident resolves when no finding for its key came for this long.
+    pub hold: Duration,
+    /// After an incident resolved, findings for its key during this long are recorded on it but
+    /// do not fire it again.
+    pub cooldown: Duration,
+    /// New incidents per detector per minute; beyond it one summary incident fires instead.
+    pub max_per_minute: u32,
+}
+
+/// Firing or resolved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum State {
+    Firing,
+    Resolved,
+}
+
+/// A block that contributed a finding, kept so a retraction can find the incidents it affects.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TriggerBlock {
+    pub number: u64,
+    pub hash: B256,
+}
+
+/// One incident: what Alertmanager shows as one alert.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Incident {
+    /// Row id in `watchdog_incidents` once stored.
+    pub id: Option<i64>,
+    /// `detector/series`; unique among firing incidents.
+    pub key: String,
+    pub detector: String,
+    pub kind: String,
+    pub severity: Severity,
+    pub chain_id: u64,
+    pub contract: Option<String>,
+    pub event: Option<String>,
+    pub series: String,
+    pub state: State,
+    pub opened_at: DateTime<Utc>,
+    pub last_finding_at: DateTime<Utc>,
+    pub resolved_at: Option<DateTime<Utc>>,
+    /// Findings recorded on it (the first one opened it).
+    pub findings: u64,
+    /// The latest finding's numbers and place.
+    pub block_number: u64,
+    pub block_hash: B256,
+    pub tx_hash: Option<B256>,
+    pub observed: f64,
+    pub expected: f64,
+    pub score: f64,
+    pub score_name: String,
+    pub summary: String,
+    /// Blocks whose logs produced findings, oldest first (bounded).
+    pub triggers: Vec<TriggerBlock>,
+    /// Why it changed other than by a finding (retraction, storm count), for the annotations.
+    pub note: Option<String>,
+    /// The incident carries the actions of a detector that asked for them (e.g. `pause`).
+    pub actions: Vec<String>,
+}
+
+/// At most this many trigger blocks are kept per incident.
+const MAX_TRIGGERS: usize = 64;
+
+impl Incident {
+    fn from_finding(f: &Finding, key: String, now: DateTime<Utc>, actions: &[String]) -> Self {
+        Incident {
+            id: None,
+            key,
+            detector: f.detector.clone(),
+            kind: f.kind.to_string(),
+            severity: f.severity,
+            chain_id: f.chain_id,
+            contract: f.contract.clone(),
+            event: f.event.clone(),
+            series: f.series.clone(),
+            state: State::Firing,
+            opened_at: now,
+            last_finding_at: now,
+            resolved_at: None,
+            findings: 1,
+            block_number: f.block_number,
+            block_hash: f.block_hash,
+            tx_hash: f.tx_hash,
+            observed: f.observed,
+            expected: f.expected,
+            score: f.score,
+            score_name: f.score_name.to_string(),
+            summary: f.summary.clone(),
+            triggers: vec![TriggerBlock {
+                number: f.block_number,
+                hash: f.block_hash,
+            }],
+            note: None,
+            actions: actions.to_vec(),
+        }
+    }
+
+    fn record(&mut self, f: &Finding, now: DateTime<Utc>) {
+        self.findings += 1;
+        self.last_finding_at = now;
+        self.block_number = f.block_number;
+        self.block_hash = f.block_hash;
+        self.tx_hash = f.tx_hash;
+        self.observed = f.observed;
+        self.expected = f.expected;
+        self.score = f.score;
+        self.summary = f.summary.clone();
+        if f.severity > self.severity {
+            self.severity = f.severity;
+        }
+        let t = TriggerBlock {
+            number: f.block_number,
+            hash: f.block_hash,
+        };
+        if !self.triggers.contains(&t) {
+            if self.triggers.len() == MAX_TRIGGERS {
+                self.triggers.remove(0);
+            }
+            self.triggers.push(t);
+        }
+    }
+
+    fn resolve(&mut self, now: DateTime<Utc>) {
+        self.state = State::Resolved;
+        self.resolved_at = Some(now);
+    }
+}
+
+/// What a call changed: incidents to store and (re)send.
+#[derive(Debug, Default, PartialEq)]
+pub struct Changes {
+    /// Incidents that were opened, updated or resolved, in their new state.
+    pub changed: Vec<Incident>,
+    /// Findings held back by the storm cap.
+    pub suppressed: u64,
+}
+
+/// The incidents of one watchdog, keyed by `detector/series`.
+#[derive(Debug)]
+pub struct IncidentBook {
+    policy: Policy,
+    /// The newest incident of each key (firing, or resolved and maybe cooling down).
+    by_key: BTreeMap<String, Incident>,
+    /// Openings per detector in the last minute, for the storm cap.
+    openings: BTreeMap<String, VecDeque<DateTime<Utc>>>,
+}
+
+fn chrono_duration(d: Duration) -> chrono::Duration {
+    chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
+}
+
+impl IncidentBook {
+    pub fn new(policy: Policy) -> Self {
+        IncidentBook {
+            policy,
+            by_key: BTreeMap::new(),
+            openings: BTreeMap::new(),
+        }
+    }
+
+    /// Takes back incidents stored by an earlier run (the newest per key), so a restart updates
+    /// them instead of opening duplicates.
+    pub fn load(&mut self, incidents: impl IntoIterator<Item = Incident>) {
+        for i in incidents {
+            self.by_key.insert(i.key.clone(), i);
+        }
+    }
+
+    pub fn firing(&self) -> impl Iterator<Item = &Incident> {
+        self.by_key.values().filter(|i| i.state == State::Firing)
+    }
+
+    pub fn get(&self, key: &str) -> Option<&Incident> {
+        self.by_key.get(key)
+    }
+
+    /// Stores the id the database gave an incident.
+    pub fn set_id(&mut self, key: &str, id: i64) {
+        if let Some(i) = self.by_key.get_mut(key) {
+            i.id = Some(id);
+        }
+    }
+
+    /// Records `finding` (from a detector configured with `actions`) at wall time `now`.
+    pub fn on_finding(&mut self, f: &Finding, actions: &[String], now: DateTime<Utc>) -> Changes {
+        let key = format!("{}/{}", f.detector, f.series);
+        let mut changes = Changes::default();
+        if let Some(existing) = self.by_key.get_mut(&key) {
+            let cooling = existing.state == State::Resolved
+                && existing
+                    .resolved_at
+                    .is_some_and(|r| now - r < chrono_duration(self.policy.cooldown));
+            if existing.state == State::Firing || cooling {
+                existing.record(f, now);
+                changes.changed.push(existing.clone());
+                return changes;
+            }
+        }
+        // A new incident: subject to the storm cap.
+        let window = self.openings.entry(f.detector.clone()).or_default();
+        while window
+            .front()
+            .is_some_and(|t| now - *t >= chrono::Duration::seconds(60))
+        {
+            window.pop_front();
+        }
+        if window.len() as u32 >= self.policy.max_per_minute {
+            changes.suppressed = 1;
+            let storm_key = format!("{}/storm", f.detector);
+            let storm = self.by_key.entry(storm_key.clone()).or_insert_with(|| {
+                let mut s = Incident::from_finding(f, storm_key.clone(), now, &[]);
+                s.findings = 0;
+                s.kind = "storm".into();
+                s.series = "storm".into();
+                s.contract = None;
+                s.event = None;
+                s
+            });
+            if storm.state == State::Resolved {
+                storm.state = State::Firing;
+                storm.opened_at = now;
+                storm.resolved_at = None;
+                storm.findings = 0;
+            }
+            storm.findings += 1;
+            storm.last_finding_at = now;
+            storm.block_number = f.block_number;
+            storm.block_hash = f.block_hash;
+            storm.tx_hash = f.tx_hash;
+            storm.summary = format!(
+                "detector {} exceeded {} new incidents per minute: {} findings held back (latest: {})",
+                f.detector, self.policy.max_per_minute, storm.findings, f.summary
+            );
+            storm.note = Some(format!("{} findings held back", storm.findings));
+            changes.changed.push(storm.clone());
+            return changes;
+        }
+        window.push_back(now);
+        let incident = Incident::from_finding(f, key.clone(), now, actions);
+        // A resolved incident past its cooldown is replaced: the new one gets its own row.
+        self.by_key.insert(key, incident.clone());
+        changes.changed.push(incident);
+        changes
+    }
+
+    /// Resolves incidents whose last finding is older than the hold.
+    pub fn tick(&mut self, now: DateTime<Utc>) -> Changes {
+        let hold = chrono_duration(self.policy.hold);
+        let mut changes = Changes::default();
+        for i in self.by_key.values_mut() {
+            if i.state == State::Firing && now - i.last_finding_at >= hold {
+                i.resolve(now);
+                changes.changed.push(i.clone());
+            }
+        }
+        changes
+    }
+
+    /// A reorg removed `orphaned` blocks of chain `chain_id`. An incident all of whose triggers
+    /// were orphaned is resolved with a note; one with triggers left is annotated.
+    pub fn on_retraction(
+        &mut self,
+        chain_id: u64,
+        orphaned: &[(u64, B256)],
+        now: DateTime<Utc>,
+    ) -> Changes {
+        let mut changes = Changes::default();
+        for i in self.by_key.values_mut() {
+            if i.chain_id != chain_id {
+                continue;
+            }
+            let before = i.triggers.len();
+            i.triggers
+                .retain(|t| !orphaned.iter().any(|(n, h)| *n == t.number && *h == t.hash));
+            let removed = before - i.triggers.len();
+            if removed == 0 {
+                continue;
+            }
+            let blocks: Vec<String> = orphaned.iter().map(|(n, _)| n.to_string()).collect();
+            if i.triggers.is_empty() {
+                i.note = Some(format!(
+                    "retracted: the triggering block(s) {} were reorged out; the events are no longer on the chain",
+                    blocks.join(", ")
+                ));
+                if i.state == State::Firing {
+                    i.resolve(now);
+                }
+            } else {
+                i.note = Some(format!(
+                    "partly retracted: {removed} triggering block(s) reorged out ({}); {} remain",
+                    blocks.join(", "),
+                    i.triggers.len()
+                ));
+            }
+            changes.changed.push(i.clone());
+        }
+        changes
+    }
+
+    /// Drops resolved incidents whose cooldown is over (they stay in the database).
+    pub fn forget_old(&mut self, now: DateTime<Utc>) {
+        let cooldown = chrono_duration(self.policy.cooldown);
+        self.by_key.retain(|_, i| {
+            i.state == State::Firing || i.resolved_at.is_none_or(|r| now - r < cooldown)
+        });
+    }
+}

@@ -1,0 +1,508 @@
+//! `[[watchdog.detectors]]`: what a detector watches (its selector), how it decides (its kind and
+//! parameters), how loud it is (severity) and what follows (actions). The structs are the
+//! documentation; `kind` picks the parameter set, and a misspelt parameter is an error that names it.
+
+use std::collections::BTreeMap;
+
+use alloy::primitives::Address;
+use serde::{Deserialize, Serialize};
+
+use super::{DetectError, Severity};
+
+/// One detector.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(try_from = "toml::Table")]
+pub struct DetectorConfig {
+    /// Unique name; the `detector` label of its alerts and the key of its saved state.
+    pub name: String,
+    /// Only logs of this chain (`chain_id` of a `[[chains]]` entry); every chain when absent.
+    pub chain_id: Option<u64>,
+    /// Only logs of this contract (`name` of a `[[contracts]]` entry); every contract when absent.
+    pub contract: Option<String>,
+    /// Only this decoded event name (e.g. `Transfer`); every event when absent.
+    pub event: Option<String>,
+    /// Decoded fields that must equal the given values (addresses compare case-insensitively,
+    /// integers as decimal strings), e.g. `filters = { to = "0xdead..." }`.
+    pub filters: BTreeMap<String, String>,
+    /// `info`, `warning` (default) or `critical`.
+    pub severity: Severity,
+    /// What an incident of this detector triggers besides the alert, e.g. `["pause"]`.
+    pub actions: Vec<String>,
+    /// The kind and its parameters.
+    pub params: Params,
+}
+
+/// The selector and outcome fields shared by every kind.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Common {
+    name: String,
+    #[serde(default)]
+    chain_id: Option<u64>,
+    #[serde(default)]
+    contract: Option<String>,
+    #[serde(default)]
+    event: Option<String>,
+    #[serde(default)]
+    filters: BTreeMap<String, toml::Value>,
+    #[serde(default = "default_severity")]
+    severity: Severity,
+    #[serde(default)]
+    actions: Vec<String>,
+    /// Free text for the operators; not used.
+    #[serde(default)]
+    #[allow(dead_code)]
+    description: Option<String>,
+}
+
+const COMMON_KEYS: &[&str] = &[
+    "name",
+    "chain_id",
+    "contract",
+    "event",
+    "filters",
+    "severity",
+    "actions",
+    "description",
+];
+
+fn default_severity() -> Severity {
+    Severity::Warning
+}
+
+/// Actions a detector may ask for.
+pub const ACTIONS: &[&str] = &["pause"];
+
+/// `kind = "..."` and the parameters of that kind, in the same table as the selector.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Params {
+    /// Events per window against a learned baseline.
+    Rate(RateParams),
+    /// Outsized values of a decoded numeric field.
+    Value(ValueParams),
+    /// Sustained drift of a signed flow (inflow events minus outflow events).
+    Flow(FlowParams),
+    /// Privileged events (role, owner, admin, implementation, pause changes).
+    Event(EventParams),
+}
+
+impl Params {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Params::Rate(_) => "rate",
+            Params::Value(_) => "value",
+            Params::Flow(_) => "flow",
+            Params::Event(_) => "event",
+        }
+    }
+}
+
+/// `kind = "rate"`: alert when the count of matching events in the current window is improbable
+/// under the baseline learned from past windows (Poisson, or negative binomial when the past counts
+/// are overdispersed). Evaluated as events arrive, so a burst alerts within the block showing it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateParams {
+    /// Window length in seconds of block time.
+    #[serde(default = "d_rate_window")]
+    pub window_s: u64,
+    /// Past windows the baseline is learned from.
+    #[serde(default = "d_rate_history")]
+    pub baseline_windows: usize,
+    /// Windows observed before the detector may alert.
+    #[serde(default = "d_rate_warmup")]
+    pub warmup_windows: usize,
+    /// Probability of a false alert per window, shared by all series (Bonferroni).
+    #[serde(default = "d_alpha")]
+    pub alpha: f64,
+    /// Never alert on fewer events than this in one window.
+    #[serde(default = "d_min_count")]
+    pub min_count: u64,
+    /// A decoded field that splits the events into series (e.g. `to`); one series per contract
+    /// when absent.
+    #[serde(default)]
+    pub group_by: Option<String>,
+    /// Learn a baseline per hour of the week (human-driven traffic). Needs `window_s` to divide
+    /// 3600 and `warmup_windows` windows in the same hour of earlier weeks before alerting.
+    #[serde(default)]
+    pub hour_of_week: bool,
+}
+
+fn d_rate_window() -> u64 {
+    60
+}
+fn d_rate_history() -> usize {
+    240
+}
+fn d_rate_warmup() -> usize {
+    30
+}
+fn d_alpha() -> f64 {
+    1e-6
+}
+fn d_min_count() -> u64 {
+    5
+}
+
+/// `kind = "value"`: alert on a value whose robust z-score of `ln(value)` (median and MAD of past
+/// values) exceeds `threshold`, and which is at least `floor`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ValueParams {
+    /// The decoded numeric field, e.g. `value` or `amount`.
+    pub field: String,
+    /// Robust z-score above which a value alerts. The default keeps a detector on log-normal
+    /// amounts quiet over millions of events; 3.5 is the textbook outlier mark, not an alert level.
+    #[serde(default = "d_value_threshold")]
+    pub threshold: f64,
+    /// Values below this (raw units, e.g. wei) never alert, whatever their score.
+    #[serde(default)]
+    pub floor: f64,
+    /// Values observed before the detector may alert.
+    #[serde(default = "d_value_warmup")]
+    pub warmup: usize,
+    /// Past values the median and MAD are taken over.
+    #[serde(default = "d_value_history")]
+    pub history: usize,
+    /// A decoded field that splits the values into series; one series per contract when absent.
+    #[serde(default)]
+    pub group_by: Option<String>,
+}
+
+fn d_value_threshold() -> f64 {
+    6.0
+}
+fn d_value_warmup() -> usize {
+    200
+}
+fn d_value_history() -> usize {
+    1000
+}
+
+/// `kind = "flow"`: per window, net flow = sum of `field` over `inflow` events minus over
+/// `outflow` events. A CUSUM (or EWMA) on the standardised net flow alerts on a sustained drain;
+/// `max_outflow_pct` also alerts when one window's outflow exceeds that share of the balance.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FlowParams {
+    /// The decoded amount field of the inflow and outflow events.
+    pub field: String,
+    /// Events that add to the balance, e.g. `["Deposit"]`.
+    pub inflow: Vec<String>,
+    /// Events that take from the balance, e.g. `["Withdraw"]`.
+    pub outflow: Vec<String>,
+    /// Window length in seconds of block time.
+    #[serde(default = "d_flow_window")]
+    pub window_s: u64,
+    /// `cusum` (default) or `ewma`.
+    #[serde(default)]
+    pub method: FlowMethod,
+    /// CUSUM allowance, in standard deviations per window.
+    #[serde(default = "d_cusum_k")]
+    pub k: f64,
+    /// CUSUM decision interval, in standard deviations. With `k = 0.5` the default 8 means about
+    /// 19,000 windows between false alarms on normal noise, and 18 windows to catch a drift of one
+    /// standard deviation per window (5 windows at three).
+    #[serde(default = "d_cusum_h")]
+    pub h: f64,
+    /// EWMA weight of the newest window.
+    #[serde(default = "d_ewma_lambda")]
+    pub lambda: f64,
+    /// EWMA control limit, in standard deviations of the EWMA.
+    #[serde(default = "d_ewma_l")]
+    pub limit: f64,
+    /// Windows observed before the detector may alert.
+    #[serde(default = "d_flow_warmup")]
+    pub warmup_windows: usize,
+    /// Past windows the mean and spread of the net flow are learned from (median and MAD, so an
+    /// earlier drain does not become normal).
+    #[serde(default = "d_flow_history")]
+    pub baseline_windows: usize,
+    /// Alert when outflow within one window exceeds this percentage of the balance at the
+    /// window's start. The balance is `initial_balance` plus all flows seen.
+    #[serde(default)]
+    pub max_outflow_pct: Option<f64>,
+    /// Balance before the first event the stream holds (raw units), for `max_outflow_pct`.
+    #[serde(default)]
+    pub initial_balance: f64,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FlowMethod {
+    #[default]
+    Cusum,
+    Ewma,
+}
+
+fn d_flow_window() -> u64 {
+    3600
+}
+fn d_cusum_k() -> f64 {
+    0.5
+}
+fn d_cusum_h() -> f64 {
+    8.0
+}
+fn d_ewma_lambda() -> f64 {
+    0.2
+}
+fn d_ewma_l() -> f64 {
+    3.5
+}
+fn d_flow_warmup() -> usize {
+    24
+}
+fn d_flow_history() -> usize {
+    168
+}
+
+/// `kind = "event"`: every matching privileged event alerts, unless all of its actor fields
+/// name an allowed actor.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventParams {
+    /// Event names that alert.
+    #[serde(default = "d_privileged")]
+    pub events: Vec<String>,
+    /// Decoded fields naming who acted or who gained the privilege.
+    #[serde(default = "d_actor_fields")]
+    pub actor_fields: Vec<String>,
+    /// Expected actors (addresses): an event whose actor fields all name one of these is quiet.
+    #[serde(default)]
+    pub allowed_actors: Vec<String>,
+}
+
+/// The privileged events of OpenZeppelin's AccessControl, Ownable, Pausable and ERC-1967 proxies.
+pub fn d_privileged() -> Vec<String> {
+    [
+        "RoleGranted",
+        "RoleRevoked",
+        "RoleAdminChanged",
+        "OwnershipTransferred",
+        "Upgraded",
+        "AdminChanged",
+        "BeaconUpgraded",
+        "Paused",
+        "Unpaused",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+fn d_actor_fields() -> Vec<String> {
+    [
+        "account",
+        "sender",
+        "newOwner",
+        "newAdmin",
+        "implementation",
+        "beacon",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+impl TryFrom<toml::Table> for DetectorConfig {
+    type Error = String;
+
+    fn try_from(mut table: toml::Table) -> Result<Self, String> {
+        let label = match table.get("name") {
+            Some(toml::Value::String(n)) => format!("detector `{n}`"),
+            _ => "detector".to_owned(),
+        };
+        let mut common = toml::Table::new();
+        for k in COMMON_KEYS {
+            if let Some(v) = table.remove(*k) {
+                common.insert((*k).to_owned(), v);
+            }
+        }
+        if !table.contains_key("kind") {
+            return Err(format!(
+                "{label}: missing field `kind` (one of rate, value, flow, event)"
+            ));
+        }
+        let c: Common = toml::Value::Table(common)
+            .try_into()
+            .map_err(|e| format!("{label}: {e}"))?;
+        let params: Params = toml::Value::Table(table)
+            .try_into()
+            .map_err(|e| format!("{label}: {e}"))?;
+        let mut filters = BTreeMap::new();
+        for (k, v) in c.filters {
+            let s = match v {
+                toml::Value::String(s) => s,
+                toml::Value::Integer(i) => i.to_string(),
+                toml::Value::Boolean(b) => b.to_string(),
+                other => {
+                    return Err(format!(
+                        "{label}: filters.{k}: {other} is not a string, integer or boolean"
+                    ))
+                }
+            };
+            filters.insert(k, s);
+        }
+        Ok(DetectorConfig {
+            name: c.name,
+            chain_id: c.chain_id,
+            contract: c.contract,
+            event: c.event,
+            filters,
+            severity: c.severity,
+            actions: c.actions,
+            params,
+        })
+    }
+}
+
+fn bad(detector: &str, field: &str, message: impl Into<String>) -> DetectError {
+    DetectError::Invalid {
+        detector: detector.to_owned(),
+        field: field.to_owned(),
+        message: message.into(),
+    }
+}
+
+impl DetectorConfig {
+    /// Checks what the types cannot: ranges, known actions, consistent parameters.
+    pub fn validate(&self) -> Result<(), DetectError> {
+        let n = self.name.as_str();
+        if n.trim().is_empty() || n.contains('/') {
+            return Err(bad(n, "name", "must be non-empty and must not contain `/`"));
+        }
+        for a in &self.actions {
+            if !ACTIONS.contains(&a.as_str()) {
+                return Err(bad(
+                    n,
+                    "actions",
+                    format!("`{a}` is not an action (known: {})", ACTIONS.join(", ")),
+                ));
+            }
+        }
+        if self.filters.keys().any(|k| k.is_empty()) {
+            return Err(bad(n, "filters", "a filter has an empty field name"));
+        }
+        match &self.params {
+            Params::Rate(p) => {
+                if p.window_s == 0 {
+                    return Err(bad(n, "window_s", "must be at least 1"));
+                }
+                if p.hour_of_week && 3600 % p.window_s != 0 {
+                    return Err(bad(
+                        n,
+                        "window_s",
+                        format!(
+                            "{} does not divide an hour (needed by hour_of_week)",
+                            p.window_s
+                        ),
+                    ));
+                }
+                if !(p.alpha > 0.0 && p.alpha < 1.0) {
+                    return Err(bad(n, "alpha", format!("{} is not in (0, 1)", p.alpha)));
+                }
+                if p.baseline_windows < 2 {
+                    return Err(bad(n, "baseline_windows", "must be at least 2"));
+                }
+                if p.warmup_windows == 0 || p.warmup_windows > p.baseline_windows {
+                    return Err(bad(
+                        n,
+                        "warmup_windows",
+                        format!(
+                            "{} must be between 1 and baseline_windows ({})",
+                            p.warmup_windows, p.baseline_windows
+                        ),
+                    ));
+                }
+            }
+            Params::Value(p) => {
+                if p.field.is_empty() {
+                    return Err(bad(n, "field", "is empty"));
+                }
+                if !(p.threshold > 0.0 && p.threshold.is_finite()) {
+                    return Err(bad(
+                        n,
+                        "threshold",
+                        format!("{} is not positive", p.threshold),
+                    ));
+                }
+                if !(p.floor >= 0.0 && p.floor.is_finite()) {
+                    return Err(bad(n, "floor", format!("{} is negative", p.floor)));
+                }
+                if p.history < 10 {
+                    return Err(bad(n, "history", "must be at least 10"));
+                }
+                if p.warmup < 10 || p.warmup > p.history {
+                    return Err(bad(
+                        n,
+                        "warmup",
+                        format!(
+                            "{} must be between 10 and history ({})",
+                            p.warmup, p.history
+                        ),
+                    ));
+                }
+            }
+            Params::Flow(p) => {
+                if self.event.is_some() {
+                    return Err(bad(
+                        n,
+                        "event",
+                        "a flow detector takes its events from `inflow` and `outflow`",
+                    ));
+                }
+                if p.inflow.is_empty() && p.outflow.is_empty() {
+                    return Err(bad(n, "outflow", "no inflow or outflow events"));
+                }
+                if let Some(e) = p.inflow.iter().find(|e| p.outflow.contains(e)) {
+                    return Err(bad(n, "outflow", format!("`{e}` is also an inflow event")));
+                }
+                if p.window_s == 0 {
+                    return Err(bad(n, "window_s", "must be at least 1"));
+                }
+                if !(p.k >= 0.0 && p.h > 0.0) {
+                    return Err(bad(n, "h", "k must be >= 0 and h > 0"));
+                }
+                if !(p.lambda > 0.0 && p.lambda <= 1.0) {
+                    return Err(bad(n, "lambda", format!("{} is not in (0, 1]", p.lambda)));
+                }
+                if p.limit <= 0.0 {
+                    return Err(bad(n, "limit", "must be positive"));
+                }
+                if p.baseline_windows < 4 {
+                    return Err(bad(n, "baseline_windows", "must be at least 4"));
+                }
+                if p.warmup_windows < 4 || p.warmup_windows > p.baseline_windows {
+                    return Err(bad(
+                        n,
+                        "warmup_windows",
+                        format!(
+                            "{} must be between 4 and baseline_windows ({})",
+                            p.warmup_windows, p.baseline_windows
+                        ),
+                    ));
+                }
+                if let Some(pct) = p.max_outflow_pct {
+                    if !(pct > 0.0 && pct <= 100.0) {
+                        return Err(bad(
+                            n,
+                            "max_outflow_pct",
+                            format!("{pct} is not in (0, 100]"),
+                        ));
+                    }
+                }
+            }
+            Params::Event(p) => {
+                if p.events.is_empty() {
+                    return Err(bad(n, "events", "lists no event"));
+                }
+                for a in &p.allowed_actors {
+                    a.parse::<Address>().map_err(|e| {
+                        bad(n, "allowed_actors", format!("`{a}` is not an address: {e}"))
+                    })?;
+                }
+            }
+        }
+        Ok(())
+    }
+}

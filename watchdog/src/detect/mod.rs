@@ -1,0 +1,290 @@
+//! The detectors: plain state machines fed one decoded log or block marker at a time, with no I/O,
+//! so the same code runs in the watchdog, in back-tests and in benchmarks. A detector selects logs
+//! (chain, contract, event, field filters), decides with its kind (`rate`, `value`, `flow`,
+//! `event`) and emits [`Finding`]s; turning findings into incidents and alerts is `alerts`' job.
+//!
+//! Time is block time: windows close when a log or block marker of a later window arrives, so
+//! quiet periods count as quiet windows. Duplicates are the caller's concern (the stream is
+//! at-least-once; see `seen`), and so are retractions (they annotate incidents; the baselines keep
+//! what they learned, as a few orphaned events cannot move them).
+
+mod config;
+mod event;
+mod flow;
+mod rate;
+mod select;
+pub mod stats;
+#[cfg(any(test, feature = "test-utils"))]
+pub mod synth;
+mod value;
+
+#[cfg(test)]
+mod tests;
+
+use std::fmt;
+
+use alloy::primitives::B256;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tripwire_schema::{BlockMarker, LogRecord};
+
+pub use config::{
+    d_privileged as privileged_events, DetectorConfig, EventParams, FlowMethod, FlowParams, Params,
+    RateParams, ValueParams, ACTIONS,
+};
+use select::Selector;
+
+/// How loud a detector's alerts are; the `severity` label in Alertmanager.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    Info,
+    Warning,
+    Critical,
+}
+
+impl fmt::Display for Severity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Severity::Info => "info",
+            Severity::Warning => "warning",
+            Severity::Critical => "critical",
+        })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DetectError {
+    #[error("detector `{detector}`: {field}: {message}")]
+    Invalid {
+        detector: String,
+        field: String,
+        message: String,
+    },
+    #[error("saved detector state is not readable: {0}")]
+    Snapshot(String),
+}
+
+/// One detection: what was seen, against what was expected, where.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Finding {
+    pub detector: String,
+    /// `rate`, `value`, `flow` or `event`.
+    pub kind: &'static str,
+    pub severity: Severity,
+    /// What the detector counts separately, e.g. the contract, or contract and recipient.
+    pub series: String,
+    pub chain_id: u64,
+    pub contract: Option<String>,
+    pub event: Option<String>,
+    pub block_number: u64,
+    pub block_hash: B256,
+    pub tx_hash: Option<B256>,
+    pub log_index: Option<u64>,
+    pub observed: f64,
+    pub expected: f64,
+    /// The decision statistic (see `score_name`): a tail probability, a robust z, a CUSUM.
+    pub score: f64,
+    pub score_name: &'static str,
+    pub summary: String,
+}
+
+/// The parts of a finding every kind fills the same way.
+pub(crate) struct Base<'a> {
+    pub detector: &'a str,
+    pub kind: &'static str,
+    pub severity: Severity,
+}
+
+impl Base<'_> {
+    /// A finding located at `log`.
+    pub fn at_log(&self, log: &LogRecord, series: &str) -> Finding {
+        Finding {
+            detector: self.detector.to_owned(),
+            kind: self.kind,
+            severity: self.severity,
+            series: series.to_owned(),
+            chain_id: log.chain_id,
+            contract: log.contract.clone(),
+            event: log.event.as_ref().map(|e| e.name.clone()),
+            block_number: log.block_number,
+            block_hash: log.block_hash,
+            tx_hash: Some(log.tx_hash),
+            log_index: Some(log.log_index),
+            observed: 0.0,
+            expected: 0.0,
+            score: 0.0,
+            score_name: "",
+            summary: String::new(),
+        }
+    }
+}
+
+/// Where a log sits in a detector's time: its chain and window.
+pub(crate) fn window_of(ts: u64, window_s: u64) -> i64 {
+    (ts / window_s.max(1)) as i64
+}
+
+enum Kind {
+    Rate(rate::Rate),
+    Value(value::ValueDetector),
+    Flow(flow::Flow),
+    Event(event::EventRule),
+}
+
+struct Detector {
+    config: DetectorConfig,
+    selector: Selector,
+    fingerprint: String,
+    kind: Kind,
+}
+
+impl Detector {
+    fn new(config: &DetectorConfig) -> Result<Detector, DetectError> {
+        config.validate()?;
+        let kind = Self::fresh(config);
+        Ok(Detector {
+            selector: Selector::new(config),
+            fingerprint: fingerprint(config),
+            config: config.clone(),
+            kind,
+        })
+    }
+
+    fn fresh(config: &DetectorConfig) -> Kind {
+        match &config.params {
+            Params::Rate(p) => Kind::Rate(rate::Rate::new(p.clone())),
+            Params::Value(p) => Kind::Value(value::ValueDetector::new(p.clone())),
+            Params::Flow(p) => Kind::Flow(flow::Flow::new(p.clone())),
+            Params::Event(p) => Kind::Event(event::EventRule::new(p.clone())),
+        }
+    }
+}
+
+/// What the saved state of a detector must match to be reused: everything that shapes it.
+fn fingerprint(c: &DetectorConfig) -> String {
+    serde_json::json!({
+        "chain_id": c.chain_id,
+        "contract": c.contract,
+        "event": c.event,
+        "filters": c.filters,
+        "params": c.params,
+    })
+    .to_string()
+}
+
+/// All configured detectors, fed together.
+pub struct DetectorSet {
+    detectors: Vec<Detector>,
+}
+
+impl DetectorSet {
+    pub fn new(configs: &[DetectorConfig]) -> Result<DetectorSet, DetectError> {
+        Ok(DetectorSet {
+            detectors: configs
+                .iter()
+                .map(Detector::new)
+                .collect::<Result<_, _>>()?,
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.detectors.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.detectors.is_empty()
+    }
+
+    /// Feeds one log (seen for the first time) to every detector; returns their findings.
+    pub fn observe_log(&mut self, log: &LogRecord) -> Vec<Finding> {
+        let mut out = Vec::new();
+        for d in &mut self.detectors {
+            let selected = d.selector.matches(log);
+            let base = Base {
+                detector: &d.config.name,
+                kind: d.config.params.kind(),
+                severity: d.config.severity,
+            };
+            match &mut d.kind {
+                // Rate and flow need every log's time, selected or not, to close their windows.
+                Kind::Rate(r) => r.observe_log(&base, log, selected, &mut out),
+                Kind::Flow(f) => f.observe_log(&base, log, selected, &mut out),
+                Kind::Value(v) if selected => v.observe_log(&base, log, &mut out),
+                Kind::Event(e) if selected => e.observe_log(&base, log, &mut out),
+                _ => {}
+            }
+        }
+        out
+    }
+
+    /// Feeds one block marker: block time moves on, windows close, quiet ones count.
+    pub fn observe_block(&mut self, b: &BlockMarker) -> Vec<Finding> {
+        let mut out = Vec::new();
+        for d in &mut self.detectors {
+            if d.selector.chain_id.is_some_and(|c| c != b.chain_id) {
+                continue;
+            }
+            let base = Base {
+                detector: &d.config.name,
+                kind: d.config.params.kind(),
+                severity: d.config.severity,
+            };
+            match &mut d.kind {
+                Kind::Rate(r) => r.observe_time(b.chain_id, b.timestamp),
+                Kind::Flow(f) => f.observe_block(&base, b, &mut out),
+                Kind::Value(_) | Kind::Event(_) => {}
+            }
+        }
+        out
+    }
+
+    /// The learned state of every detector, to be saved with the stream position.
+    pub fn snapshot(&self) -> Value {
+        let mut map = serde_json::Map::new();
+        for d in &self.detectors {
+            let state = match &d.kind {
+                Kind::Rate(r) => serde_json::to_value(r.state()),
+                Kind::Value(v) => serde_json::to_value(v.state()),
+                Kind::Flow(f) => serde_json::to_value(f.state()),
+                Kind::Event(_) => Ok(Value::Null),
+            };
+            let state = state.unwrap_or(Value::Null);
+            map.insert(
+                d.config.name.clone(),
+                serde_json::json!({ "fingerprint": d.fingerprint, "state": state }),
+            );
+        }
+        serde_json::json!({ "version": 1, "detectors": map })
+    }
+
+    /// Restores a [`snapshot`](Self::snapshot). Detectors whose configuration changed since (or
+    /// whose state does not read) start fresh; their names are returned.
+    pub fn restore(&mut self, snapshot: Value) -> Result<Vec<String>, DetectError> {
+        let Some(saved) = snapshot.get("detectors").and_then(Value::as_object) else {
+            return Err(DetectError::Snapshot("no `detectors` object".into()));
+        };
+        let mut reset = Vec::new();
+        for d in &mut self.detectors {
+            let Some(entry) = saved.get(&d.config.name) else {
+                continue;
+            };
+            if entry.get("fingerprint").and_then(Value::as_str) != Some(d.fingerprint.as_str()) {
+                reset.push(d.config.name.clone());
+                continue;
+            }
+            let state = entry.get("state").cloned().unwrap_or(Value::Null);
+            let ok = match &mut d.kind {
+                Kind::Rate(r) => serde_json::from_value(state).map(|s| r.restore(s)).is_ok(),
+                Kind::Value(v) => serde_json::from_value(state).map(|s| v.restore(s)).is_ok(),
+                Kind::Flow(f) => serde_json::from_value(state).map(|s| f.restore(s)).is_ok(),
+                Kind::Event(_) => true,
+            };
+            if !ok {
+                d.kind = Detector::fresh(&d.config);
+                reset.push(d.config.name.clone());
+            }
+        }
+        Ok(reset)
+    }
+}

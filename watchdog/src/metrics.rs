@@ -1,0 +1,57 @@
+//! Every metric the watchdog exports, declared in one place.
+
+use metrics::{describe_counter, describe_gauge, describe_histogram};
+
+pub const RECORDS_CONSUMED: &str = "tripwire_watchdog_records_consumed_total";
+pub const DUPLICATES: &str = "tripwire_watchdog_duplicates_total";
+pub const CONSUMER_LAG: &str = "tripwire_watchdog_consumer_lag_records";
+pub const EVALUATIONS: &str = "tripwire_watchdog_evaluations_total";
+pub const FINDINGS: &str = "tripwire_watchdog_findings_total";
+pub const SCORE: &str = "tripwire_watchdog_last_finding_score";
+pub const ALERTS_FIRED: &str = "tripwire_watchdog_alerts_fired_total";
+pub const ALERTS_RESOLVED: &str = "tripwire_watchdog_alerts_resolved_total";
+pub const ALERTS_SUPPRESSED: &str = "tripwire_watchdog_alerts_suppressed_total";
+pub const ALERTS_FIRING: &str = "tripwire_watchdog_alerts_firing";
+pub const DELIVERY_ERRORS: &str = "tripwire_watchdog_delivery_errors_total";
+pub const DELIVERY_SECONDS: &str = "tripwire_watchdog_delivery_seconds";
+pub const CHECKPOINTS: &str = "tripwire_watchdog_checkpoints_total";
+
+pub fn describe() {
+    describe_counter!(
+        RECORDS_CONSUMED,
+        "Stream records read, by chain and record type"
+    );
+    describe_counter!(
+        DUPLICATES,
+        "Records skipped because they were already counted"
+    );
+    describe_gauge!(
+        CONSUMER_LAG,
+        "Records between the watchdog's position and the end of each partition"
+    );
+    describe_counter!(EVALUATIONS, "Records evaluated by each detector");
+    describe_counter!(FINDINGS, "Detections by detector and severity");
+    describe_gauge!(
+        SCORE,
+        "Score of the latest detection by detector (p-value, robust z, CUSUM)"
+    );
+    describe_counter!(ALERTS_FIRED, "Incidents opened, by detector and severity");
+    describe_counter!(
+        ALERTS_RESOLVED,
+        "Incidents resolved, by detector and severity"
+    );
+    describe_counter!(
+        ALERTS_SUPPRESSED,
+        "Findings held back by the per-detector storm cap"
+    );
+    describe_gauge!(ALERTS_FIRING, "Incidents firing now");
+    describe_counter!(DELIVERY_ERRORS, "Failed posts to Alertmanager, by URL");
+    describe_histogram!(
+        DELIVERY_SECONDS,
+        "Duration of one post of alerts to every Alertmanager"
+    );
+    describe_counter!(
+        CHECKPOINTS,
+        "Detector state and stream position saved to Postgres"
+    );
+}

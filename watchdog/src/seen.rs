@@ -1,0 +1,121 @@
+//! Records recently seen, so that the at-least-once stream counts each log and block once: a
+//! record published twice (the ingest re-sends after a crash) or read twice is skipped. Keyed by
+//! block hash, so a log re-included in another block after a reorg is new.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use alloy::primitives::B256;
+use serde::{Deserialize, Serialize};
+
+/// How many blocks below the newest one are remembered; deeper duplicates cannot happen because
+/// the ingest never re-sends more than its reorg window.
+pub const DEFAULT_DEPTH: u64 = 1024;
+
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Seen {
+    /// block number -> block hash -> (marker seen, log indexes seen)
+    blocks: BTreeMap<u64, BTreeMap<B256, (bool, BTreeSet<u64>)>>,
+    #[serde(default = "default_depth")]
+    depth: u64,
+}
+
+fn default_depth() -> u64 {
+    DEFAULT_DEPTH
+}
+
+impl Seen {
+    pub fn new(depth: u64) -> Self {
+        Seen {
+            blocks: BTreeMap::new(),
+            depth,
+        }
+    }
+
+    /// True the first time a log is offered.
+    pub fn first_log(&mut self, block: u64, hash: B256, log_index: u64) -> bool {
+        let fresh = self
+            .blocks
+            .entry(block)
+            .or_default()
+            .entry(hash)
+            .or_default()
+            .1
+            .insert(log_index);
+        self.prune();
+        fresh
+    }
+
+    /// True the first time a block marker is offered.
+    pub fn first_block(&mut self, block: u64, hash: B256) -> bool {
+        let entry = self
+            .blocks
+            .entry(block)
+            .or_default()
+            .entry(hash)
+            .or_default();
+        let fresh = !entry.0;
+        entry.0 = true;
+        self.prune();
+        fresh
+    }
+
+    /// Forgets orphaned blocks: they are gone from the chain, and nothing of them comes again.
+    pub fn retract(&mut self, orphaned: &[(u64, B256)]) {
+        for (n, h) in orphaned {
+            if let Some(m) = self.blocks.get_mut(n) {
+                m.remove(h);
+                if m.is_empty() {
+                    self.blocks.remove(n);
+                }
+            }
+        }
+    }
+
+    fn prune(&mut self) {
+        let Some((&newest, _)) = self.blocks.last_key_value() else {
+            return;
+        };
+        let keep_from = newest.saturating_sub(self.depth);
+        while let Some((&oldest, _)) = self.blocks.first_key_value() {
+            if oldest >= keep_from {
+                break;
+            }
+            self.blocks.remove(&oldest);
+        }
+    }
+
+    /// Entries remembered (for tests and metrics).
+    pub fn len(&self) -> usize {
+        self.blocks.values().map(|m| m.len()).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.blocks.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn duplicates_count_once_and_reorgs_reset() {
+        let mut s = Seen::new(4);
+        let h = B256::with_last_byte(1);
+        assert!(s.first_block(10, h));
+        assert!(!s.first_block(10, h));
+        assert!(s.first_log(10, h, 0));
+        assert!(!s.first_log(10, h, 0));
+        assert!(s.first_log(10, h, 1));
+        // The same height under another hash is another block.
+        assert!(s.first_log(10, B256::with_last_byte(2), 0));
+        s.retract(&[(10, h)]);
+        assert!(s.first_log(10, h, 0));
+        // Old blocks are forgotten.
+        s.first_block(20, h);
+        assert!(!s.blocks.contains_key(&10));
+        let json = serde_json::to_value(&s).expect("serializes");
+        let back: Seen = serde_json::from_value(json).expect("deserializes");
+        assert_eq!(back, s);
+    }
+}

@@ -1,0 +1,460 @@
+//! The watchdog process: reads every chain topic at the stored position, feeds each log and block
+//! marker once to the detectors, turns findings into incidents, stores them and posts them to
+//! Alertmanager at once (re-sent while firing), and checkpoints detector state with the stream
+//! position so a restart neither re-learns nor counts twice.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use metrics::{counter, gauge, histogram};
+use rdkafka::{
+    consumer::{Consumer, StreamConsumer},
+    message::Message,
+    Offset, TopicPartitionList,
+};
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+use tripwire_indexer::health::{Health, Status};
+use tripwire_indexer::kafka;
+use tripwire_schema::StreamRecord;
+
+use crate::alerts::{self, Changes, Incident, IncidentBook, Render, State};
+use crate::config::WatchdogSettings;
+use crate::detect::DetectorSet;
+use crate::metrics as m;
+use crate::seen::Seen;
+use crate::store;
+
+#[derive(Debug, thiserror::Error)]
+pub enum WatchdogError {
+    #[error("kafka: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+    #[error("topic {topic} not found on {brokers} after 30 s (has the indexer created it?)")]
+    MissingTopic { topic: String, brokers: String },
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+    #[error("detectors: {0}")]
+    Detect(#[from] crate::detect::DetectError),
+    #[error("alertmanager client: {0}")]
+    Client(#[from] reqwest::Error),
+}
+
+/// One running watchdog.
+pub struct Watchdog {
+    consumer_name: String,
+    pool: PgPool,
+    consumer: Arc<StreamConsumer>,
+    detectors: DetectorSet,
+    /// Actions per detector name (e.g. `pause`), carried by its incidents.
+    actions: BTreeMap<String, Vec<String>>,
+    book: IncidentBook,
+    render: Render,
+    client: alerts::Client,
+    health: Health,
+    seen: Seen,
+    offsets: BTreeMap<(String, i32), i64>,
+    /// Incidents whose latest state has not reached every Alertmanager yet.
+    undelivered: BTreeMap<String, Incident>,
+    resend_every: Duration,
+    checkpoint_every: Duration,
+}
+
+impl Watchdog {
+    /// Restores the saved state and assigns the chain topics at the saved position.
+    pub async fn new(
+        ws: &WatchdogSettings,
+        brokers: &str,
+        pool: PgPool,
+        health: Health,
+    ) -> Result<Watchdog, WatchdogError> {
+        let w = &ws.watchdog;
+        let saved = store::load(&pool, &w.consumer).await?;
+        let mut detectors = DetectorSet::new(&w.detectors)?;
+        if let Some(state) = saved.detectors {
+            let reset = detectors.restore(state)?;
+            for name in reset {
+                tracing::warn!(detector = %name, "saved state does not fit the detector's config: it learns again");
+            }
+        }
+        let seen = match saved.seen {
+            Some(v) => serde_json::from_value(v).unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "saved seen-records unreadable: starting empty");
+                Seen::new(crate::seen::DEFAULT_DEPTH)
+            }),
+            None => Seen::new(crate::seen::DEFAULT_DEPTH),
+        };
+        let am = &w.alertmanager;
+        let mut book = IncidentBook::new(alerts::Policy {
+            hold: Duration::from_secs(am.resolve_after_s),
+            cooldown: Duration::from_secs(am.cooldown_s),
+            max_per_minute: am.max_alerts_per_minute,
+        });
+        book.load(saved.incidents);
+        book.forget_old(Utc::now());
+        let render = Render {
+            chains: ws
+                .settings
+                .config
+                .chains
+                .iter()
+                .map(|c| (c.chain_id, c.name.clone()))
+                .collect(),
+            explorer_tx_url: am.explorer_tx_url.clone(),
+            generator_url: am.generator_url.clone(),
+            firing_ttl: am.resend_interval() * 3,
+        };
+        let client = alerts::Client::new(
+            am.urls.clone(),
+            Duration::from_secs(am.timeout_s.max(1)),
+            am.bearer_token.clone(),
+        )?;
+
+        let kafka_cfg = &ws.settings.config.kafka;
+        let mut c = kafka::client_config(kafka_cfg, brokers);
+        for (k, v) in [
+            ("group.id", w.consumer.as_str()),
+            ("enable.auto.commit", "false"),
+            ("enable.auto.offset.store", "false"),
+            // A position retention removed: continue from the oldest record still held.
+            ("auto.offset.reset", "earliest"),
+            ("enable.partition.eof", "false"),
+            ("fetch.wait.max.ms", "20"),
+        ] {
+            if !kafka_cfg.properties.contains_key(k) {
+                c.set(k, v);
+            }
+        }
+        let consumer: StreamConsumer = c.create()?;
+        let mut tpl = TopicPartitionList::new();
+        let mut offsets = BTreeMap::new();
+        for chain in &ws.settings.config.chains {
+            let topic = ws.settings.topic(chain);
+            let partitions = partitions_of(&consumer, &topic, brokers).await?;
+            for p in 0..partitions {
+                let offset = match saved.offsets.get(&(topic.clone(), p)) {
+                    Some(o) => {
+                        offsets.insert((topic.clone(), p), *o);
+                        Offset::Offset(*o)
+                    }
+                    None => Offset::Beginning,
+                };
+                tpl.add_partition_offset(&topic, p, offset)?;
+                tracing::info!(topic, partition = p, ?offset, "watchdog assigned");
+            }
+        }
+        consumer.assign(&tpl)?;
+        let actions = w
+            .detectors
+            .iter()
+            .map(|d| (d.name.clone(), d.actions.clone()))
+            .collect();
+        gauge!(m::ALERTS_FIRING).set(book.firing().count() as f64);
+        // Firing incidents of the previous run are sent again at once: Alertmanager may have
+        // expired them while the watchdog was down.
+        let undelivered = book.firing().map(|i| (i.key.clone(), i.clone())).collect();
+        Ok(Watchdog {
+            consumer_name: w.consumer.clone(),
+            pool,
+            consumer: Arc::new(consumer),
+            detectors,
+            actions,
+            book,
+            render,
+            client,
+            health,
+            seen,
+            offsets,
+            undelivered,
+            resend_every: am.resend_interval(),
+            checkpoint_every: Duration::from_secs(w.checkpoint_interval_s.max(1)),
+        })
+    }
+
+    /// Runs until `shutdown`; saves a last checkpoint on the way out.
+    pub async fn run(mut self, shutdown: CancellationToken) -> Result<(), WatchdogError> {
+        let consumer = self.consumer.clone();
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_checkpoint = Instant::now();
+        let mut last_resend = Instant::now();
+        let mut last_lag = Instant::now() - Duration::from_secs(60);
+        self.deliver().await;
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                msg = consumer.recv() => match msg {
+                    Ok(msg) => {
+                        let changes = self.handle(msg.topic(), msg.partition(), msg.offset(), msg.payload());
+                        if !changes.changed.is_empty() {
+                            self.apply(changes, &shutdown).await;
+                            self.deliver().await;
+                        }
+                        self.health.healthy("kafka");
+                    }
+                    Err(e) => {
+                        self.health.set("kafka", Status::Unhealthy, e.to_string());
+                        tracing::warn!(error = %e, "kafka consume failed");
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                    }
+                },
+                _ = tick.tick() => {
+                    let changes = self.book.tick(Utc::now());
+                    if !changes.changed.is_empty() {
+                        self.apply(changes, &shutdown).await;
+                    }
+                    if last_resend.elapsed() >= self.resend_every {
+                        for i in self.book.firing() {
+                            self.undelivered.insert(i.key.clone(), i.clone());
+                        }
+                        last_resend = Instant::now();
+                        self.book.forget_old(Utc::now());
+                    }
+                    self.deliver().await;
+                    if last_checkpoint.elapsed() >= self.checkpoint_every && self.checkpoint().await {
+                        last_checkpoint = Instant::now();
+                    }
+                    if last_lag.elapsed() >= self.checkpoint_every.min(Duration::from_secs(10)) {
+                        self.report_lag().await;
+                        last_lag = Instant::now();
+                    }
+                }
+            }
+        }
+        self.deliver().await;
+        self.checkpoint().await;
+        tracing::info!("watchdog stopped");
+        Ok(())
+    }
+
+    /// Feeds one record to the detectors (once) and returns what changed in the incidents.
+    fn handle(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+        payload: Option<&[u8]>,
+    ) -> Changes {
+        self.offsets
+            .insert((topic.to_owned(), partition), offset + 1);
+        let record = match payload.map(StreamRecord::from_json) {
+            Some(Ok(r)) => r,
+            Some(Err(e)) => {
+                tracing::warn!(topic, partition, offset, error = %e, "unreadable stream record skipped");
+                counter!(m::RECORDS_CONSUMED, "type" => "invalid").increment(1);
+                return Changes::default();
+            }
+            None => return Changes::default(),
+        };
+        let now = Utc::now();
+        let findings = match &record {
+            StreamRecord::Log(log) => {
+                counter!(m::RECORDS_CONSUMED, "type" => "log").increment(1);
+                if !self
+                    .seen
+                    .first_log(log.block_number, log.block_hash, log.log_index)
+                {
+                    counter!(m::DUPLICATES).increment(1);
+                    return Changes::default();
+                }
+                counter!(m::EVALUATIONS).increment(1);
+                self.detectors.observe_log(log)
+            }
+            StreamRecord::Block(b) => {
+                counter!(m::RECORDS_CONSUMED, "type" => "block").increment(1);
+                if !self.seen.first_block(b.number, b.hash) {
+                    counter!(m::DUPLICATES).increment(1);
+                    return Changes::default();
+                }
+                self.detectors.observe_block(b)
+            }
+            StreamRecord::Retraction(r) => {
+                counter!(m::RECORDS_CONSUMED, "type" => "retraction").increment(1);
+                let orphaned: Vec<_> = r.orphaned.iter().map(|b| (b.number, b.hash)).collect();
+                self.seen.retract(&orphaned);
+                return self.book.on_retraction(r.chain_id, &orphaned, now);
+            }
+        };
+        let mut all = Changes::default();
+        for f in findings {
+            counter!(m::FINDINGS, "detector" => f.detector.clone(), "severity" => f.severity.to_string())
+                .increment(1);
+            gauge!(m::SCORE, "detector" => f.detector.clone()).set(f.score);
+            tracing::info!(detector = %f.detector, block = f.block_number, summary = %f.summary, "finding");
+            let actions = self.actions.get(&f.detector).cloned().unwrap_or_default();
+            let c = self.book.on_finding(&f, &actions, now);
+            if c.suppressed > 0 {
+                counter!(m::ALERTS_SUPPRESSED, "detector" => f.detector.clone())
+                    .increment(c.suppressed);
+            }
+            all.changed.extend(c.changed);
+            all.suppressed += c.suppressed;
+        }
+        all
+    }
+
+    /// Stores changed incidents (retrying while Postgres is away) and queues them for delivery.
+    async fn apply(&mut self, changes: Changes, shutdown: &CancellationToken) {
+        for mut i in changes.changed {
+            let mut wait = Duration::from_millis(200);
+            loop {
+                match store::save_incident(&self.pool, &self.consumer_name, &i).await {
+                    Ok(id) => {
+                        self.health.healthy("postgres");
+                        if i.id.is_none() {
+                            counter!(m::ALERTS_FIRED, "detector" => i.detector.clone(), "severity" => i.severity.to_string())
+                                .increment(1);
+                            tracing::warn!(incident = id, key = %i.key, summary = %i.summary, "incident opened");
+                        }
+                        i.id = Some(id);
+                        self.book.set_id(&i.key, id);
+                        break;
+                    }
+                    Err(e) => {
+                        self.health
+                            .set("postgres", Status::Unhealthy, e.to_string());
+                        tracing::warn!(error = %e, retry_in = ?wait, "storing an incident failed");
+                        if shutdown.is_cancelled() {
+                            break;
+                        }
+                        tokio::time::sleep(wait).await;
+                        wait = (wait * 2).min(Duration::from_secs(10));
+                    }
+                }
+            }
+            if i.state == State::Resolved && i.resolved_at.is_some() {
+                counter!(m::ALERTS_RESOLVED, "detector" => i.detector.clone(), "severity" => i.severity.to_string())
+                    .increment(1);
+            }
+            self.undelivered.insert(i.key.clone(), i);
+        }
+        gauge!(m::ALERTS_FIRING).set(self.book.firing().count() as f64);
+    }
+
+    /// Posts every undelivered incident; keeps them for the next tick if any Alertmanager failed.
+    async fn deliver(&mut self) {
+        if self.undelivered.is_empty() {
+            return;
+        }
+        let now = Utc::now();
+        let batch: Vec<alerts::Alert> = self
+            .undelivered
+            .values()
+            .map(|i| self.render.alert(i, now))
+            .collect();
+        let started = Instant::now();
+        let errors = self.client.post(&batch).await;
+        histogram!(m::DELIVERY_SECONDS).record(started.elapsed().as_secs_f64());
+        if errors.is_empty() {
+            self.undelivered.clear();
+            self.health.healthy("alertmanager");
+            return;
+        }
+        for e in &errors {
+            let url = match e {
+                alerts::DeliveryError::Transport { url, .. }
+                | alerts::DeliveryError::Rejected { url, .. } => url.clone(),
+            };
+            counter!(m::DELIVERY_ERRORS, "url" => url).increment(1);
+            tracing::warn!(error = %e, "alert delivery failed");
+        }
+        let all_failed = errors.len() == self.client.urls().len();
+        let text = errors
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; ");
+        self.health.set(
+            "alertmanager",
+            if all_failed {
+                Status::Unhealthy
+            } else {
+                Status::Degraded
+            },
+            text,
+        );
+        if errors.iter().all(|e| !e.is_retryable()) {
+            // Alertmanager refuses these alerts as they are: sending them again cannot help.
+            self.undelivered.clear();
+        }
+    }
+
+    /// Saves detector state, seen records and the position together; false if it failed.
+    async fn checkpoint(&mut self) -> bool {
+        let detectors = self.detectors.snapshot();
+        let seen = match serde_json::to_value(&self.seen) {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::error!(error = %e, "seen records do not serialize");
+                return false;
+            }
+        };
+        match store::checkpoint(
+            &self.pool,
+            &self.consumer_name,
+            &detectors,
+            &seen,
+            &self.offsets,
+        )
+        .await
+        {
+            Ok(()) => {
+                counter!(m::CHECKPOINTS).increment(1);
+                self.health.healthy("postgres");
+                true
+            }
+            Err(e) => {
+                self.health
+                    .set("postgres", Status::Unhealthy, e.to_string());
+                tracing::warn!(error = %e, "checkpoint failed");
+                false
+            }
+        }
+    }
+
+    async fn report_lag(&self) {
+        let consumer = self.consumer.clone();
+        let positions: Vec<((String, i32), i64)> =
+            self.offsets.iter().map(|(k, v)| (k.clone(), *v)).collect();
+        let lags = tokio::task::spawn_blocking(move || {
+            positions
+                .into_iter()
+                .filter_map(|((t, p), next)| {
+                    let (_, high) = consumer
+                        .fetch_watermarks(&t, p, Duration::from_secs(2))
+                        .ok()?;
+                    Some((t, p, (high - next).max(0)))
+                })
+                .collect::<Vec<_>>()
+        })
+        .await
+        .unwrap_or_default();
+        for (t, p, lag) in lags {
+            gauge!(m::CONSUMER_LAG, "topic" => t, "partition" => p.to_string()).set(lag as f64);
+        }
+    }
+}
+
+/// Partition count of `topic`, waiting up to 30 s for it to appear (the ingest creates it).
+async fn partitions_of(
+    consumer: &StreamConsumer,
+    topic: &str,
+    brokers: &str,
+) -> Result<i32, WatchdogError> {
+    for _ in 0..30 {
+        let md = tokio::task::block_in_place(|| {
+            consumer.fetch_metadata(Some(topic), Duration::from_secs(5))
+        })?;
+        if let Some(t) = md.topics().iter().find(|t| t.name() == topic) {
+            if t.error().is_none() && !t.partitions().is_empty() {
+                return Ok(t.partitions().len() as i32);
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    Err(WatchdogError::MissingTopic {
+        topic: topic.to_owned(),
+        brokers: brokers.to_owned(),
+    })
+}

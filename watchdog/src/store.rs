@@ -1,0 +1,183 @@
+//! The watchdog's Postgres state: detector snapshots, recently seen records and the stream
+//! position are saved in one transaction (a checkpoint), so after a restart the detectors continue
+//! from exactly the records they had counted; incidents are written as they change.
+
+use std::collections::BTreeMap;
+
+use sqlx::PgPool;
+
+use crate::alerts::{Incident, State};
+
+/// What a previous run left.
+#[derive(Debug, Default)]
+pub struct Saved {
+    pub detectors: Option<serde_json::Value>,
+    pub seen: Option<serde_json::Value>,
+    /// Next offset to read per (topic, partition).
+    pub offsets: BTreeMap<(String, i32), i64>,
+    /// The newest incident of every key.
+    pub incidents: Vec<Incident>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("postgres: {0}")]
+    Sql(#[from] sqlx::Error),
+    #[error("stored incident {id} cannot be read back: {source}")]
+    Incident {
+        id: i64,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+pub async fn load(pool: &PgPool, consumer: &str) -> Result<Saved, StoreError> {
+    let mut saved = Saved::default();
+    if let Some((detectors, seen)) = sqlx::query_as::<_, (serde_json::Value, serde_json::Value)>(
+        "SELECT detectors, seen FROM watchdog_state WHERE consumer = $1",
+    )
+    .bind(consumer)
+    .fetch_optional(pool)
+    .await?
+    {
+        saved.detectors = Some(detectors);
+        saved.seen = Some(seen);
+    }
+    let rows: Vec<(String, i32, i64)> = sqlx::query_as(
+        "SELECT topic, partition, next_offset FROM sink_offsets WHERE consumer = $1",
+    )
+    .bind(consumer)
+    .fetch_all(pool)
+    .await?;
+    saved.offsets = rows.into_iter().map(|(t, p, o)| ((t, p), o)).collect();
+    let incidents: Vec<(i64, serde_json::Value)> = sqlx::query_as(
+        "SELECT DISTINCT ON (key) id, detail FROM watchdog_incidents
+         WHERE consumer = $1 ORDER BY key, id DESC",
+    )
+    .bind(consumer)
+    .fetch_all(pool)
+    .await?;
+    for (id, detail) in incidents {
+        let mut i: Incident =
+            serde_json::from_value(detail).map_err(|source| StoreError::Incident { id, source })?;
+        i.id = Some(id);
+        saved.incidents.push(i);
+    }
+    Ok(saved)
+}
+
+/// Saves the detectors, the seen records and the stream position together.
+pub async fn checkpoint(
+    pool: &PgPool,
+    consumer: &str,
+    detectors: &serde_json::Value,
+    seen: &serde_json::Value,
+    offsets: &BTreeMap<(String, i32), i64>,
+) -> Result<(), StoreError> {
+    let mut tx = pool.begin().await?;
+    sqlx::query(
+        "INSERT INTO watchdog_state (consumer, detectors, seen, updated_at)
+         VALUES ($1, $2, $3, now())
+         ON CONFLICT (consumer) DO UPDATE SET
+             detectors = EXCLUDED.detectors, seen = EXCLUDED.seen, updated_at = now()",
+    )
+    .bind(consumer)
+    .bind(detectors)
+    .bind(seen)
+    .execute(&mut *tx)
+    .await?;
+    for ((topic, partition), next) in offsets {
+        sqlx::query(
+            "INSERT INTO sink_offsets (consumer, topic, partition, next_offset, updated_at)
+             VALUES ($1, $2, $3, $4, now())
+             ON CONFLICT (consumer, topic, partition) DO UPDATE SET
+                 next_offset = EXCLUDED.next_offset, updated_at = now()",
+        )
+        .bind(consumer)
+        .bind(topic)
+        .bind(partition)
+        .bind(next)
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Inserts a new incident (returning its id) or updates a stored one.
+pub async fn save_incident(pool: &PgPool, consumer: &str, i: &Incident) -> Result<i64, StoreError> {
+    let detail = serde_json::to_value(i).map_err(|source| StoreError::Incident {
+        id: i.id.unwrap_or(0),
+        source,
+    })?;
+    let state = match i.state {
+        State::Firing => "firing",
+        State::Resolved => "resolved",
+    };
+    let tx_hash = i.tx_hash.map(|h| h.to_string());
+    let id = match i.id {
+        Some(id) => {
+            sqlx::query(
+                "UPDATE watchdog_incidents SET severity = $2, state = $3, last_finding_at = $4,
+                     resolved_at = $5, findings = $6, block_number = $7, tx_hash = $8,
+                     observed = $9, expected = $10, score = $11, summary = $12, note = $13,
+                     detail = $14, updated_at = now()
+                 WHERE id = $1",
+            )
+            .bind(id)
+            .bind(i.severity.to_string())
+            .bind(state)
+            .bind(i.last_finding_at)
+            .bind(i.resolved_at)
+            .bind(i.findings as i64)
+            .bind(i.block_number as i64)
+            .bind(&tx_hash)
+            .bind(i.observed)
+            .bind(i.expected)
+            .bind(i.score)
+            .bind(&i.summary)
+            .bind(&i.note)
+            .bind(&detail)
+            .execute(pool)
+            .await?;
+            id
+        }
+        None => {
+            sqlx::query_scalar(
+                "INSERT INTO watchdog_incidents
+                     (consumer, key, detector, kind, severity, chain_id, contract, event, series,
+                      state, opened_at, last_finding_at, resolved_at, findings, block_number,
+                      tx_hash, observed, expected, score, score_name, summary, note, detail)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,
+                         $17, $18, $19, $20, $21, $22, $23)
+                 RETURNING id",
+            )
+            .bind(consumer)
+            .bind(&i.key)
+            .bind(&i.detector)
+            .bind(&i.kind)
+            .bind(i.severity.to_string())
+            .bind(i.chain_id as i64)
+            .bind(&i.contract)
+            .bind(&i.event)
+            .bind(&i.series)
+            .bind(state)
+            .bind(i.opened_at)
+            .bind(i.last_finding_at)
+            .bind(i.resolved_at)
+            .bind(i.findings as i64)
+            .bind(i.block_number as i64)
+            .bind(&tx_hash)
+            .bind(i.observed)
+            .bind(i.expected)
+            .bind(i.score)
+            .bind(&i.score_name)
+            .bind(&i.summary)
+            .bind(&i.note)
+            .bind(&detail)
+            .fetch_one(pool)
+            .await?
+        }
+    };
+    Ok(id)
+}

@@ -1,0 +1,255 @@
+//! Harness of the watchdog's end-to-end tests: anvil with the `Treasury` and `DemoToken`
+//! contracts, a fresh Postgres database, Kafka (librdkafka's mock, or `KAFKA_BROKERS`), a real
+//! Alertmanager, the indexer's ingest running in this process (it fills the topic the watchdog
+//! reads), and `tripwire-watchdog` as a child process that tests can kill and restart.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use serde_json::Value;
+use testkit::{
+    abi, alertmanager::Alertmanager, anvil::Anvil, kafka::TestKafka, postgres::TestDb,
+    process::Proc, Address,
+};
+use tokio_util::sync::CancellationToken;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_tripwire-watchdog");
+
+/// Everything one test runs against.
+pub struct Env {
+    pub anvil: Anvil,
+    pub db: TestDb,
+    pub kafka: TestKafka,
+    pub am: Alertmanager,
+    pub dir: tempfile::TempDir,
+    pub treasury: Address,
+    pub token: Address,
+    pub topic: String,
+    /// `[[watchdog.detectors]]` tables, TOML.
+    pub detectors: String,
+    /// Extra lines of `[watchdog.alertmanager]`.
+    pub alertmanager_extra: String,
+    pub max_reorg_depth: u64,
+    ingest: Option<(CancellationToken, tokio::task::JoinHandle<()>)>,
+}
+
+impl Env {
+    pub async fn new(detectors: &str) -> Result<Env> {
+        let anvil = Anvil::spawn().await?;
+        let db = TestDb::create().await?;
+        let kafka = TestKafka::start()?;
+        let topic = kafka.unique_topic("tripwire-wd");
+        kafka.create_topic(&topic, 1).await?;
+        let am = Alertmanager::spawn().await?;
+        let treasury = anvil.deploy("Treasury", &[]).await?;
+        let token = anvil.deploy("DemoToken", &[]).await?;
+        Ok(Env {
+            anvil,
+            db,
+            kafka,
+            am,
+            dir: tempfile::tempdir()?,
+            treasury,
+            token,
+            topic,
+            detectors: detectors.to_owned(),
+            alertmanager_extra: String::new(),
+            max_reorg_depth: 64,
+            ingest: None,
+        })
+    }
+
+    /// Writes the config file (atomically) and returns its path.
+    pub fn config(&self) -> PathBuf {
+        let text = format!(
+            r#"
+[postgres]
+url = "{pg}"
+max_connections = 4
+[kafka]
+brokers = "{brokers}"
+topic = "{topic}"
+[server]
+listen = "127.0.0.1:0"
+[[chains]]
+name = "devnet"
+chain_id = 31337
+rpc_urls = ["{rpc}"]
+max_reorg_depth = {depth}
+poll_interval_ms = 100
+range_blocks = 200
+rpc_timeout_s = 10
+[[contracts]]
+name = "treasury"
+chain = "devnet"
+addresses = ["{treasury}"]
+abi = "{treasury_abi}"
+[[contracts]]
+name = "token"
+chain = "devnet"
+addresses = ["{token}"]
+abi = "{token_abi}"
+
+[watchdog]
+consumer = "watchdog-test"
+listen = "127.0.0.1:0"
+checkpoint_interval_s = 1
+[watchdog.alertmanager]
+urls = ["{am}"]
+resend_interval_s = 5
+explorer_tx_url = "https://explorer.invalid/tx/{{tx_hash}}"
+{am_extra}
+
+{detectors}
+"#,
+            pg = self.db.url(),
+            brokers = self.kafka.brokers(),
+            topic = self.topic,
+            rpc = self.anvil.url(),
+            depth = self.max_reorg_depth,
+            treasury = self.treasury,
+            token = self.token,
+            treasury_abi = testkit::contracts::artifact_path("Treasury").display(),
+            token_abi = testkit::contracts::artifact_path("DemoToken").display(),
+            am = self.am.url(),
+            am_extra = self.alertmanager_extra,
+            detectors = self.detectors,
+        );
+        let path = self.dir.path().join("tripwire.toml");
+        let tmp = self.dir.path().join("tripwire.toml.tmp");
+        std::fs::write(&tmp, text).expect("write config");
+        std::fs::rename(&tmp, &path).expect("rename config");
+        path
+    }
+
+    /// Starts the indexer's ingest in this process (it publishes the chain to the topic).
+    pub async fn start_ingest(&mut self) -> Result<()> {
+        let settings = tripwire_indexer::config::Settings::load(&self.config())?;
+        let token = CancellationToken::new();
+        let t = token.clone();
+        let handle = tokio::spawn(async move {
+            let roles = tripwire_indexer::app::Roles {
+                ingest: true,
+                sink: false,
+            };
+            if let Err(e) = tripwire_indexer::app::run(settings, roles, None, t).await {
+                panic!("ingest failed: {e}");
+            }
+        });
+        self.ingest = Some((token, handle));
+        Ok(())
+    }
+
+    /// Starts `tripwire-watchdog run`.
+    pub fn spawn_watchdog(&self) -> Result<Proc> {
+        Proc::spawn(
+            Path::new(BIN),
+            &self.config(),
+            "run",
+            self.dir.path(),
+            "info,tripwire_watchdog=debug",
+        )
+    }
+
+    /// Runs `tripwire-watchdog <args>` to completion: (success, output).
+    pub fn watchdog_command(&self, args: &[&str]) -> Result<(bool, String)> {
+        let out = std::process::Command::new(BIN)
+            .arg("--config")
+            .arg(self.config())
+            .args(args)
+            .output()
+            .context("run tripwire-watchdog")?;
+        let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+        text.push_str(&String::from_utf8_lossy(&out.stderr));
+        Ok((out.status.success(), text))
+    }
+
+    /// Sends a call to the treasury and mines it in its own block.
+    pub async fn treasury(&self, signature: &str, args: &[testkit::DynSolValue]) -> Result<()> {
+        self.anvil
+            .send_and_mine(self.treasury, abi::call(signature, args))
+            .await?;
+        Ok(())
+    }
+
+    pub async fn token_transfer(&self, amount: testkit::U256) -> Result<()> {
+        let to = self.anvil.accounts()[1];
+        self.anvil
+            .send_and_mine(
+                self.token,
+                abi::call(
+                    "mint(address,uint256)",
+                    &[abi::address(to), abi::uint256(amount)],
+                ),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Alerts Alertmanager holds whose `detector` label is `detector`.
+    pub async fn alerts_of(&self, detector: &str) -> Result<Vec<Value>> {
+        Ok(self
+            .am
+            .alerts()
+            .await?
+            .into_iter()
+            .filter(|a| a["labels"]["detector"] == detector)
+            .collect())
+    }
+
+    /// Waits until `cond` holds for the alerts, or fails with what Alertmanager holds.
+    pub async fn wait_alerts(
+        &self,
+        timeout: Duration,
+        what: &str,
+        cond: impl Fn(&[Value]) -> bool,
+    ) -> Result<Vec<Value>> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let alerts = self.am.alerts().await?;
+            if cond(&alerts) {
+                return Ok(alerts);
+            }
+            if Instant::now() > deadline {
+                bail!("timed out waiting for {what}; Alertmanager holds {alerts:#?}");
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Waits until the watchdog's stored position covers the whole topic and its state is saved.
+    pub async fn wait_watchdog_caught_up(&self, wd: &Proc, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let lag = wd.metric("tripwire_watchdog_consumer_lag_records").await?;
+            let consumed = wd.metric("tripwire_watchdog_records_consumed_total").await?;
+            let head = self.anvil.block_number().await?;
+            let stored: Option<i64> = sqlx::query_scalar(
+                "SELECT max(block_number) FROM ingest_cursors WHERE chain_id = 31337",
+            )
+            .fetch_one(self.db.pool())
+            .await?;
+            if consumed > 0.0 && lag == 0.0 && stored == Some(head as i64) {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "watchdog not caught up (lag {lag}, consumed {consumed}, ingested {stored:?} of {head}); log:\n{}",
+                    wd.output()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        if let Some((token, handle)) = self.ingest.take() {
+            token.cancel();
+            handle.abort();
+        }
+    }
+}
