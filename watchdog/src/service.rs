@@ -74,9 +74,14 @@ impl Watchdog {
         let mut detectors = DetectorSet::new(&w.detectors)?;
         if let Some(state) = saved.detectors {
             let reset = detectors.restore(state)?;
-            for name in reset {
+            for name in &reset {
                 tracing::warn!(detector = %name, "saved state does not fit the detector's config: it learns again");
             }
+            tracing::info!(
+                restored = detectors.len() - reset.len(),
+                reset = reset.len(),
+                "detector state restored from the last checkpoint"
+            );
         }
         let seen = match saved.seen {
             Some(v) => serde_json::from_value(v).unwrap_or_else(|e| {

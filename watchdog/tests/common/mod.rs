@@ -11,7 +11,7 @@ use anyhow::{bail, Context, Result};
 use serde_json::Value;
 use testkit::{
     abi, alertmanager::Alertmanager, anvil::Anvil, kafka::TestKafka, postgres::TestDb,
-    process::Proc, Address,
+    process::Proc, Address, DynSolValue, U256,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -32,7 +32,7 @@ pub struct Env {
     /// Extra lines of `[watchdog.alertmanager]`.
     pub alertmanager_extra: String,
     pub max_reorg_depth: u64,
-    ingest: Option<(CancellationToken, tokio::task::JoinHandle<()>)>,
+    ingest: Option<(CancellationToken, std::thread::JoinHandle<()>)>,
 }
 
 impl Env {
@@ -129,12 +129,19 @@ explorer_tx_url = "https://explorer.invalid/tx/{{tx_hash}}"
         let settings = tripwire_indexer::config::Settings::load(&self.config())?;
         let token = CancellationToken::new();
         let t = token.clone();
-        let handle = tokio::spawn(async move {
+        // Its own thread and runtime: the ingest's future holds librdkafka handles that are not
+        // `Send`, and the test's runtime must stay free to drive the test.
+        let handle = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("ingest runtime");
             let roles = tripwire_indexer::app::Roles {
                 ingest: true,
                 sink: false,
             };
-            if let Err(e) = tripwire_indexer::app::run(settings, roles, None, t).await {
+            if let Err(e) = rt.block_on(tripwire_indexer::app::run(settings, roles, None, t)) {
                 panic!("ingest failed: {e}");
             }
         });
@@ -142,15 +149,17 @@ explorer_tx_url = "https://explorer.invalid/tx/{{tx_hash}}"
         Ok(())
     }
 
-    /// Starts `tripwire-watchdog run`.
-    pub fn spawn_watchdog(&self) -> Result<Proc> {
-        Proc::spawn(
+    /// Starts `tripwire-watchdog run` and waits until it serves HTTP.
+    pub async fn spawn_watchdog(&self) -> Result<Proc> {
+        let p = Proc::spawn(
             Path::new(BIN),
             &self.config(),
             "run",
             self.dir.path(),
             "info,tripwire_watchdog=debug",
-        )
+        )?;
+        p.http_addr().await?;
+        Ok(p)
     }
 
     /// Runs `tripwire-watchdog <args>` to completion: (success, output).
@@ -224,7 +233,9 @@ explorer_tx_url = "https://explorer.invalid/tx/{{tx_hash}}"
         let deadline = Instant::now() + timeout;
         loop {
             let lag = wd.metric("tripwire_watchdog_consumer_lag_records").await?;
-            let consumed = wd.metric("tripwire_watchdog_records_consumed_total").await?;
+            let consumed = wd
+                .metric("tripwire_watchdog_records_consumed_total")
+                .await?;
             let head = self.anvil.block_number().await?;
             let stored: Option<i64> = sqlx::query_scalar(
                 "SELECT max(block_number) FROM ingest_cursors WHERE chain_id = 31337",
@@ -245,11 +256,81 @@ explorer_tx_url = "https://explorer.invalid/tx/{{tx_hash}}"
     }
 }
 
+/// Blocks with chosen timestamps (automine off): several transactions, then `evm_mine [ts]`, so
+/// hours of block time pass in seconds and windows hold what the test put in them.
+pub struct Clock {
+    pub ts: u64,
+    pub spacing: u64,
+}
+
+impl Clock {
+    /// Turns automining off and starts at the next multiple of `align` after the head's time.
+    pub async fn start(env: &Env, spacing: u64, align: u64) -> Result<Clock> {
+        env.anvil.set_automine(false).await?;
+        let head = env.anvil.block(env.anvil.block_number().await?).await?;
+        let ts = testkit::anvil::parse_quantity(&head["timestamp"])?;
+        Ok(Clock {
+            ts: (ts / align + 1) * align,
+            spacing,
+        })
+    }
+
+    /// Mines the pending transactions into one block at the current time, and moves time on.
+    pub async fn mine(&mut self, env: &Env) -> Result<u64> {
+        env.anvil
+            .rpc("evm_mine", serde_json::json!([self.ts]))
+            .await?;
+        self.ts += self.spacing;
+        env.anvil.block_number().await
+    }
+}
+
+/// `Treasury.flows(ins, outs)` calldata.
+pub fn flows_call(ins: &[U256], outs: &[U256]) -> Vec<u8> {
+    let arr = |v: &[U256]| DynSolValue::Array(v.iter().map(|x| abi::uint256(*x)).collect());
+    abi::call("flows(uint256[],uint256[])", &[arr(ins), arr(outs)])
+}
+
+/// `amount * 10^18`, rounded to whole wei.
+pub fn ether(amount: f64) -> U256 {
+    U256::from((amount.max(0.0) * 1e6).round() as u128) * U256::from(1_000_000_000_000u64)
+}
+
+/// A standard normal draw (Box-Muller).
+pub fn normal(rng: &mut impl rand::Rng) -> f64 {
+    let u1: f64 = 1.0 - rng.random::<f64>();
+    let u2: f64 = rng.random();
+    (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
+}
+
+/// A Poisson draw (Knuth; small means).
+pub fn poisson(rng: &mut impl rand::Rng, mean: f64) -> usize {
+    let l = (-mean).exp();
+    let (mut k, mut p) = (0, 1.0);
+    loop {
+        p *= rng.random::<f64>();
+        if p <= l {
+            return k;
+        }
+        k += 1;
+    }
+}
+
+/// Incidents stored for `detector`: (state, findings, note).
+pub async fn incidents(env: &Env, detector: &str) -> Result<Vec<(String, i64, Option<String>)>> {
+    Ok(sqlx::query_as(
+        "SELECT state, findings, note FROM watchdog_incidents WHERE detector = $1 ORDER BY id",
+    )
+    .bind(detector)
+    .fetch_all(env.db.pool())
+    .await?)
+}
+
 impl Drop for Env {
     fn drop(&mut self) {
         if let Some((token, handle)) = self.ingest.take() {
             token.cancel();
-            handle.abort();
+            let _ = handle.join();
         }
     }
 }
