@@ -203,3 +203,103 @@ fn validate(w: &WatchdogConfig, settings: &Settings) -> Result<(), ConfigError> 
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn repo() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+    }
+
+    const BASE: &str = r#"
+[postgres]
+url = "postgres://x@127.0.0.1/db"
+[kafka]
+brokers = "127.0.0.1:9092"
+[[chains]]
+name = "devnet"
+chain_id = 31337
+rpc_urls = ["http://127.0.0.1:8545"]
+[[contracts]]
+name = "vault"
+chain = "devnet"
+addresses = ["0x5FbDB2315678afecb367f032d93F642f64180aa3"]
+events = ["event Withdraw(address indexed user, uint256 amount)"]
+"#;
+
+    fn load(watchdog: &str) -> Result<WatchdogSettings, String> {
+        WatchdogSettings::from_str_at(
+            &format!("{BASE}\n{watchdog}"),
+            &repo().join("examples/test.toml"),
+        )
+        .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn every_example_config_with_a_watchdog_section_parses() {
+        let mut seen = 0;
+        for dir in ["examples", "deploy"] {
+            let Ok(entries) = std::fs::read_dir(repo().join(dir)) else {
+                continue;
+            };
+            for entry in entries {
+                let path = entry.expect("dir entry").path();
+                let text = std::fs::read_to_string(&path).unwrap_or_default();
+                if path.extension().is_some_and(|e| e == "toml") && text.contains("[watchdog]") {
+                    let s = WatchdogSettings::load(&path)
+                        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                    crate::detect::DetectorSet::new(&s.watchdog.detectors)
+                        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                    assert!(!s.watchdog.detectors.is_empty());
+                    seen += 1;
+                }
+            }
+        }
+        assert!(seen >= 1, "no example config with a [watchdog] section");
+    }
+
+    #[test]
+    fn defaults_and_named_errors() {
+        let s = load("[watchdog]\n[watchdog.alertmanager]\nurls = [\"http://127.0.0.1:9093\"]\n")
+            .expect("minimal watchdog section");
+        assert_eq!(s.watchdog.consumer, "tripwire-watchdog");
+        assert_eq!(s.watchdog.alertmanager.resend_interval_s, 60);
+        assert!(s.watchdog.detectors.is_empty());
+
+        let e = load("").unwrap_err();
+        assert!(e.contains("[watchdog]"), "{e}");
+        let e = load("[watchdog]\n[watchdog.alertmanager]\nurls = []\n").unwrap_err();
+        assert!(e.contains("watchdog.alertmanager.urls"), "{e}");
+        let e = load("[watchdog]\n[watchdog.alertmanager]\nurls = [\"ftp://x\"]\n").unwrap_err();
+        assert!(e.contains("ftp://x"), "{e}");
+        let e =
+            load("[watchdog]\nconsumr = \"x\"\n[watchdog.alertmanager]\nurls = [\"http://a\"]\n")
+                .unwrap_err();
+        assert!(e.contains("consumr"), "{e}");
+        let am = "[watchdog]\n[watchdog.alertmanager]\nurls = [\"http://a\"]\n";
+        let e = load(&format!(
+            "{am}[[watchdog.detectors]]\nname = \"d\"\nkind = \"event\"\ncontract = \"vaul\"\n"
+        ))
+        .unwrap_err();
+        assert!(
+            e.contains("watchdog.detectors[0].contract") && e.contains("vaul"),
+            "{e}"
+        );
+        let e = load(&format!(
+            "{am}[[watchdog.detectors]]\nname = \"d\"\nkind = \"event\"\n[[watchdog.detectors]]\nname = \"d\"\nkind = \"event\"\n"
+        ))
+        .unwrap_err();
+        assert!(e.contains("watchdog.detectors[1].name"), "{e}");
+        let e = load(&format!(
+            "{am}[[watchdog.detectors]]\nname = \"d\"\nkind = \"rate\"\nchain_id = 1\n"
+        ))
+        .unwrap_err();
+        assert!(e.contains("chain_id") && e.contains('1'), "{e}");
+        let e = load(&format!(
+            "{am}[[watchdog.detectors]]\nname = \"d\"\nkind = \"rate\"\nwindow_s = 0\n"
+        ))
+        .unwrap_err();
+        assert!(e.contains("window_s"), "{e}");
+    }
+}

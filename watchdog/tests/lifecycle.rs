@@ -179,3 +179,74 @@ allowed_actors = ["{:#x}"]
     assert!(wd.metric("tripwire_watchdog_alerts_resolved_total").await? >= 1.0);
     Ok(())
 }
+
+/// Alertmanager unreachable: the incident is stored at once, the alert waits, `/health` names
+/// Alertmanager; once it is back the alert arrives by itself. SIGTERM then exits cleanly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn alertmanager_outage_queues_the_alert_and_health_names_it() -> Result<()> {
+    let mut env = Env::new("").await?;
+    env.detectors = format!(
+        r#"
+[[watchdog.detectors]]
+name = "privileged"
+kind = "event"
+contract = "treasury"
+allowed_actors = ["{:#x}"]
+"#,
+        env.anvil.accounts()[0]
+    );
+    let proxy = testkit::proxy::TcpProxy::start(("127.0.0.1", env.am.port())).await?;
+    env.am_url = Some(format!("http://{}", proxy.addr()));
+    env.start_ingest().await?;
+    let mut wd = env.spawn_watchdog().await?;
+    proxy.cut();
+    env.anvil
+        .send_and_mine(
+            env.treasury,
+            abi::call(
+                "transferOwnership(address)",
+                &[abi::address(env.anvil.accounts()[4])],
+            ),
+        )
+        .await?;
+    // Stored, not delivered, and health says why.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let stored = incidents(&env, "privileged").await?;
+        let (code, body) = wd.get("/health").await?;
+        if stored.len() == 1 && code == 503 && body.contains("alertmanager") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no stored incident with an unhealthy alertmanager: {stored:?} {code} {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(wd.metric("tripwire_watchdog_delivery_errors_total").await? >= 1.0);
+    assert!(env.am.alerts().await?.is_empty());
+
+    proxy.restore();
+    let alerts = env
+        .wait_alerts(Duration::from_secs(30), "the queued alert", |a| {
+            a.iter()
+                .any(|x| x["labels"]["event"] == "OwnershipTransferred")
+        })
+        .await?;
+    assert_eq!(alerts.len(), 1, "{alerts:#?}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while wd.get("/health").await?.0 != 200 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "health did not recover"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let status = wd.terminate(Duration::from_secs(15))?;
+    assert!(
+        status.success(),
+        "SIGTERM exit: {status}; log:\n{}",
+        wd.output()
+    );
+    Ok(())
+}

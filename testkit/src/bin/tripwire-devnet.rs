@@ -26,12 +26,12 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Deploy DemoToken, Vault and Registry and write their addresses as JSON.
+    /// Deploy DemoToken, Vault, Registry and Treasury and write their addresses as JSON.
     Deploy {
         /// JSON-RPC URL of the node (anvil, with its default unlocked accounts).
         #[arg(long, env = "TRIPWIRE_DEVNET_RPC")]
         rpc: String,
-        /// Where to write `{"token", "vault", "registry", "deploy_block"}`.
+        /// Where to write `{"token", "vault", "registry", "treasury", "deploy_block"}`.
         #[arg(long)]
         out: PathBuf,
     },
@@ -52,6 +52,15 @@ enum Cmd {
         #[arg(long)]
         seed: Option<u64>,
     },
+    /// The planted attack of the demo: the treasury's pauser role granted to an unknown account,
+    /// then a burst of withdrawals, mined in one block.
+    Attack {
+        #[arg(long, env = "TRIPWIRE_DEVNET_RPC")]
+        rpc: String,
+        /// The file written by `deploy`.
+        #[arg(long)]
+        contracts: PathBuf,
+    },
 }
 
 /// Gas limit for each generated call; the largest (a burst of 8) needs far less.
@@ -63,6 +72,7 @@ struct Deployment {
     token: String,
     vault: String,
     registry: String,
+    treasury: String,
     deploy_block: u64,
 }
 
@@ -86,6 +96,7 @@ async fn main() -> anyhow::Result<()> {
             max_blocks,
             seed,
         } => traffic(&rpc, &contracts, interval_ms, max_blocks, seed).await,
+        Cmd::Attack { rpc, contracts } => attack(&rpc, &contracts).await,
     }
 }
 
@@ -95,12 +106,14 @@ async fn deploy(rpc: &str, out: &PathBuf) -> anyhow::Result<()> {
     let deploy_block = receipt.block_number;
     let vault = node.deploy("Vault", &[]).await?;
     let registry = node.deploy("Registry", &[]).await?;
+    let treasury = node.deploy("Treasury", &[]).await?;
     // The token goes first, so the block it landed in is the earliest one an
     // indexer needs to scan.
     let deployment = Deployment {
         token: format!("{token:#x}"),
         vault: format!("{vault:#x}"),
         registry: format!("{registry:#x}"),
+        treasury: format!("{treasury:#x}"),
         deploy_block,
     };
     let json = serde_json::to_string_pretty(&deployment)? + "\n";
@@ -112,6 +125,7 @@ async fn deploy(rpc: &str, out: &PathBuf) -> anyhow::Result<()> {
         token = %deployment.token,
         vault = %deployment.vault,
         registry = %deployment.registry,
+        treasury = %deployment.treasury,
         deploy_block,
         "deployed demo contracts to {}",
         out.display()
@@ -123,6 +137,60 @@ struct Targets {
     token: Address,
     vault: Address,
     registry: Address,
+    treasury: Address,
+}
+
+fn read_deployment(contracts: &PathBuf) -> anyhow::Result<Targets> {
+    let text = std::fs::read_to_string(contracts)
+        .with_context(|| format!("reading {}", contracts.display()))?;
+    let d: Deployment = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a deploy output", contracts.display()))?;
+    Ok(Targets {
+        token: d.token.parse().context("token address")?,
+        vault: d.vault.parse().context("vault address")?,
+        registry: d.registry.parse().context("registry address")?,
+        treasury: d.treasury.parse().context("treasury address")?,
+    })
+}
+
+/// The account the demo's attacker uses: the last of anvil's dev accounts, which the demo
+/// traffic never touches.
+fn attacker(node: &Anvil) -> Address {
+    node.accounts().last().copied().unwrap_or(Address::ZERO)
+}
+
+async fn attack(rpc: &str, contracts: &PathBuf) -> anyhow::Result<()> {
+    let t = read_deployment(contracts)?;
+    let node = Anvil::connect(rpc).await?;
+    let thief = attacker(&node);
+    let role = testkit::abi::event_topic("PAUSER_ROLE");
+    // Both calls from account 0, the treasury's admin: a leaked admin key is the scenario.
+    let calls = [
+        abi::call(
+            "grantRole(bytes32,address)",
+            &[bytes32(role), address(thief)],
+        ),
+        abi::call(
+            "withdrawMany(uint256,uint256)",
+            &[uint(60), uint(1_000_000)],
+        ),
+    ];
+    for data in calls {
+        let mut request = node.tx_request(t.treasury, &data);
+        request["gas"] = serde_json::json!(testkit::anvil::quantity(CALL_GAS * 4));
+        node.send_tx(request).await?;
+    }
+    if !node.automine().await? {
+        node.rpc("evm_mine", serde_json::json!([])).await?;
+    }
+    let number = node.block_number().await?;
+    tracing::info!(
+        block = number,
+        attacker = %thief,
+        "attack sent: PAUSER_ROLE granted to the attacker and 60 withdrawals"
+    );
+    println!("attack sent around block {number}: PAUSER_ROLE granted to {thief:#x}, 60 withdrawals from the treasury");
+    Ok(())
 }
 
 async fn traffic(
@@ -132,15 +200,7 @@ async fn traffic(
     max_blocks: Option<u64>,
     seed: Option<u64>,
 ) -> anyhow::Result<()> {
-    let text = std::fs::read_to_string(contracts)
-        .with_context(|| format!("reading {}", contracts.display()))?;
-    let deployment: Deployment = serde_json::from_str(&text)
-        .with_context(|| format!("{} is not a deploy output", contracts.display()))?;
-    let targets = Targets {
-        token: deployment.token.parse().context("token address")?,
-        vault: deployment.vault.parse().context("vault address")?,
-        registry: deployment.registry.parse().context("registry address")?,
-    };
+    let targets = read_deployment(contracts)?;
     let node = Anvil::connect(rpc).await?;
     let mut rng = match seed {
         Some(s) => StdRng::seed_from_u64(s),
@@ -238,7 +298,7 @@ fn pick_call(
         .get(rng.random_range(0..accounts.len().max(1)))
         .copied()
         .unwrap_or(Address::ZERO);
-    match rng.random_range(0..9) {
+    match rng.random_range(0..11) {
         0 => {
             let amount = rng.random_range(1..1_000u64);
             let sender = accounts.first().copied().unwrap_or(someone);
@@ -290,6 +350,16 @@ fn pick_call(
             let n = rng.random_range(1..=5);
             let data = abi::call("burst(uint256)", &[uint(n)]);
             (t.registry, data, format!("registry.burst({n})"))
+        }
+        9 => {
+            let amount = rng.random_range(100..10_000u64);
+            let data = abi::call("deposit(uint256)", &[uint(amount)]);
+            (t.treasury, data, format!("treasury.deposit({amount})"))
+        }
+        10 => {
+            let amount = rng.random_range(100..10_000u64);
+            let data = abi::call("withdraw(uint256)", &[uint(amount)]);
+            (t.treasury, data, format!("treasury.withdraw({amount})"))
         }
         _ => {
             let n = rng.random_range(1..=8);

@@ -32,6 +32,8 @@ pub struct Env {
     /// Extra lines of `[watchdog.alertmanager]`.
     pub alertmanager_extra: String,
     pub max_reorg_depth: u64,
+    /// Alertmanager URL given to the watchdog instead of the real one's (e.g. a proxy in front).
+    pub am_url: Option<String>,
     ingest: Option<(CancellationToken, std::thread::JoinHandle<()>)>,
 }
 
@@ -57,6 +59,7 @@ impl Env {
             detectors: detectors.to_owned(),
             alertmanager_extra: String::new(),
             max_reorg_depth: 64,
+            am_url: None,
             ingest: None,
         })
     }
@@ -113,7 +116,7 @@ explorer_tx_url = "https://explorer.invalid/tx/{{tx_hash}}"
             token = self.token,
             treasury_abi = testkit::contracts::artifact_path("Treasury").display(),
             token_abi = testkit::contracts::artifact_path("DemoToken").display(),
-            am = self.am.url(),
+            am = self.am_url.clone().unwrap_or_else(|| self.am.url()),
             am_extra = self.alertmanager_extra,
             detectors = self.detectors,
         );
