@@ -41,7 +41,21 @@ pub fn artifact(name: &str) -> Artifact {
 
 /// Fallible form of [`artifact`].
 pub fn try_artifact(name: &str) -> anyhow::Result<Artifact> {
-    let path = artifact_path(name);
+    artifact_at(&artifact_path(name), name)
+}
+
+/// The Safe v1.4.1 artifact `rel` (e.g. `Safe.sol/Safe.json`) of the npm package
+/// `@safe-global/safe-contracts` that `scripts/install-tools` puts under `tools/`.
+pub fn safe_artifact(rel: &str) -> anyhow::Result<Artifact> {
+    let path = crate::repo_root()
+        .join("tools/node_modules/@safe-global/safe-contracts/build/artifacts/contracts")
+        .join(rel);
+    artifact_at(&path, rel)
+}
+
+/// Loads a Hardhat- or build.mjs-style artifact (`abi`, `bytecode`, `deployedBytecode`).
+pub fn artifact_at(path: &std::path::Path, name: &str) -> anyhow::Result<Artifact> {
+    let path = path.to_owned();
     let text = std::fs::read_to_string(&path).with_context(|| {
         format!(
             "cannot read {} (run `node contracts/build.mjs` to regenerate artifacts)",

@@ -17,6 +17,7 @@ pub mod postgres;
 pub mod process;
 pub mod proxy;
 pub mod rpc_proxy;
+pub mod safe;
 
 use std::path::PathBuf;
 

@@ -31,6 +31,10 @@ pub struct WatchdogConfig {
     /// The detectors (`[[watchdog.detectors]]`).
     #[serde(default)]
     pub detectors: Vec<DetectorConfig>,
+    /// The Safe that pauses the protocol (`[watchdog.safe]`): incidents of detectors with the
+    /// `pause` action get a proposal there.
+    #[serde(default)]
+    pub safe: Option<crate::safe::SafeConfig>,
 }
 
 /// `[watchdog.alertmanager]`

@@ -6,7 +6,9 @@ use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 use tripwire_indexer::{app, health::Health, kafka, server};
-use tripwire_watchdog::{config::WatchdogSettings, metrics, service::Watchdog};
+use tripwire_watchdog::{config::WatchdogSettings, metrics, safe, service::Watchdog};
+
+mod proposals;
 
 #[derive(Parser)]
 #[command(
@@ -41,6 +43,29 @@ enum Command {
     },
     /// Check the configuration file, detectors included, and exit.
     CheckConfig,
+    /// Safe pause proposals the watchdog prepared.
+    Proposals {
+        #[command(subcommand)]
+        command: ProposalsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ProposalsCommand {
+    /// The most recent proposals, newest first.
+    List {
+        /// How many.
+        #[arg(long, default_value_t = 20)]
+        limit: i64,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One proposal (by id or safeTxHash) with the commands an owner runs to sign and execute it.
+    Show {
+        /// Proposal id or safeTxHash.
+        proposal: String,
+    },
 }
 
 fn init_tracing(format: &str) {
@@ -85,6 +110,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             return Ok(());
         }
         Some(Command::Run { listen }) => listen,
+        Some(Command::Proposals { command }) => {
+            let pool = app::connect_postgres(&ws.settings, Duration::from_secs(5)).await?;
+            tripwire_schema::migrate(&pool)
+                .await
+                .context("applying migrations")?;
+            return match command {
+                ProposalsCommand::List { limit, json } => proposals::list(&pool, limit, json).await,
+                ProposalsCommand::Show { proposal } => proposals::show(&ws, &pool, &proposal).await,
+            };
+        }
         None => None,
     };
     let brokers = ws.settings.config.kafka.brokers.trim().to_owned();
@@ -112,7 +147,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {addr}"))?;
     tracing::info!(%bound, "serving /metrics and /health");
 
-    let watchdog = Watchdog::new(&ws, &brokers, pool, health).await?;
+    // Start-up checks of the Safe, the proposer key and the targets: a pause that could not work
+    // is found now, not during an incident.
+    let proposer = safe::Proposer::connect(&ws, pool.clone(), None)
+        .await
+        .context("[watchdog.safe]")?;
+    let watchdog = Watchdog::new(&ws, &brokers, pool, health, proposer).await?;
     tracing::info!(
         detectors = ws.watchdog.detectors.len(),
         consumer = %ws.watchdog.consumer,

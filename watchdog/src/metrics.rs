@@ -15,6 +15,8 @@ pub const ALERTS_FIRING: &str = "tripwire_watchdog_alerts_firing";
 pub const DELIVERY_ERRORS: &str = "tripwire_watchdog_delivery_errors_total";
 pub const DELIVERY_SECONDS: &str = "tripwire_watchdog_delivery_seconds";
 pub const CHECKPOINTS: &str = "tripwire_watchdog_checkpoints_total";
+pub const PROPOSALS: &str = "tripwire_watchdog_safe_proposals_total";
+pub const PROPOSAL_ERRORS: &str = "tripwire_watchdog_safe_proposal_errors_total";
 
 pub fn describe() {
     describe_counter!(
@@ -29,7 +31,10 @@ pub fn describe() {
         CONSUMER_LAG,
         "Records between the watchdog's position and the end of each partition"
     );
-    describe_counter!(EVALUATIONS, "Records evaluated by each detector");
+    describe_counter!(
+        EVALUATIONS,
+        "Logs fed to the detectors (each seen for the first time)"
+    );
     describe_counter!(FINDINGS, "Detections by detector and severity");
     describe_gauge!(
         SCORE,

@@ -24,6 +24,7 @@ use crate::alerts::{self, Changes, Incident, IncidentBook, Render, State};
 use crate::config::WatchdogSettings;
 use crate::detect::DetectorSet;
 use crate::metrics as m;
+use crate::safe::Proposer;
 use crate::seen::Seen;
 use crate::store;
 
@@ -59,6 +60,10 @@ pub struct Watchdog {
     undelivered: BTreeMap<String, Incident>,
     resend_every: Duration,
     checkpoint_every: Duration,
+    /// Safe pause proposals, when `[watchdog.safe]` is configured.
+    proposer: Option<Proposer>,
+    /// Incidents (id, summary) that asked for a pause and have no proposal yet.
+    to_propose: BTreeMap<i64, String>,
 }
 
 impl Watchdog {
@@ -68,6 +73,7 @@ impl Watchdog {
         brokers: &str,
         pool: PgPool,
         health: Health,
+        proposer: Option<Proposer>,
     ) -> Result<Watchdog, WatchdogError> {
         let w = &ws.watchdog;
         let saved = store::load(&pool, &w.consumer).await?;
@@ -159,6 +165,16 @@ impl Watchdog {
         // Firing incidents of the previous run are sent again at once: Alertmanager may have
         // expired them while the watchdog was down.
         let undelivered = book.firing().map(|i| (i.key.clone(), i.clone())).collect();
+        // A crash between storing an incident and its proposal: the proposal is made now (the
+        // store keeps it to one per incident).
+        let to_propose = match &proposer {
+            Some(p) => book
+                .firing()
+                .filter(|i| wants_pause(i, p))
+                .filter_map(|i| Some((i.id?, i.summary.clone())))
+                .collect(),
+            None => BTreeMap::new(),
+        };
         Ok(Watchdog {
             consumer_name: w.consumer.clone(),
             pool,
@@ -174,6 +190,8 @@ impl Watchdog {
             undelivered,
             resend_every: am.resend_interval(),
             checkpoint_every: Duration::from_secs(w.checkpoint_interval_s.max(1)),
+            proposer,
+            to_propose,
         })
     }
 
@@ -186,6 +204,12 @@ impl Watchdog {
         let mut last_resend = Instant::now();
         let mut last_lag = Instant::now() - Duration::from_secs(60);
         self.deliver().await;
+        if let Some(p) = &self.proposer {
+            if let Err(e) = p.retry_pending().await {
+                tracing::warn!(error = %e, "re-submitting pending proposals failed");
+            }
+        }
+        self.propose().await;
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
@@ -195,6 +219,7 @@ impl Watchdog {
                         if !changes.changed.is_empty() {
                             self.apply(changes, &shutdown).await;
                             self.deliver().await;
+                            self.propose().await;
                         }
                         self.health.healthy("kafka");
                     }
@@ -217,6 +242,7 @@ impl Watchdog {
                         self.book.forget_old(Utc::now());
                     }
                     self.deliver().await;
+                    self.propose().await;
                     if last_checkpoint.elapsed() >= self.checkpoint_every && self.checkpoint().await {
                         last_checkpoint = Instant::now();
                     }
@@ -307,6 +333,11 @@ impl Watchdog {
                 match store::save_incident(&self.pool, &self.consumer_name, &i).await {
                     Ok(id) => {
                         self.health.healthy("postgres");
+                        if i.id.is_none()
+                            && self.proposer.as_ref().is_some_and(|p| wants_pause(&i, p))
+                        {
+                            self.to_propose.insert(id, i.summary.clone());
+                        }
                         if i.id.is_none() {
                             counter!(m::ALERTS_FIRED, "detector" => i.detector.clone(), "severity" => i.severity.to_string())
                                 .increment(1);
@@ -385,6 +416,31 @@ impl Watchdog {
         }
     }
 
+    /// Prepares the pause proposals incidents asked for; failures stay queued for the next tick.
+    async fn propose(&mut self) {
+        let Some(p) = &self.proposer else { return };
+        let queued: Vec<(i64, String)> = self
+            .to_propose
+            .iter()
+            .map(|(k, v)| (*k, v.clone()))
+            .collect();
+        for (id, summary) in queued {
+            let key = format!("incident:{}:{id}", self.consumer_name);
+            match p.propose(&key, &summary).await {
+                Ok(prop) => {
+                    counter!(m::PROPOSALS, "state" => prop.state.clone()).increment(1);
+                    self.health.healthy("safe");
+                    self.to_propose.remove(&id);
+                }
+                Err(e) => {
+                    counter!(m::PROPOSAL_ERRORS).increment(1);
+                    self.health.set("safe", Status::Degraded, e.to_string());
+                    tracing::error!(incident = id, error = %e, "preparing the pause proposal failed; retrying");
+                }
+            }
+        }
+    }
+
     /// Saves detector state, seen records and the position together; false if it failed.
     async fn checkpoint(&mut self) -> bool {
         let detectors = self.detectors.snapshot();
@@ -439,6 +495,11 @@ impl Watchdog {
             gauge!(m::CONSUMER_LAG, "topic" => t, "partition" => p.to_string()).set(lag as f64);
         }
     }
+}
+
+/// An incident of a detector with the `pause` action, severe enough for the Safe's threshold.
+fn wants_pause(i: &Incident, p: &Proposer) -> bool {
+    i.actions.iter().any(|a| a == "pause") && i.severity >= p.min_severity()
 }
 
 /// Partition count of `topic`, waiting up to 30 s for it to appear (the ingest creates it).

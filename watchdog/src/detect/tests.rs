@@ -390,6 +390,22 @@ fn flow_quiet_on_balanced_traffic_then_catches_a_slow_drain() {
 }
 
 #[test]
+fn flow_never_alerts_during_warm_up() {
+    let mut d = set(FLOW);
+    let mut rng = StdRng::seed_from_u64(8);
+    let mut found = Vec::new();
+    // 19 windows of heavy draining: still learning (warm-up is 20 windows).
+    for w in 0..19 {
+        found.extend(flow_window(&mut d, &mut rng, w, 500.0));
+    }
+    assert!(
+        found.is_empty(),
+        "alerted during warm-up: {:?}",
+        found.first()
+    );
+}
+
+#[test]
 fn flow_balance_rule_fires_once_per_window() {
     let mut d = set(&format!(
         "{FLOW}max_outflow_pct = 50.0\ninitial_balance = 1000.0\n"

@@ -34,6 +34,8 @@ pub struct Env {
     pub max_reorg_depth: u64,
     /// Alertmanager URL given to the watchdog instead of the real one's (e.g. a proxy in front).
     pub am_url: Option<String>,
+    /// More addresses of the `treasury` contract (several pause targets).
+    pub extra_treasuries: Vec<Address>,
     ingest: Option<(CancellationToken, std::thread::JoinHandle<()>)>,
 }
 
@@ -60,6 +62,7 @@ impl Env {
             alertmanager_extra: String::new(),
             max_reorg_depth: 64,
             am_url: None,
+            extra_treasuries: Vec::new(),
             ingest: None,
         })
     }
@@ -87,7 +90,7 @@ rpc_timeout_s = 10
 [[contracts]]
 name = "treasury"
 chain = "devnet"
-addresses = ["{treasury}"]
+addresses = [{treasuries}]
 abi = "{treasury_abi}"
 [[contracts]]
 name = "token"
@@ -112,7 +115,11 @@ explorer_tx_url = "https://explorer.invalid/tx/{{tx_hash}}"
             topic = self.topic,
             rpc = self.anvil.url(),
             depth = self.max_reorg_depth,
-            treasury = self.treasury,
+            treasuries = std::iter::once(self.treasury)
+                .chain(self.extra_treasuries.iter().copied())
+                .map(|a| format!("\"{a}\""))
+                .collect::<Vec<_>>()
+                .join(", "),
             token = self.token,
             treasury_abi = testkit::contracts::artifact_path("Treasury").display(),
             token_abi = testkit::contracts::artifact_path("DemoToken").display(),
@@ -257,6 +264,99 @@ explorer_tx_url = "https://explorer.invalid/tx/{{tx_hash}}"
             tokio::time::sleep(Duration::from_millis(300)).await;
         }
     }
+}
+
+/// A 2-of-3 Safe (owners: anvil accounts 1-3) holding the pauser role of every treasury, and
+/// the proposer key (owner 1) in a file.
+pub struct SafeSetup {
+    pub singletons: testkit::safe::SafeSingletons,
+    pub safe: Address,
+    pub key_file: PathBuf,
+}
+
+impl Env {
+    pub async fn setup_safe(&self) -> Result<SafeSetup> {
+        let singletons = testkit::safe::SafeSingletons::deploy(&self.anvil).await?;
+        let owners = &self.anvil.accounts()[1..4];
+        let safe = singletons.create_safe(&self.anvil, owners, 2, 1).await?;
+        let role = alloy::primitives::keccak256(b"PAUSER_ROLE");
+        for t in std::iter::once(self.treasury).chain(self.extra_treasuries.iter().copied()) {
+            self.anvil
+                .send_and_mine(
+                    t,
+                    abi::call(
+                        "grantRole(bytes32,address)",
+                        &[abi::bytes32(role), abi::address(safe)],
+                    ),
+                )
+                .await?;
+        }
+        let key_file = self.dir.path().join("proposer.key");
+        std::fs::write(&key_file, testkit::safe::OWNER_KEYS[0])?;
+        Ok(SafeSetup {
+            singletons,
+            safe,
+            key_file,
+        })
+    }
+
+    /// `[watchdog.safe]` for `setup`, pausing every `treasury` address.
+    pub fn safe_toml(&self, setup: &SafeSetup) -> String {
+        format!(
+            r#"
+[watchdog.safe]
+chain = "devnet"
+address = "{safe}"
+proposer_key_file = "{key}"
+multisend = "{multisend}"
+[[watchdog.safe.targets]]
+contract = "treasury"
+"#,
+            safe = setup.safe,
+            key = setup.key_file.display(),
+            multisend = setup.singletons.multisend_call_only,
+        )
+    }
+
+    /// An `event` detector on the treasury with the `pause` action; the deployer and the Safe
+    /// are expected actors.
+    pub fn pause_detector(&self, safe: Address) -> String {
+        format!(
+            r#"
+[[watchdog.detectors]]
+name = "privileged"
+kind = "event"
+contract = "treasury"
+severity = "critical"
+actions = ["pause"]
+allowed_actors = ["{:#x}", "{safe:#x}"]
+"#,
+            self.anvil.accounts()[0]
+        )
+    }
+
+    /// Stored proposals: (id, state, safe_tx_hash, signature, nonce, to, data, operation).
+    pub async fn proposals(&self) -> Result<Vec<StoredProposal>> {
+        Ok(sqlx::query_as(
+            "SELECT id, state, safe_tx_hash, signature, nonce, to_address, data, operation, error
+             FROM safe_proposals ORDER BY id",
+        )
+        .fetch_all(self.db.pool())
+        .await?)
+    }
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct StoredProposal {
+    pub id: i64,
+    pub state: String,
+    pub safe_tx_hash: String,
+    pub signature: String,
+    pub nonce: String,
+    pub to_address: String,
+    pub data: String,
+    pub operation: i16,
+    pub error: Option<String>,
 }
 
 /// Blocks with chosen timestamps (automine off): several transactions, then `evm_mine [ts]`, so

@@ -1,0 +1,146 @@
+//! `tripwire-watchdog proposals list|show`: the Safe pause proposals and, for one, the exact
+//! commands an owner runs to add a signature and execute it.
+
+use anyhow::{bail, Context};
+use sqlx::PgPool;
+use tripwire_watchdog::config::WatchdogSettings;
+use tripwire_watchdog::safe::{self, service::ServiceClient, store, Proposal};
+
+pub async fn list(pool: &PgPool, limit: i64, json: bool) -> anyhow::Result<()> {
+    let rows = store::list(pool, limit)
+        .await
+        .context("reading safe_proposals")?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(());
+    }
+    if rows.is_empty() {
+        println!("no proposals");
+        return Ok(());
+    }
+    println!(
+        "{:>5}  {:<10} {:>6}  {:<66}  {:<20}  SOURCE",
+        "ID", "STATE", "NONCE", "SAFE_TX_HASH", "CREATED"
+    );
+    for p in rows {
+        println!(
+            "{:>5}  {:<10} {:>6}  {:<66}  {:<20}  {}",
+            p.id,
+            p.state,
+            p.nonce,
+            p.safe_tx_hash,
+            p.created_at.format("%Y-%m-%d %H:%M:%S"),
+            p.source_key
+        );
+    }
+    Ok(())
+}
+
+pub async fn show(ws: &WatchdogSettings, pool: &PgPool, key: &str) -> anyhow::Result<()> {
+    let Some(p) = store::find(pool, key)
+        .await
+        .context("reading safe_proposals")?
+    else {
+        bail!("no proposal with id or safeTxHash `{key}`");
+    };
+    let tx = safe::stored_tx(&p)?;
+    let rpc = ws
+        .settings
+        .config
+        .chains
+        .iter()
+        .find(|c| c.chain_id as i64 == p.chain_id)
+        .and_then(|c| c.all_providers().into_iter().next())
+        .map(|p| tripwire_indexer::config::redact_url(&p.url))
+        .unwrap_or_else(|| "$RPC_URL".into());
+    println!("proposal {} ({})", p.id, p.state);
+    if let Some(e) = &p.error {
+        println!("  last error:   {e}");
+    }
+    println!("  source:       {}", p.source_key);
+    println!("  summary:      {}", p.summary);
+    println!("  safe:         {} (chain {})", p.safe, p.chain_id);
+    println!("  safeTxHash:   {}", p.safe_tx_hash);
+    println!("  nonce:        {}", p.nonce);
+    println!(
+        "  transaction:  to {} value {} operation {} ({})",
+        p.to_address,
+        p.value,
+        p.operation,
+        if p.operation == 1 {
+            "delegatecall to MultiSendCallOnly"
+        } else {
+            "call"
+        }
+    );
+    println!("  data:         {}", p.data);
+    println!("  target calls:");
+    for c in p.calls.as_array().into_iter().flatten() {
+        println!(
+            "    {} {}  ({})",
+            c["to"].as_str().unwrap_or("?"),
+            c["function"].as_str().unwrap_or("?"),
+            c["data"].as_str().unwrap_or("")
+        );
+    }
+    let mut sigs = vec![(p.proposer.clone(), p.signature.clone())];
+    if let Some(svc) = ws.watchdog.safe.as_ref().and_then(|s| s.service.as_ref()) {
+        match ServiceClient::new(svc) {
+            Ok(client) => match client.confirmations(p.safe_tx_hash.parse()?).await {
+                Ok(confirmed) => {
+                    for (owner, sig) in confirmed {
+                        let o = owner.to_checksum(None);
+                        if !sigs.iter().any(|(a, _)| a.eq_ignore_ascii_case(&o)) {
+                            sigs.push((o, sig));
+                        }
+                    }
+                }
+                Err(e) => println!("  (could not read confirmations from the service: {e})"),
+            },
+            Err(e) => println!("  (no service client: {e})"),
+        }
+    }
+    println!("  signatures gathered ({}):", sigs.len());
+    for (who, _) in &sigs {
+        println!("    {who}");
+    }
+    print_commands(&p, &tx, &sigs, &rpc);
+    Ok(())
+}
+
+fn print_commands(p: &Proposal, tx: &safe::tx::SafeTx, sigs: &[(String, String)], rpc: &str) {
+    let sorted = {
+        let mut s: Vec<(alloy::primitives::Address, Vec<u8>)> = sigs
+            .iter()
+            .filter_map(|(a, s)| Some((a.parse().ok()?, alloy::primitives::hex::decode(s).ok()?)))
+            .collect();
+        s.sort_by_key(|(a, _)| *a);
+        safe::tx::pack_signatures(s)
+    };
+    println!();
+    println!("To add your signature (an owner's key in $OWNER_KEY; --no-hash signs the EIP-712 hash itself):");
+    println!(
+        "  cast wallet sign --no-hash {} --private-key $OWNER_KEY",
+        p.safe_tx_hash
+    );
+    println!();
+    println!(
+        "To execute once the threshold is reached: every signature (65 bytes each, without 0x)"
+    );
+    println!("concatenated in ascending order of the signer's address, after 0x. With the signatures above:");
+    println!(
+        "  cast send {safe} 'execTransaction(address,uint256,bytes,uint8,uint256,uint256,uint256,address,address,bytes)' \\\n    {to} {value} {data} {op} 0 0 0 {zero} {zero} {sigs} \\\n    --rpc-url {rpc} --private-key $OWNER_KEY",
+        safe = p.safe,
+        to = tx.to,
+        value = tx.value,
+        data = p.data,
+        op = tx.operation,
+        zero = alloy::primitives::Address::ZERO,
+        sigs = sorted,
+    );
+    println!();
+    println!(
+        "Or in the Safe wallet: the transaction with nonce {} in the queue of {}.",
+        p.nonce, p.safe
+    );
+}
