@@ -18,6 +18,7 @@ pub mod process;
 pub mod proxy;
 pub mod rpc_proxy;
 pub mod safe;
+pub mod safe_service;
 
 use std::path::PathBuf;
 

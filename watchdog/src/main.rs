@@ -68,9 +68,9 @@ enum ProposalsCommand {
     },
 }
 
-fn init_tracing(format: &str) {
+fn init_tracing(format: &str, default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     use std::io::IsTerminal;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -86,7 +86,12 @@ fn init_tracing(format: &str) {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing(&cli.log_format);
+    // One-shot commands print their answer; their logs only say what went wrong.
+    let level = match cli.command {
+        Some(Command::Run { .. }) | None => "info",
+        _ => "warn",
+    };
+    init_tracing(&cli.log_format, level);
     match run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -345,3 +345,132 @@ async fn d5_each_misconfiguration_stops_start_up_with_its_name() -> Result<()> {
     }
     Ok(())
 }
+
+async fn wait_state(
+    env: &Env,
+    id: i64,
+    state: &str,
+    wd: &testkit::process::Proc,
+) -> Result<StoredProposal> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(p) = env.proposals().await?.into_iter().find(|p| p.id == id) {
+            // `pending` is also the state before the first attempt: wait for its outcome.
+            if p.state == state && (state != "pending" || p.error.is_some()) {
+                return Ok(p);
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "proposal {id} is {p:?}, not {state}; watchdog log:\n{}",
+                    wd.output()
+                );
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn d3_submission_to_a_validating_service_retried_or_recorded_with_its_reason() -> Result<()> {
+    let mut env = Env::new("").await?;
+    let svc = testkit::safe_service::SafeService::start(&env.anvil.url()).await?;
+    let setup = env.setup_safe().await?;
+    let base = format!(
+        "{}{}",
+        env.pause_detector(setup.safe),
+        env.safe_toml(&setup)
+    );
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
+    env.detectors = format!(
+        "{base}[watchdog.safe.service]\nurl = \"http://{closed}\"\nattempts = 2\ntimeout_s = 2\n"
+    );
+    env.start_ingest().await?;
+
+    // The service unreachable: the proposal is recorded as pending with the network error.
+    let mut wd = env.spawn_watchdog().await?;
+    attack(&env, 7).await?;
+    let p = wait_proposals(&env, 1, &wd).await?.remove(0);
+    let p = wait_state(&env, p.id, "pending", &wd).await?;
+    let why = p.error.clone().unwrap_or_default();
+    assert!(why.contains(&closed.to_string()), "{why}");
+    assert!(svc.requests().is_empty());
+
+    // Restarted with the service reachable but busy twice: retried until accepted.
+    wd.terminate(Duration::from_secs(15))?;
+    svc.fail_next(503, serde_json::json!({"detail": "Service Unavailable"}));
+    svc.fail_next(503, serde_json::json!({"detail": "Service Unavailable"}));
+    env.detectors = format!(
+        "{base}[watchdog.safe.service]\nurl = \"{}\"\nattempts = 4\n",
+        svc.url()
+    );
+    let wd = env.spawn_watchdog().await?;
+    let p = wait_state(&env, p.id, "submitted", &wd).await?;
+    let requests = svc.requests();
+    assert_eq!(
+        requests.iter().map(|(s, _)| *s).collect::<Vec<_>>(),
+        vec![503, 503, 201],
+        "{requests:#?}"
+    );
+    let accepted = svc.accepted();
+    assert_eq!(accepted.len(), 1);
+    assert_eq!(accepted[0]["contractTransactionHash"], p.safe_tx_hash);
+    assert_eq!(
+        accepted[0]["sender"],
+        env.anvil.accounts()[1].to_checksum(None)
+    );
+
+    // Refused (422): recorded as rejected with the service's reasons, not retried.
+    svc.fail_next(
+        422,
+        serde_json::json!({"nonFieldErrors": ["Tx with nonce=0 for safe already executed"]}),
+    );
+    let role = alloy::primitives::keccak256(b"PAUSER_ROLE");
+    env.anvil
+        .send_and_mine(
+            env.treasury,
+            abi::call(
+                "revokeRole(bytes32,address)",
+                &[abi::bytes32(role), abi::address(env.anvil.accounts()[7])],
+            ),
+        )
+        .await?;
+    let second = wait_proposals(&env, 2, &wd).await?.remove(1);
+    let second = wait_state(&env, second.id, "rejected", &wd).await?;
+    let why = second.error.unwrap_or_default();
+    assert!(
+        why.contains("422") && why.contains("already executed"),
+        "{why}"
+    );
+    assert_eq!(svc.requests().len(), 4, "a refusal is not retried");
+
+    // The real validation refuses what is wrong: a signature by someone else.
+    let mut forged = accepted[0].clone();
+    let stranger: PrivateKeySigner =
+        "0x8b3a350cf5c34c9194ca85829a2df0ec3153be0318b5e2d3348e872092edffba".parse()?;
+    let hash: B256 = p.safe_tx_hash.parse()?;
+    forged["signature"] = serde_json::json!(alloy::primitives::hex::encode_prefixed(
+        stranger.sign_hash(&hash).await?.as_bytes()
+    ));
+    let url = format!(
+        "{}/api/v2/safes/{}/multisig-transactions/",
+        svc.url(),
+        setup.safe.to_checksum(None)
+    );
+    let r = reqwest::Client::new()
+        .post(&url)
+        .json(&forged)
+        .send()
+        .await?;
+    assert_eq!(r.status().as_u16(), 422);
+    assert!(r.text().await?.contains("does not match sender"));
+    let mut lower = accepted[0].clone();
+    lower["to"] = serde_json::json!(lower["to"].as_str().unwrap_or("").to_lowercase());
+    let r = reqwest::Client::new()
+        .post(&url)
+        .json(&lower)
+        .send()
+        .await?;
+    assert_eq!(r.status().as_u16(), 422);
+    assert!(r.text().await?.contains("checksum"));
+    Ok(())
+}

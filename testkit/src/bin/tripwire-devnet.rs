@@ -26,12 +26,13 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Deploy DemoToken, Vault, Registry and Treasury and write their addresses as JSON.
+    /// Deploy DemoToken, Vault, Registry, Treasury and a 2-of-3 Safe (owners: anvil accounts
+    /// 1-3) holding the treasury's pauser role, and write their addresses as JSON.
     Deploy {
         /// JSON-RPC URL of the node (anvil, with its default unlocked accounts).
         #[arg(long, env = "TRIPWIRE_DEVNET_RPC")]
         rpc: String,
-        /// Where to write `{"token", "vault", "registry", "treasury", "deploy_block"}`.
+        /// Where to write `{"token", "vault", "registry", "treasury", "safe", "multisend", "deploy_block"}`.
         #[arg(long)]
         out: PathBuf,
     },
@@ -73,6 +74,8 @@ struct Deployment {
     vault: String,
     registry: String,
     treasury: String,
+    safe: String,
+    multisend: String,
     deploy_block: u64,
 }
 
@@ -107,6 +110,20 @@ async fn deploy(rpc: &str, out: &PathBuf) -> anyhow::Result<()> {
     let vault = node.deploy("Vault", &[]).await?;
     let registry = node.deploy("Registry", &[]).await?;
     let treasury = node.deploy("Treasury", &[]).await?;
+    // The Safe v1.4.1 contracts from the npm package, a 2-of-3 Safe, and the pauser role for it.
+    let singletons = testkit::safe::SafeSingletons::deploy(&node).await?;
+    let safe = singletons
+        .create_safe(&node, &node.accounts()[1..4], 2, 0)
+        .await?;
+    let role = testkit::abi::event_topic("PAUSER_ROLE");
+    node.send_and_mine(
+        treasury,
+        abi::call(
+            "grantRole(bytes32,address)",
+            &[bytes32(role), address(safe)],
+        ),
+    )
+    .await?;
     // The token goes first, so the block it landed in is the earliest one an
     // indexer needs to scan.
     let deployment = Deployment {
@@ -114,6 +131,8 @@ async fn deploy(rpc: &str, out: &PathBuf) -> anyhow::Result<()> {
         vault: format!("{vault:#x}"),
         registry: format!("{registry:#x}"),
         treasury: format!("{treasury:#x}"),
+        safe: format!("{safe:#x}"),
+        multisend: format!("{:#x}", singletons.multisend_call_only),
         deploy_block,
     };
     let json = serde_json::to_string_pretty(&deployment)? + "\n";
@@ -126,6 +145,7 @@ async fn deploy(rpc: &str, out: &PathBuf) -> anyhow::Result<()> {
         vault = %deployment.vault,
         registry = %deployment.registry,
         treasury = %deployment.treasury,
+        safe = %deployment.safe,
         deploy_block,
         "deployed demo contracts to {}",
         out.display()
