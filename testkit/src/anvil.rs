@@ -309,9 +309,15 @@ impl Anvil {
         }
     }
 
-    /// Mines `n` blocks at once (`anvil_mine`).
+    /// Mines `n` blocks (`anvil_mine`), at most 500 per request: one request for thousands of
+    /// blocks can take anvil longer than the RPC timeout on a loaded machine.
     pub async fn mine(&self, n: u64) -> anyhow::Result<()> {
-        self.rpc("anvil_mine", json!([quantity(n)])).await?;
+        let mut left = n;
+        while left > 0 {
+            let chunk = left.min(500);
+            self.rpc("anvil_mine", json!([quantity(chunk)])).await?;
+            left -= chunk;
+        }
         Ok(())
     }
 

@@ -35,6 +35,9 @@ pub struct WatchdogConfig {
     /// `pause` action get a proposal there.
     #[serde(default)]
     pub safe: Option<crate::safe::SafeConfig>,
+    /// The Alertmanager webhook receiver (`[watchdog.webhook]`), served on `listen`.
+    #[serde(default)]
+    pub webhook: Option<crate::webhook::WebhookConfig>,
 }
 
 /// `[watchdog.alertmanager]`
@@ -177,6 +180,10 @@ fn validate(w: &WatchdogConfig, settings: &Settings) -> Result<(), ConfigError> 
                 format!("`{u}`: scheme must be http or https"),
             ));
         }
+    }
+    if let Some(wh) = &w.webhook {
+        wh.rules(w.safe.is_some())
+            .map_err(|(field, message)| invalid(field, message))?;
     }
     let mut names = std::collections::BTreeSet::new();
     for (i, d) in w.detectors.iter().enumerate() {

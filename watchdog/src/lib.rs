@@ -15,3 +15,4 @@ pub mod safe;
 pub mod seen;
 pub mod service;
 pub mod store;
+pub mod webhook;

@@ -6,7 +6,9 @@ use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 use tripwire_indexer::{app, health::Health, kafka, server};
-use tripwire_watchdog::{config::WatchdogSettings, metrics, safe, service::Watchdog};
+use tripwire_watchdog::{
+    alerts, config::WatchdogSettings, metrics, safe, service::Watchdog, webhook,
+};
 
 mod proposals;
 
@@ -146,17 +148,36 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         .await
         .context("applying migrations")?;
 
-    let addr = listen.unwrap_or(ws.watchdog.listen);
-    let (bound, http) = server::serve(addr, prometheus, health.clone(), shutdown.clone())
-        .await
-        .with_context(|| format!("cannot listen on {addr}"))?;
-    tracing::info!(%bound, "serving /metrics and /health");
-
     // Start-up checks of the Safe, the proposer key and the targets: a pause that could not work
     // is found now, not during an incident.
     let proposer = safe::Proposer::connect(&ws, pool.clone(), None)
         .await
-        .context("[watchdog.safe]")?;
+        .context("[watchdog.safe]")?
+        .map(std::sync::Arc::new);
+    let extra = match &ws.watchdog.webhook {
+        Some(cfg) => {
+            let am = &ws.watchdog.alertmanager;
+            let client = alerts::Client::new(
+                am.urls.clone(),
+                Duration::from_secs(am.timeout_s.max(1)),
+                am.bearer_token.clone(),
+            )?;
+            let receiver =
+                webhook::Receiver::new(cfg, pool.clone(), proposer.clone(), Some(client))
+                    .context("[watchdog.webhook]")?;
+            tracing::info!(path = %cfg.path, rules = receiver.rules.len(), "Alertmanager webhook receiver enabled");
+            receiver.router(&cfg.path)
+        }
+        None => axum::Router::new(),
+    };
+
+    let addr = listen.unwrap_or(ws.watchdog.listen);
+    let (bound, http) =
+        server::serve_with(addr, prometheus, health.clone(), extra, shutdown.clone())
+            .await
+            .with_context(|| format!("cannot listen on {addr}"))?;
+    tracing::info!(%bound, "serving /metrics and /health");
+
     let watchdog = Watchdog::new(&ws, &brokers, pool, health, proposer).await?;
     tracing::info!(
         detectors = ws.watchdog.detectors.len(),

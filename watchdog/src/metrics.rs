@@ -15,6 +15,11 @@ pub const ALERTS_FIRING: &str = "tripwire_watchdog_alerts_firing";
 pub const DELIVERY_ERRORS: &str = "tripwire_watchdog_delivery_errors_total";
 pub const DELIVERY_SECONDS: &str = "tripwire_watchdog_delivery_seconds";
 pub const CHECKPOINTS: &str = "tripwire_watchdog_checkpoints_total";
+pub const WEBHOOK_REQUESTS: &str = "tripwire_watchdog_webhook_requests_total";
+pub const WEBHOOK_REJECTED: &str = "tripwire_watchdog_webhook_rejected_total";
+pub const WEBHOOK_ALERTS: &str = "tripwire_watchdog_webhook_alerts_total";
+pub const WEBHOOK_DUPLICATES: &str = "tripwire_watchdog_webhook_redeliveries_total";
+pub const WEBHOOK_ACTIONS: &str = "tripwire_watchdog_webhook_actions_total";
 pub const PROPOSALS: &str = "tripwire_watchdog_safe_proposals_total";
 pub const PROPOSAL_ERRORS: &str = "tripwire_watchdog_safe_proposal_errors_total";
 

@@ -61,7 +61,7 @@ pub struct Watchdog {
     resend_every: Duration,
     checkpoint_every: Duration,
     /// Safe pause proposals, when `[watchdog.safe]` is configured.
-    proposer: Option<Proposer>,
+    proposer: Option<Arc<Proposer>>,
     /// Incidents (id, summary) that asked for a pause and have no proposal yet.
     to_propose: BTreeMap<i64, String>,
 }
@@ -73,7 +73,7 @@ impl Watchdog {
         brokers: &str,
         pool: PgPool,
         health: Health,
-        proposer: Option<Proposer>,
+        proposer: Option<Arc<Proposer>>,
     ) -> Result<Watchdog, WatchdogError> {
         let w = &ws.watchdog;
         let saved = store::load(&pool, &w.consumer).await?;

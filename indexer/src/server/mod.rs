@@ -40,12 +40,25 @@ pub async fn serve(
     health: Health,
     shutdown: CancellationToken,
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    serve_with(listen, prometheus, health, Router::new(), shutdown).await
+}
+
+/// [`serve`] with the process's own routes (e.g. the watchdog's webhook receiver) beside
+/// `/metrics` and `/health`.
+pub async fn serve_with(
+    listen: SocketAddr,
+    prometheus: PrometheusHandle,
+    health: Health,
+    extra: Router,
+    shutdown: CancellationToken,
+) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let listener = tokio::net::TcpListener::bind(listen).await?;
     let addr = listener.local_addr()?;
     let app = Router::new()
         .route("/metrics", get(metrics))
         .route("/health", get(health_handler))
-        .with_state(AppState { prometheus, health });
+        .with_state(AppState { prometheus, health })
+        .merge(extra);
     let task = tokio::spawn(async move {
         let result = axum::serve(listener, app)
             .with_graceful_shutdown(async move { shutdown.cancelled().await })

@@ -1,0 +1,276 @@
+//! The Alertmanager webhook receiver: Prometheus rules (indexer lag, a TVL drop from another
+//! exporter) reach the watchdog through Alertmanager and become actions: a recorded receipt, a
+//! Safe pause proposal, a re-labelled alert. Requests are authenticated (bearer token compared
+//! in constant time, optional HMAC of the body) before anything is parsed; a payload that is not
+//! Alertmanager's version 4 is answered 400 with the reason, and nothing of a rejected request is
+//! stored. Alertmanager re-sends groups every interval, so each alert is acted on once per
+//! fingerprint, `startsAt` and status; resolved notifications are recorded and never unpause.
+
+pub mod config;
+mod payload;
+pub mod store;
+
+#[cfg(test)]
+mod tests;
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use axum::{Json, Router};
+use chrono::Utc;
+use hmac::{Hmac, Mac};
+use metrics::counter;
+use serde_json::{json, Value};
+use sha2::Sha256;
+use sqlx::PgPool;
+use subtle::ConstantTimeEq;
+
+use crate::alerts;
+use crate::metrics as m;
+use crate::safe::Proposer;
+pub use config::{Rule, WebhookConfig};
+pub use payload::{AlertIn, Payload};
+
+/// Marks alerts the receiver re-posted, so a route that sends them back is not a loop.
+pub const RELABELLED: &str = "tripwire_relabelled";
+
+/// What the receiver needs at run time.
+pub struct Receiver {
+    pub rules: Vec<Rule>,
+    pub token: Option<String>,
+    pub hmac_secret: Option<String>,
+    pub max_body: usize,
+    pub pool: PgPool,
+    pub proposer: Option<Arc<Proposer>>,
+    pub alertmanager: Option<alerts::Client>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WebhookError {
+    #[error("{field}: {message}")]
+    Config { field: String, message: String },
+}
+
+impl Receiver {
+    /// Reads the secrets the config names and checks the rules.
+    pub fn new(
+        cfg: &WebhookConfig,
+        pool: PgPool,
+        proposer: Option<Arc<Proposer>>,
+        alertmanager: Option<alerts::Client>,
+    ) -> Result<Receiver, WebhookError> {
+        let rules = cfg
+            .rules(proposer.is_some())
+            .map_err(|(field, message)| WebhookError::Config { field, message })?;
+        let secret = |field: &str, env: &Option<String>| -> Result<Option<String>, WebhookError> {
+            match env {
+                None => Ok(None),
+                Some(name) => match std::env::var(name) {
+                    Ok(v) if !v.is_empty() => Ok(Some(v)),
+                    _ => Err(WebhookError::Config {
+                        field: format!("watchdog.webhook.{field}"),
+                        message: format!("{name} is not set"),
+                    }),
+                },
+            }
+        };
+        Ok(Receiver {
+            rules,
+            token: secret("bearer_token_env", &cfg.bearer_token_env)?,
+            hmac_secret: secret("hmac_secret_env", &cfg.hmac_secret_env)?,
+            max_body: cfg.max_body_bytes,
+            pool,
+            proposer,
+            alertmanager,
+        })
+    }
+
+    /// The route, to merge into the process's HTTP server.
+    pub fn router(self, path: &str) -> Router {
+        let max = self.max_body;
+        Router::new()
+            .route(path, post(receive))
+            .layer(DefaultBodyLimit::max(max))
+            .with_state(Arc::new(self))
+    }
+}
+
+fn reject(status: StatusCode, reason: &'static str, detail: String) -> (StatusCode, Json<Value>) {
+    counter!(m::WEBHOOK_REJECTED, "reason" => reason).increment(1);
+    counter!(m::WEBHOOK_REQUESTS, "status" => status.as_u16().to_string()).increment(1);
+    (status, Json(json!({ "error": detail })))
+}
+
+/// Constant-time equality of a presented secret with the configured one.
+fn same(presented: &[u8], expected: &[u8]) -> bool {
+    presented.len() == expected.len() && bool::from(presented.ct_eq(expected))
+}
+
+fn authenticated(r: &Receiver, headers: &HeaderMap, body: &[u8]) -> Result<(), &'static str> {
+    if let Some(token) = &r.token {
+        let presented = headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .ok_or("missing_token")?;
+        if !same(presented.as_bytes(), token.as_bytes()) {
+            return Err("wrong_token");
+        }
+    }
+    if let Some(secret) = &r.hmac_secret {
+        let sig = headers
+            .get("x-tripwire-signature")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("sha256="))
+            .and_then(|h| alloy::primitives::hex::decode(h).ok())
+            .ok_or("missing_signature")?;
+        let mut mac =
+            Hmac::<Sha256>::new_from_slice(secret.as_bytes()).map_err(|_| "wrong_signature")?;
+        mac.update(body);
+        mac.verify_slice(&sig).map_err(|_| "wrong_signature")?;
+    }
+    Ok(())
+}
+
+async fn receive(
+    State(r): State<Arc<Receiver>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> (StatusCode, Json<Value>) {
+    if let Err(reason) = authenticated(&r, &headers, &body) {
+        return reject(
+            StatusCode::UNAUTHORIZED,
+            reason,
+            "authentication failed".into(),
+        );
+    }
+    let payload = match Payload::parse(&body) {
+        Ok(p) => p,
+        Err(e) => return reject(StatusCode::BAD_REQUEST, "malformed", e),
+    };
+    let mut outcome = Vec::new();
+    for a in &payload.alerts {
+        counter!(m::WEBHOOK_ALERTS, "status" => a.status.clone()).increment(1);
+        match handle(&r, &payload, a).await {
+            Ok(o) => outcome.push(o),
+            Err(e) => {
+                // Alertmanager retries a 5xx: nothing is lost while Postgres is away.
+                tracing::error!(error = %e, fingerprint = %a.fingerprint, "webhook alert not stored");
+                counter!(m::WEBHOOK_REQUESTS, "status" => "503").increment(1);
+                return (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    Json(json!({ "error": format!("storing the receipt failed: {e}") })),
+                );
+            }
+        }
+    }
+    counter!(m::WEBHOOK_REQUESTS, "status" => "200").increment(1);
+    (StatusCode::OK, Json(json!({ "alerts": outcome })))
+}
+
+/// Stores one alert's receipt and, the first time, takes the actions of the rules it matches.
+async fn handle(r: &Receiver, p: &Payload, a: &AlertIn) -> Result<Value, sqlx::Error> {
+    let matched: Vec<&Rule> = r
+        .rules
+        .iter()
+        .filter(|rule| rule.matchers.iter().all(|m| m.matches(&a.labels)))
+        .collect();
+    let names: Vec<String> = matched.iter().map(|r| r.name.clone()).collect();
+    let (id, first) = store::receive(&r.pool, p, a, &names).await?;
+    if !first {
+        counter!(m::WEBHOOK_DUPLICATES).increment(1);
+        return Ok(json!({ "fingerprint": a.fingerprint, "receipt": id, "repeat": true }));
+    }
+    let mut taken = Vec::new();
+    for rule in matched {
+        for action in &rule.actions {
+            let result = act(r, a, rule, action).await;
+            let ok = result.is_ok();
+            counter!(m::WEBHOOK_ACTIONS, "rule" => rule.name.clone(), "action" => action.clone(), "ok" => ok.to_string())
+                .increment(1);
+            taken.push(json!({
+                "rule": rule.name,
+                "action": action,
+                "result": match result { Ok(v) => v, Err(e) => json!({ "error": e }) },
+            }));
+        }
+    }
+    store::set_actions(&r.pool, id, &Value::Array(taken.clone())).await?;
+    Ok(json!({ "fingerprint": a.fingerprint, "receipt": id, "actions": taken }))
+}
+
+async fn act(r: &Receiver, a: &AlertIn, rule: &Rule, action: &str) -> Result<Value, String> {
+    match action {
+        "record" => {
+            tracing::warn!(
+                rule = %rule.name,
+                alertname = a.labels.get("alertname").map(String::as_str).unwrap_or(""),
+                status = %a.status,
+                fingerprint = %a.fingerprint,
+                "Alertmanager alert recorded"
+            );
+            Ok(json!("recorded"))
+        }
+        "pause" if a.status != "firing" => {
+            Ok(json!("not for a resolved alert: nothing is unpaused"))
+        }
+        "pause" => {
+            let Some(p) = &r.proposer else {
+                return Err("no [watchdog.safe]".into());
+            };
+            let key = format!("webhook:{}:{}", a.fingerprint, a.starts_at.to_rfc3339());
+            let summary = format!(
+                "Alertmanager alert {} ({}): {}",
+                a.labels.get("alertname").map(String::as_str).unwrap_or("?"),
+                rule.name,
+                a.annotations
+                    .get("summary")
+                    .or_else(|| a.annotations.get("description"))
+                    .map(String::as_str)
+                    .unwrap_or("")
+            );
+            p.propose(&key, &summary)
+                .await
+                .map(|prop| json!({ "proposal": prop.id, "safe_tx_hash": prop.safe_tx_hash, "state": prop.state }))
+                .map_err(|e| e.to_string())
+        }
+        "alert" => {
+            if a.labels.contains_key(RELABELLED) {
+                return Ok(json!("already re-labelled: not re-posted"));
+            }
+            let Some(client) = &r.alertmanager else {
+                return Err("no Alertmanager configured".into());
+            };
+            let mut labels = a.labels.clone();
+            labels.extend(rule.labels.clone());
+            labels.insert(RELABELLED.into(), "true".into());
+            let now = Utc::now();
+            let ends_at = if a.status == "firing" {
+                now + chrono::Duration::minutes(5)
+            } else {
+                now
+            };
+            let alert = alerts::Alert {
+                labels,
+                annotations: a.annotations.clone(),
+                starts_at: a.starts_at,
+                ends_at,
+                generator_url: a.generator_url.clone().unwrap_or_default(),
+            };
+            let errors = client.post(&[alert]).await;
+            if errors.is_empty() {
+                Ok(json!("re-posted"))
+            } else {
+                Err(errors
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("; "))
+            }
+        }
+        other => Err(format!("unknown action {other}")),
+    }
+}
