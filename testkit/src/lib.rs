@@ -15,6 +15,7 @@ pub mod contracts;
 pub mod kafka;
 pub mod postgres;
 pub mod process;
+pub mod prometheus;
 pub mod proxy;
 pub mod rpc_proxy;
 pub mod safe;

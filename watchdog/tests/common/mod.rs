@@ -34,6 +34,8 @@ pub struct Env {
     pub max_reorg_depth: u64,
     /// Alertmanager URL given to the watchdog instead of the real one's (e.g. a proxy in front).
     pub am_url: Option<String>,
+    /// `server.listen` of the in-process ingest (its /metrics), default any free port.
+    pub server_listen: String,
     /// More addresses of the `treasury` contract (several pause targets).
     pub extra_treasuries: Vec<Address>,
     ingest: Option<(CancellationToken, std::thread::JoinHandle<()>)>,
@@ -63,6 +65,7 @@ impl Env {
             max_reorg_depth: 64,
             am_url: None,
             extra_treasuries: Vec::new(),
+            server_listen: "127.0.0.1:0".into(),
             ingest: None,
         })
     }
@@ -78,7 +81,7 @@ max_connections = 4
 brokers = "{brokers}"
 topic = "{topic}"
 [server]
-listen = "127.0.0.1:0"
+listen = "{server_listen}"
 [[chains]]
 name = "devnet"
 chain_id = 31337
@@ -115,6 +118,7 @@ explorer_tx_url = "https://explorer.invalid/tx/{{tx_hash}}"
             topic = self.topic,
             rpc = self.anvil.url(),
             depth = self.max_reorg_depth,
+            server_listen = self.server_listen,
             treasuries = std::iter::once(self.treasury)
                 .chain(self.extra_treasuries.iter().copied())
                 .map(|a| format!("\"{a}\""))
