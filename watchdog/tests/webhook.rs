@@ -223,3 +223,59 @@ async fn e3_missing_or_wrong_token_is_401_and_stores_nothing_oversized_is_413() 
     assert_eq!((rows, deliveries), (1, 3));
     Ok(())
 }
+
+/// The `alert` action re-posts a received alert to the real Alertmanager with the rule's labels,
+/// marked so that a route sending it back is not a loop; a resolved one is recorded, not acted on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alert_action_relabels_into_alertmanager_once() -> Result<()> {
+    let db = TestDb::create().await?;
+    tripwire_schema::migrate(db.pool()).await?;
+    let am = testkit::alertmanager::Alertmanager::spawn().await?;
+    let cfg: WebhookConfig = toml::from_str(&format!(
+        "path = \"{PATH}\"\nallow_unauthenticated = true\n\
+         [[rules]]\nname = \"to-protocol-team\"\nmatchers = ['severity=\"critical\"']\nactions = [\"alert\"]\n\
+         labels = {{ team = \"protocol\" }}\n"
+    ))?;
+    let client = tripwire_watchdog::alerts::Client::new(
+        vec![am.url()],
+        std::time::Duration::from_secs(5),
+        None,
+    )?;
+    let app = Receiver::new(&cfg, db.pool().clone(), None, Some(client))?.router(PATH);
+    let mut rng = StdRng::seed_from_u64(3);
+    let mut payload = valid(&mut rng, 1);
+    payload["alerts"][0]["status"] = json!("firing");
+    for _ in 0..2 {
+        let r = app
+            .clone()
+            .oneshot(request(serde_json::to_vec(&payload)?, None))
+            .await?;
+        assert_eq!(r.status(), StatusCode::OK);
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let alerts = loop {
+        let a = am.alerts().await?;
+        if !a.is_empty() || std::time::Instant::now() > deadline {
+            break a;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert_eq!(alerts.len(), 1, "{alerts:#?}");
+    assert_eq!(alerts[0]["labels"]["team"], "protocol");
+    assert_eq!(alerts[0]["labels"]["tripwire_relabelled"], "true");
+    assert_eq!(
+        alerts[0]["labels"]["alertname"],
+        payload["alerts"][0]["labels"]["alertname"]
+    );
+    // Sent back by a route: recognised, not re-posted again.
+    let mut echoed = payload.clone();
+    echoed["alerts"][0]["labels"] = alerts[0]["labels"].clone();
+    echoed["alerts"][0]["fingerprint"] = alerts[0]["fingerprint"].clone();
+    let r = app
+        .clone()
+        .oneshot(request(serde_json::to_vec(&echoed)?, None))
+        .await?;
+    let body: Value = serde_json::from_slice(&axum::body::to_bytes(r.into_body(), 1 << 20).await?)?;
+    assert!(body.to_string().contains("already re-labelled"), "{body}");
+    Ok(())
+}
