@@ -1,26 +1,170 @@
-//! `tripwire-replay`: re-index and back-test from a given block. This release ships the command
-//! line only; the modes follow.
+//! `tripwire-replay`: the command line of the replay modes.
 
-use clap::Parser;
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::{Parser, ValueEnum};
+use tokio_util::sync::CancellationToken;
+use tripwire_indexer::{app, config::Settings, rpc::ChainRpc};
+use tripwire_replay::{plan, reindex, reset, ReplayError};
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Mode {
+    /// Fetch [from, to] again, publish it to Kafka for the sink, remove non-canonical rows.
+    Reindex,
+    /// Move the ingest cursor to --from-block (the ingest must be stopped).
+    ResetCursor,
+}
 
 #[derive(Parser)]
 #[command(
     name = "tripwire-replay",
     version,
-    about = "Re-index or back-test a chain from a given block"
+    about = "Re-index a chain from a given block, or reset the ingest cursor to a safe block"
 )]
 struct Cli {
     /// Configuration file (TOML).
     #[arg(long, short, env = "TRIPWIRE_CONFIG", default_value = "tripwire.toml")]
-    config: std::path::PathBuf,
+    config: PathBuf,
+    /// Chain name (`[[chains]] name`).
+    #[arg(long)]
+    chain: String,
+    /// First block.
+    #[arg(long)]
+    from_block: u64,
+    /// Last block (default: the head).
+    #[arg(long)]
+    to_block: Option<u64>,
+    /// Only these contracts (`[[contracts]] name`, comma-separated); default all of the chain.
+    #[arg(long, value_delimiter = ',')]
+    contracts: Vec<String>,
+    /// What to do.
+    #[arg(long, value_enum, default_value = "reindex")]
+    mode: Mode,
+    /// Fetch and compare only: print what is missing or stale, change nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Do not wait for the sink to write the published records.
+    #[arg(long)]
+    no_wait: bool,
+    /// Answer yes to the confirmation of reset-cursor.
+    #[arg(long)]
+    yes: bool,
 }
 
-fn main() -> std::process::ExitCode {
+#[tokio::main]
+async fn main() -> ExitCode {
     let cli = Cli::parse();
-    eprintln!(
-        "tripwire-replay {}: replay modes are not part of this release yet (config {})",
-        env!("CARGO_PKG_VERSION"),
-        cli.config.display()
-    );
-    std::process::ExitCode::from(2)
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("info,tripwire_indexer=warn,sqlx=warn")
+    });
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+    match run(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            match e.downcast_ref::<ReplayError>() {
+                Some(ReplayError::Interrupted { .. }) => ExitCode::from(130),
+                Some(ReplayError::Invalid(_)) => ExitCode::from(2),
+                _ => ExitCode::FAILURE,
+            }
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let settings = Settings::load(&cli.config)?;
+    let rpc = ChainRpc::new(&plan::find_chain(&settings, &cli.chain)?)?;
+    let plan = plan::plan(
+        &settings,
+        &cli.chain,
+        &cli.contracts,
+        cli.from_block,
+        cli.to_block,
+        &rpc,
+    )
+    .await?;
+    let pool = app::connect_postgres(&settings, Duration::from_secs(10)).await?;
+    tripwire_schema::migrate(&pool)
+        .await
+        .context("applying migrations")?;
+    let shutdown = CancellationToken::new();
+    app::cancel_on_signal(shutdown.clone());
+    match cli.mode {
+        Mode::Reindex => {
+            println!(
+                "reindex {} blocks {}..={} ({}), head {}{}",
+                plan.chain.name,
+                plan.from,
+                plan.to,
+                if plan.contracts_key.is_empty() {
+                    "all contracts".to_string()
+                } else {
+                    plan.contracts_key.clone()
+                },
+                plan.head,
+                if cli.dry_run { ", dry run" } else { "" }
+            );
+            let opts = reindex::Options {
+                dry_run: cli.dry_run,
+                wait_for_sink: !cli.no_wait,
+            };
+            let r = reindex::run(&settings, &plan, &rpc, &pool, &opts, &shutdown).await?;
+            if let Some(from) = r.resumed_from {
+                println!("continued an interrupted run from block {from}");
+            }
+            if cli.dry_run {
+                println!(
+                    "{} blocks checked: {} logs missing from Postgres; nothing changed",
+                    r.blocks, r.logs_missing
+                );
+            } else {
+                println!(
+                    "{} blocks replayed: {} logs published ({} were missing), {} stale rows removed{}",
+                    r.blocks,
+                    r.logs_published,
+                    r.logs_missing,
+                    r.stale_rows_deleted,
+                    if cli.no_wait { "" } else { "; the sink has written them" }
+                );
+            }
+        }
+        Mode::ResetCursor => {
+            let old = reset::current(&pool, plan.chain.chain_id).await?;
+            let prompt = format!(
+                "Reset the ingest cursor of {} from {} to block {}? The ingest must be stopped first. Type the chain name to confirm: ",
+                plan.chain.name,
+                old.map_or("(none)".to_string(), |o| o.to_string()),
+                plan.from
+            );
+            if !cli.yes {
+                if !std::io::stdin().is_terminal() {
+                    bail!("reset-cursor asks for confirmation: pass --yes when not on a terminal");
+                }
+                eprint!("{prompt}");
+                std::io::stderr().flush().ok();
+                let mut line = String::new();
+                std::io::stdin().lock().read_line(&mut line)?;
+                if line.trim() != plan.chain.name {
+                    bail!("not confirmed: nothing changed");
+                }
+            }
+            let who = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+            let hash = reset::reset(&pool, &plan, &rpc, &who).await?;
+            println!(
+                "ingest cursor of {} reset from {} to block {} ({hash}); restart the ingest",
+                plan.chain.name,
+                old.map_or("(none)".to_string(), |o| o.to_string()),
+                plan.from
+            );
+        }
+    }
+    Ok(())
 }

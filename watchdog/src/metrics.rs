@@ -4,6 +4,7 @@ use metrics::{describe_counter, describe_gauge, describe_histogram};
 
 pub const RECORDS_CONSUMED: &str = "tripwire_watchdog_records_consumed_total";
 pub const DUPLICATES: &str = "tripwire_watchdog_duplicates_total";
+pub const HISTORY: &str = "tripwire_watchdog_history_skipped_total";
 pub const CONSUMER_LAG: &str = "tripwire_watchdog_consumer_lag_records";
 pub const EVALUATIONS: &str = "tripwire_watchdog_evaluations_total";
 pub const FINDINGS: &str = "tripwire_watchdog_findings_total";

@@ -59,6 +59,22 @@ impl Seen {
         fresh
     }
 
+    /// Whether a record of `block` not seen before is history rather than news: below the newest
+    /// block remembered (a replay re-publishing old blocks, or a consumer re-reading them). The
+    /// live stream only moves forward; after a reorg the retraction lowers the newest block first.
+    pub fn is_history(&self, block: u64) -> bool {
+        self.blocks
+            .last_key_value()
+            .is_some_and(|(&newest, _)| block < newest)
+    }
+
+    /// Whether anything of block `block` with `hash` was seen (its later logs are not history).
+    pub fn has_block(&self, block: u64, hash: B256) -> bool {
+        self.blocks
+            .get(&block)
+            .is_some_and(|m| m.contains_key(&hash))
+    }
+
     /// Forgets orphaned blocks: they are gone from the chain, and nothing of them comes again.
     pub fn retract(&mut self, orphaned: &[(u64, B256)]) {
         for (n, h) in orphaned {
@@ -117,5 +133,19 @@ mod tests {
         let json = serde_json::to_value(&s).expect("serializes");
         let back: Seen = serde_json::from_value(json).expect("deserializes");
         assert_eq!(back, s);
+    }
+
+    #[test]
+    fn history_is_below_the_newest_block_and_reorgs_lower_the_newest() {
+        let mut s = Seen::new(1024);
+        let (a, b) = (B256::with_last_byte(1), B256::with_last_byte(2));
+        s.first_log(100, a, 0);
+        assert!(!s.is_history(100) && !s.is_history(101));
+        assert!(s.is_history(99), "a replayed older block");
+        assert!(s.has_block(100, a) && !s.has_block(100, b));
+        s.first_block(101, a);
+        // A reorg orphans 101: the new fork's 101 is news again.
+        s.retract(&[(101, a)]);
+        assert!(!s.is_history(101));
     }
 }

@@ -282,6 +282,12 @@ impl Watchdog {
         let findings = match &record {
             StreamRecord::Log(log) => {
                 counter!(m::RECORDS_CONSUMED, "type" => "log").increment(1);
+                if self.seen.is_history(log.block_number)
+                    && !self.seen.has_block(log.block_number, log.block_hash)
+                {
+                    counter!(m::HISTORY).increment(1);
+                    return Changes::default();
+                }
                 if !self
                     .seen
                     .first_log(log.block_number, log.block_hash, log.log_index)
@@ -294,6 +300,10 @@ impl Watchdog {
             }
             StreamRecord::Block(b) => {
                 counter!(m::RECORDS_CONSUMED, "type" => "block").increment(1);
+                if self.seen.is_history(b.number) && !self.seen.has_block(b.number, b.hash) {
+                    counter!(m::HISTORY).increment(1);
+                    return Changes::default();
+                }
                 if !self.seen.first_block(b.number, b.hash) {
                     counter!(m::DUPLICATES).increment(1);
                     return Changes::default();

@@ -26,6 +26,8 @@ pub struct Batch {
     dead_letters: Vec<DeadLetter>,
     /// Per chain: the last block marker, or the common ancestor of a later retraction.
     cursors: BTreeMap<u64, BlockRef>,
+    /// Chains with a retraction in this batch: their cursor may move back.
+    rewound: std::collections::BTreeSet<u64>,
     /// (topic, partition, next offset), one entry per partition seen.
     offsets: Vec<(String, i32, i64)>,
     messages: usize,
@@ -94,6 +96,7 @@ impl Batch {
                     });
                 }
                 self.cursors.insert(r.chain_id, r.common_ancestor);
+                self.rewound.insert(r.chain_id);
                 self.steps.push(Step::Retraction(r));
             }
             Err(error) => self.dead_letters.push(DeadLetter {
@@ -188,15 +191,20 @@ pub async fn write_batch(
     stats.logs_inserted += pgcopy::store_logs(&mut tx, &batch.logs).await?;
     stats.blocks_written += pgcopy::store_blocks(&mut tx, &batch.blocks).await?;
     for (chain_id, at) in &stats.cursors {
+        // Markers of older blocks (a replay re-publishing history) never move the cursor back;
+        // only a retraction does.
+        let rewound = batch.rewound.contains(chain_id);
         sqlx::query(
             "INSERT INTO sink_cursors (chain_id, block_number, block_hash, updated_at)
              VALUES ($1, $2, $3, now())
              ON CONFLICT (chain_id) DO UPDATE SET block_number = EXCLUDED.block_number,
-               block_hash = EXCLUDED.block_hash, updated_at = now()",
+               block_hash = EXCLUDED.block_hash, updated_at = now()
+             WHERE $4 OR sink_cursors.block_number <= EXCLUDED.block_number",
         )
         .bind(*chain_id as i64)
         .bind(at.number as i64)
         .bind(at.hash.as_slice())
+        .bind(rewound)
         .execute(&mut *tx)
         .await?;
     }
