@@ -1,9 +1,11 @@
 //! `tripwire-replay`: the runbooks' data-healing steps as one command. `reindex` fetches a block
 //! range again through the same RPC pool and publishes it to Kafka for the sink to write
 //! idempotently, removing rows no longer on the canonical chain; `reset-cursor` moves the ingest
-//! cursor to a safe block with a confirmation and an audit row. Bad ranges are refused before
+//! cursor to a safe block with a confirmation and an audit row; `detect` back-tests the
+//! configured detectors over the range, with no side effect. Bad ranges are refused before
 //! anything is written.
 
+pub mod detect;
 pub mod plan;
 pub mod progress;
 pub mod reindex;

@@ -9,12 +9,14 @@ use anyhow::{bail, Context};
 use clap::{Parser, ValueEnum};
 use tokio_util::sync::CancellationToken;
 use tripwire_indexer::{app, config::Settings, rpc::ChainRpc};
-use tripwire_replay::{plan, reindex, reset, ReplayError};
+use tripwire_replay::{detect, plan, reindex, reset, ReplayError};
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Mode {
     /// Fetch [from, to] again, publish it to Kafka for the sink, remove non-canonical rows.
     Reindex,
+    /// Back-test: what the configured detectors would have fired in [from, to]; no side effect.
+    Detect,
     /// Move the ingest cursor to --from-block (the ingest must be stopped).
     ResetCursor,
 }
@@ -53,6 +55,12 @@ struct Cli {
     /// Answer yes to the confirmation of reset-cursor.
     #[arg(long)]
     yes: bool,
+    /// detect: also write what would have fired to this file (`.json`, otherwise CSV).
+    #[arg(long)]
+    output: Option<PathBuf>,
+    /// detect: first block the detectors learn from (default: the first block stored).
+    #[arg(long)]
+    warmup_from: Option<u64>,
 }
 
 #[tokio::main]
@@ -92,12 +100,35 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     )
     .await?;
     let pool = app::connect_postgres(&settings, Duration::from_secs(10)).await?;
+    if cli.mode == Mode::Detect {
+        // No side effect: not even migrations.
+        let ws = tripwire_watchdog::config::WatchdogSettings::load(&cli.config)?;
+        println!(
+            "detect on {} blocks {}..={} ({} detectors)",
+            plan.chain.name,
+            plan.from,
+            plan.to,
+            ws.watchdog.detectors.len()
+        );
+        let (fired, evaluated) = detect::run(&ws, &plan, &rpc, &pool, cli.warmup_from).await?;
+        print!("{}", detect::table(&fired));
+        println!(
+            "{} would have fired ({evaluated} logs evaluated)",
+            fired.len()
+        );
+        if let Some(path) = &cli.output {
+            detect::write(&fired, path)?;
+            println!("written to {}", path.display());
+        }
+        return Ok(());
+    }
     tripwire_schema::migrate(&pool)
         .await
         .context("applying migrations")?;
     let shutdown = CancellationToken::new();
     app::cancel_on_signal(shutdown.clone());
     match cli.mode {
+        Mode::Detect => unreachable!("handled above"),
         Mode::Reindex => {
             println!(
                 "reindex {} blocks {}..={} ({}), head {}{}",
