@@ -19,6 +19,8 @@ async fn sigkill_at_random_moments_loses_and_duplicates_nothing() -> anyhow::Res
     let truth = env.ground_truth().await?;
     assert!(truth.len() >= 30_000);
 
+    // The processes migrate at start; the loop below may query before either got that far.
+    tripwire_schema::migrate(env.db.pool()).await?;
     let mut ingest = env.spawn("ingest")?;
     let mut sink = env.spawn("sink")?;
     let mut rng = rand::rng();
