@@ -72,6 +72,23 @@ pub async fn connect_postgres(settings: &Settings, patience: Duration) -> Result
     }
 }
 
+/// Logs to stderr with `tracing`: `RUST_LOG` or `default` as the filter, `format` `text` or
+/// `json`, colours only on a terminal. Shared by every Tripwire binary.
+pub fn init_tracing(format: &str, default: &str) {
+    use std::io::IsTerminal;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
 /// Cancels `token` on SIGTERM or Ctrl-C.
 pub fn cancel_on_signal(token: CancellationToken) {
     tokio::spawn(async move {

@@ -66,14 +66,7 @@ struct Cli {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new("info,tripwire_indexer=warn,sqlx=warn")
-    });
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+    app::init_tracing("text", "info,tripwire_indexer=warn,sqlx=warn");
     match run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -635,3 +635,76 @@ history = 100
     );
     Ok(())
 }
+
+/// Ctrl-C stops after the range in hand (exit 130) and the same command continues from there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn ctrl_c_stops_cleanly_and_the_same_command_continues() -> Result<()> {
+    let env = Env::new().await?;
+    let mut rng = StdRng::seed_from_u64(5);
+    env.traffic(&mut rng, 3).await?;
+    env.anvil.mine(3_000).await?;
+    env.traffic(&mut rng, 3).await?;
+    let config = env.config("replay.toml", "");
+    let args = ["--chain", "devnet", "--from-block", "1", "--no-wait"];
+    let mut child = std::process::Command::new(BIN)
+        .arg("--config")
+        .arg(&config)
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    let started = Instant::now();
+    // Interrupt once it is under way.
+    loop {
+        let running = env
+            .count("SELECT count(*) FROM replay_runs WHERE next_block > 100")
+            .await
+            .unwrap_or(0);
+        if running > 0 {
+            break;
+        }
+        if let Some(status) = child.try_wait()? {
+            let out = child.wait_with_output()?;
+            bail!(
+                "the replay ended ({status}) before it could be interrupted: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        if started.elapsed() > Duration::from_secs(30) {
+            bail!("the replay did not get going");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let pid = child.id() as libc::pid_t;
+    // SAFETY: sending a signal to our own child process.
+    unsafe {
+        libc::kill(pid, libc::SIGINT);
+    }
+    let out = child.wait_with_output()?;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(130), "{text}");
+    assert!(text.contains("run the same command again"), "{text}");
+    let (state, next): (String, i64) = sqlx::query_as("SELECT state, next_block FROM replay_runs")
+        .fetch_one(env.db.pool())
+        .await?;
+    assert_eq!(state, "interrupted");
+    let head = env.anvil.block_number().await? as i64;
+    assert!(next > 1 && next <= head, "next {next} of {head}");
+    let (code, out) = env.replay(&config, &args)?;
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains(&format!("continued an interrupted run from block {next}")),
+        "{out}"
+    );
+    assert_eq!(
+        env.count("SELECT count(*) FROM replay_runs WHERE state = 'done'")
+            .await?,
+        1
+    );
+    Ok(())
+}

@@ -70,21 +70,6 @@ enum ProposalsCommand {
     },
 }
 
-fn init_tracing(format: &str, default: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    use std::io::IsTerminal;
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr);
-    if format == "json" {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
-}
-
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -93,7 +78,7 @@ async fn main() -> ExitCode {
         Some(Command::Run { .. }) | None => "info",
         _ => "warn",
     };
-    init_tracing(&cli.log_format, level);
+    app::init_tracing(&cli.log_format, level);
     match run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use anyhow::Result;
-use common::{ether, flows_call, incidents, normal, poisson, Clock, Env};
+use common::{benign_block, ether, flows_call, incidents, normal, poisson, Clock, Env};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::Value;
@@ -54,29 +54,6 @@ severity = "critical"
 allowed_actors = ["{deployer}"]
 "#
     )
-}
-
-/// One ordinary block: two deposits and two withdrawals of about 100 each (plus `drain` on every
-/// withdrawal), and one mint of a log-normal amount.
-async fn benign_block(env: &Env, clock: &mut Clock, rng: &mut StdRng, drain: f64) -> Result<u64> {
-    let amt = |rng: &mut StdRng, extra: f64| ether(100.0 + 20.0 * normal(rng) + extra);
-    let ins = [amt(rng, 0.0), amt(rng, 0.0)];
-    let outs = [amt(rng, drain), amt(rng, drain)];
-    env.anvil
-        .send(env.treasury, flows_call(&ins, &outs))
-        .await?;
-    let mint = ether((3.0 + 0.8 * normal(rng)).exp());
-    let to = env.anvil.accounts()[1];
-    env.anvil
-        .send(
-            env.token,
-            abi::call(
-                "mint(address,uint256)",
-                &[abi::address(to), abi::uint256(mint)],
-            ),
-        )
-        .await?;
-    clock.mine(env).await
 }
 
 fn labels(a: &Value) -> (&str, &str, &str, &str, &str) {

@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use anyhow::Result;
-use common::{ether, flows_call, incidents, normal, Clock, Env};
+use common::{benign_block, ether, incidents, mint, Clock, Env};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use testkit::abi;
@@ -31,30 +31,6 @@ warmup = 40
 history = 200
 "#;
 
-async fn benign_block(env: &Env, clock: &mut Clock, rng: &mut StdRng) -> Result<u64> {
-    let amt = |rng: &mut StdRng| ether(100.0 + 20.0 * normal(rng));
-    let ins = [amt(rng), amt(rng)];
-    let outs = [amt(rng), amt(rng)];
-    env.anvil
-        .send(env.treasury, flows_call(&ins, &outs))
-        .await?;
-    mint(env, ether((3.0 + 0.8 * normal(rng)).exp())).await?;
-    clock.mine(env).await
-}
-
-async fn mint(env: &Env, amount: testkit::U256) -> Result<()> {
-    env.anvil
-        .send(
-            env.token,
-            abi::call(
-                "mint(address,uint256)",
-                &[abi::address(env.anvil.accounts()[1]), abi::uint256(amount)],
-            ),
-        )
-        .await?;
-    Ok(())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn c3_restart_mid_stream_keeps_baselines_and_alerts_once() -> Result<()> {
     let mut env = Env::new(DETECTORS).await?;
@@ -63,7 +39,7 @@ async fn c3_restart_mid_stream_keeps_baselines_and_alerts_once() -> Result<()> {
     env.start_ingest().await?;
     let mut wd = env.spawn_watchdog().await?;
     for _ in 0..120 {
-        benign_block(&env, &mut clock, &mut rng).await?;
+        benign_block(&env, &mut clock, &mut rng, 0.0).await?;
     }
     env.wait_watchdog_caught_up(&wd, Duration::from_secs(60))
         .await?;
@@ -80,7 +56,7 @@ async fn c3_restart_mid_stream_keeps_baselines_and_alerts_once() -> Result<()> {
 
     // Traffic goes on while it is down: five windows, far fewer than the warm-up of twenty.
     for _ in 0..10 {
-        benign_block(&env, &mut clock, &mut rng).await?;
+        benign_block(&env, &mut clock, &mut rng, 0.0).await?;
     }
     let wd = env.spawn_watchdog().await?;
     env.wait_watchdog_caught_up(&wd, Duration::from_secs(60))

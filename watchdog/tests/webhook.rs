@@ -279,3 +279,58 @@ async fn alert_action_relabels_into_alertmanager_once() -> Result<()> {
     assert!(body.to_string().contains("already re-labelled"), "{body}");
     Ok(())
 }
+
+/// With an HMAC secret, only a body signed with it (`X-Tripwire-Signature: sha256=<hex>`) passes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hmac_signature_is_required_and_checked() -> Result<()> {
+    use hmac::{Hmac, Mac};
+    let db = TestDb::create().await?;
+    tripwire_schema::migrate(db.pool()).await?;
+    let cfg: WebhookConfig = toml::from_str(&format!(
+        "path = \"{PATH}\"\nallow_unauthenticated = true\n[[rules]]\nname = \"r\"\nmatchers = ['alertname=~\".+\"']\nactions = [\"record\"]\n"
+    ))?;
+    let mut r = Receiver::new(&cfg, db.pool().clone(), None, None)?;
+    r.hmac_secret = Some("relay-secret".into());
+    let app = r.router(PATH);
+    let mut rng = StdRng::seed_from_u64(9);
+    let body = serde_json::to_vec(&valid(&mut rng, 1))?;
+    let sign = |key: &[u8], body: &[u8]| {
+        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(key).expect("any key length");
+        mac.update(body);
+        format!(
+            "sha256={}",
+            alloy::primitives::hex::encode(mac.finalize().into_bytes())
+        )
+    };
+    let send = |sig: Option<String>, body: Vec<u8>| {
+        let mut b = Request::post(PATH).header("content-type", "application/json");
+        if let Some(s) = sig {
+            b = b.header("x-tripwire-signature", s);
+        }
+        b.body(Body::from(body)).expect("request")
+    };
+    for sig in [
+        None,
+        Some(sign(b"other-secret", &body)),
+        Some("sha256=zz".into()),
+    ] {
+        let resp = app.clone().oneshot(send(sig.clone(), body.clone())).await?;
+        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED, "{sig:?}");
+    }
+    // Signed for another body: refused.
+    let resp = app
+        .clone()
+        .oneshot(send(Some(sign(b"relay-secret", b"{}")), body.clone()))
+        .await?;
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM webhook_receipts")
+        .fetch_one(db.pool())
+        .await?;
+    assert_eq!(stored, 0);
+    let resp = app
+        .clone()
+        .oneshot(send(Some(sign(b"relay-secret", &body)), body.clone()))
+        .await?;
+    assert_eq!(resp.status(), StatusCode::OK);
+    Ok(())
+}

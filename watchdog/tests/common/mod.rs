@@ -392,6 +392,43 @@ impl Clock {
     }
 }
 
+/// One ordinary block: two deposits and two withdrawals of about 100 each (plus `drain` on every
+/// withdrawal), and one token mint of a log-normal amount.
+pub async fn benign_block(
+    env: &Env,
+    clock: &mut Clock,
+    rng: &mut impl rand::Rng,
+    drain: f64,
+) -> Result<u64> {
+    let ins = [
+        ether(100.0 + 20.0 * normal(rng)),
+        ether(100.0 + 20.0 * normal(rng)),
+    ];
+    let outs = [
+        ether(100.0 + 20.0 * normal(rng) + drain),
+        ether(100.0 + 20.0 * normal(rng) + drain),
+    ];
+    env.anvil
+        .send(env.treasury, flows_call(&ins, &outs))
+        .await?;
+    mint(env, ether((3.0 + 0.8 * normal(rng)).exp())).await?;
+    clock.mine(env).await
+}
+
+/// Sends (does not mine) a token mint of `amount` to account 1.
+pub async fn mint(env: &Env, amount: U256) -> Result<()> {
+    env.anvil
+        .send(
+            env.token,
+            abi::call(
+                "mint(address,uint256)",
+                &[abi::address(env.anvil.accounts()[1]), abi::uint256(amount)],
+            ),
+        )
+        .await?;
+    Ok(())
+}
+
 /// `Treasury.flows(ins, outs)` calldata.
 pub fn flows_call(ins: &[U256], outs: &[U256]) -> Vec<u8> {
     let arr = |v: &[U256]| DynSolValue::Array(v.iter().map(|x| abi::uint256(*x)).collect());
