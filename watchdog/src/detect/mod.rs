@@ -120,6 +120,30 @@ impl Base<'_> {
     }
 }
 
+/// The `group_by` value of `log` (text lower-cased, as addresses come checksummed): `Some(None)`
+/// without `group_by`, `None` when the log lacks the field (it is not counted).
+pub(crate) fn group_of(log: &LogRecord, group_by: Option<&str>) -> Option<Option<String>> {
+    let Some(field) = group_by else {
+        return Some(None);
+    };
+    match log.event.as_ref()?.params.get(field)? {
+        serde_json::Value::String(s) => Some(Some(s.to_ascii_lowercase())),
+        v => Some(Some(v.to_string())),
+    }
+}
+
+/// A series' name in findings: the contract (or its address) and the group.
+pub(crate) fn series_label(log: &LogRecord, group: Option<&str>) -> String {
+    let base = log
+        .contract
+        .clone()
+        .unwrap_or_else(|| log.address.to_string());
+    match group {
+        Some(g) => format!("{base}/{g}"),
+        None => base,
+    }
+}
+
 /// Where a log sits in a detector's time: its chain and window.
 pub(crate) fn window_of(ts: u64, window_s: u64) -> i64 {
     (ts / window_s.max(1)) as i64

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use tripwire_schema::LogRecord;
 
 use super::stats::{CountModel, History};
-use super::{window_of, Base, Finding, RateParams};
+use super::{group_of, series_label, window_of, Base, Finding, RateParams};
 
 const HOURS_PER_WEEK: i64 = 168;
 
@@ -118,13 +118,8 @@ impl Rate {
         if !selected {
             return;
         }
-        let group = match &self.p.group_by {
-            Some(field) => match log.event.as_ref().and_then(|e| e.params.get(field)) {
-                Some(serde_json::Value::String(s)) => Some(s.to_ascii_lowercase()),
-                Some(v) => Some(v.to_string()),
-                None => return,
-            },
-            None => None,
+        let Some(group) = group_of(log, self.p.group_by.as_deref()) else {
+            return;
         };
         let p = &self.p;
         let Some(c) = self.s.chains.get_mut(&log.chain_id) else {
@@ -137,12 +132,7 @@ impl Rate {
         let i = match c.index.get(&key) {
             Some(i) => *i,
             None => {
-                let label = match (&log.contract, &key.group) {
-                    (Some(n), None) => n.clone(),
-                    (None, None) => log.address.to_string(),
-                    (Some(n), Some(g)) => format!("{n}/{g}"),
-                    (None, Some(g)) => format!("{}/{g}", log.address),
-                };
+                let label = series_label(log, key.group.as_deref());
                 let mut s = Series {
                     key: key.clone(),
                     label,

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use tripwire_schema::LogRecord;
 
 use super::stats::{median_mad, parse_amount, History};
-use super::{Base, Finding, ValueParams};
+use super::{group_of, series_label, Base, Finding, ValueParams};
 
 /// Smallest MAD on the log scale (5 %): a series of identical amounts would otherwise score any
 /// other amount as infinitely far out.
@@ -81,13 +81,8 @@ impl ValueDetector {
         if !(value > 0.0 && value.is_finite()) {
             return;
         }
-        let group = match &self.p.group_by {
-            Some(f) => match ev.params.get(f) {
-                Some(serde_json::Value::String(s)) => Some(s.to_ascii_lowercase()),
-                Some(v) => Some(v.to_string()),
-                None => return,
-            },
-            None => None,
+        let Some(group) = group_of(log, self.p.group_by.as_deref()) else {
+            return;
         };
         let key = Key {
             chain_id: log.chain_id,
@@ -97,12 +92,7 @@ impl ValueDetector {
         let i = match self.index.get(&key) {
             Some(i) => *i,
             None => {
-                let label = match (&log.contract, &key.group) {
-                    (Some(n), None) => n.clone(),
-                    (None, None) => log.address.to_string(),
-                    (Some(n), Some(g)) => format!("{n}/{g}"),
-                    (None, Some(g)) => format!("{}/{g}", log.address),
-                };
+                let label = series_label(log, key.group.as_deref());
                 self.s.series.push(Series {
                     key: key.clone(),
                     label,
