@@ -505,7 +505,8 @@ history = 100
     // The live watchdog, in this process.
     let ws = tripwire_watchdog::config::WatchdogSettings::load(&config)?;
     let brokers = env.kafka.brokers();
-    let pool = env.db.pool().clone();
+    // Its own pool: connections belong to the runtime that opened them, and that one ends first.
+    let db_url = env.db.url().to_owned();
     let token = CancellationToken::new();
     let t = token.clone();
     let live = std::thread::spawn(move || {
@@ -516,6 +517,7 @@ history = 100
             .expect("runtime");
         rt.block_on(async move {
             let health = tripwire_indexer::health::Health::new();
+            let pool = sqlx::PgPool::connect(&db_url).await.expect("postgres");
             let wd = tripwire_watchdog::service::Watchdog::new(&ws, &brokers, pool, health, None)
                 .await
                 .expect("watchdog starts");
