@@ -343,12 +343,10 @@ impl Watchdog {
                 match store::save_incident(&self.pool, &self.consumer_name, &i).await {
                     Ok(id) => {
                         self.health.healthy("postgres");
-                        if i.id.is_none()
-                            && self.proposer.as_ref().is_some_and(|p| wants_pause(&i, p))
-                        {
-                            self.to_propose.insert(id, i.summary.clone());
-                        }
                         if i.id.is_none() {
+                            if self.proposer.as_ref().is_some_and(|p| wants_pause(&i, p)) {
+                                self.to_propose.insert(id, i.summary.clone());
+                            }
                             counter!(m::ALERTS_FIRED, "detector" => i.detector.clone(), "severity" => i.severity.to_string())
                                 .increment(1);
                             tracing::warn!(incident = id, key = %i.key, summary = %i.summary, "incident opened");

@@ -15,26 +15,7 @@ use testkit::{abi, U256};
 
 fn detectors(deployer: &str) -> String {
     format!(
-        r#"
-[[watchdog.detectors]]
-name = "withdraw-burst"
-kind = "rate"
-contract = "treasury"
-event = "Withdraw"
-severity = "critical"
-window_s = 10
-warmup_windows = 20
-
-[[watchdog.detectors]]
-name = "huge-mint"
-kind = "value"
-contract = "token"
-event = "Transfer"
-field = "value"
-warmup = 40
-history = 200
-floor = 1e18
-
+        r#"{rate_and_value}
 [[watchdog.detectors]]
 name = "treasury-drain"
 kind = "flow"
@@ -52,7 +33,8 @@ kind = "event"
 contract = "treasury"
 severity = "critical"
 allowed_actors = ["{deployer}"]
-"#
+"#,
+        rate_and_value = common::RATE_AND_VALUE
     )
 }
 

@@ -11,29 +11,9 @@ use rand::rngs::StdRng;
 use rand::SeedableRng;
 use testkit::abi;
 
-const DETECTORS: &str = r#"
-[[watchdog.detectors]]
-name = "withdraw-burst"
-kind = "rate"
-contract = "treasury"
-event = "Withdraw"
-severity = "critical"
-window_s = 10
-warmup_windows = 20
-
-[[watchdog.detectors]]
-name = "huge-mint"
-kind = "value"
-contract = "token"
-event = "Transfer"
-field = "value"
-warmup = 40
-history = 200
-"#;
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn c3_restart_mid_stream_keeps_baselines_and_alerts_once() -> Result<()> {
-    let mut env = Env::new(DETECTORS).await?;
+    let mut env = Env::new(common::RATE_AND_VALUE).await?;
     let mut clock = Clock::start(&env, 5, 10).await?;
     let mut rng = StdRng::seed_from_u64(9);
     env.start_ingest().await?;

@@ -97,6 +97,14 @@ pub(crate) struct Base<'a> {
 }
 
 impl Base<'_> {
+    fn of(config: &DetectorConfig) -> Base<'_> {
+        Base {
+            detector: &config.name,
+            kind: config.params.kind(),
+            severity: config.severity,
+        }
+    }
+
     /// A finding located at `log`.
     pub fn at_log(&self, log: &LogRecord, series: &str) -> Finding {
         Finding {
@@ -225,11 +233,7 @@ impl DetectorSet {
         let mut out = Vec::new();
         for d in &mut self.detectors {
             let selected = d.selector.matches(log);
-            let base = Base {
-                detector: &d.config.name,
-                kind: d.config.params.kind(),
-                severity: d.config.severity,
-            };
+            let base = Base::of(&d.config);
             match &mut d.kind {
                 // Rate and flow need every log's time, selected or not, to close their windows.
                 Kind::Rate(r) => r.observe_log(&base, log, selected, &mut out),
@@ -249,11 +253,7 @@ impl DetectorSet {
             if d.selector.chain_id.is_some_and(|c| c != b.chain_id) {
                 continue;
             }
-            let base = Base {
-                detector: &d.config.name,
-                kind: d.config.params.kind(),
-                severity: d.config.severity,
-            };
+            let base = Base::of(&d.config);
             match &mut d.kind {
                 Kind::Rate(r) => r.observe_time(b.chain_id, b.timestamp),
                 Kind::Flow(f) => f.observe_block(&base, b, &mut out),

@@ -270,6 +270,29 @@ explorer_tx_url = "https://explorer.invalid/tx/{{tx_hash}}"
     }
 }
 
+/// A withdrawal-burst `rate` detector and a huge-mint `value` detector, tuned for the tests'
+/// compressed time (10 s windows, short warm-ups).
+pub const RATE_AND_VALUE: &str = r#"
+[[watchdog.detectors]]
+name = "withdraw-burst"
+kind = "rate"
+contract = "treasury"
+event = "Withdraw"
+severity = "critical"
+window_s = 10
+warmup_windows = 20
+
+[[watchdog.detectors]]
+name = "huge-mint"
+kind = "value"
+contract = "token"
+event = "Transfer"
+field = "value"
+warmup = 40
+history = 200
+floor = 1e18
+"#;
+
 /// A 2-of-3 Safe (owners: anvil accounts 1-3) holding the pauser role of every treasury, and
 /// the proposer key (owner 1) in a file.
 pub struct SafeSetup {
