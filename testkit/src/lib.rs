@@ -45,3 +45,23 @@ pub(crate) fn random_hex(len: usize) -> String {
         .map(|_| char::from_digit(rng.random_range(0..16), 16).expect("digit below 16"))
         .collect()
 }
+
+/// Path of a workspace binary (`tripwire-indexer`, `tripwire-watchdog`, `tripwire-replay`,
+/// `tripwire-devnet`) next to the running test: `cargo test --workspace` builds every package's
+/// binaries before it runs any test, so a test of one package can run another package's program.
+pub fn workspace_bin(name: &str) -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    // target/<profile>/deps/<test> -> target/<profile>/<name>
+    let dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .ok_or_else(|| anyhow::anyhow!("no target directory above {}", exe.display()))?;
+    let bin = dir.join(name);
+    if !bin.is_file() {
+        anyhow::bail!(
+            "{} is not built: run `cargo build --workspace --bins` first (`cargo test --workspace` does it)",
+            bin.display()
+        );
+    }
+    Ok(bin)
+}

@@ -39,20 +39,24 @@ actions = ["record", "pause"]
     let wd = env.spawn_watchdog().await?;
     let wd_addr = wd.http_addr().await?;
 
-    // Alertmanager with the repository's example routing, intervals shortened for the test.
+    // Alertmanager with the compose stack's routing, intervals shortened for the test.
     let token_file = env.dir.path().join("webhook-token");
     std::fs::write(&token_file, TOKEN)?;
-    let example =
-        std::fs::read_to_string(testkit::repo_root().join("examples/alertmanager-webhook.yml"))?;
-    let am_config = example
-        .replace("http://127.0.0.1:9465", &format!("http://{wd_addr}"))
+    let shipped =
+        std::fs::read_to_string(testkit::repo_root().join("deploy/alertmanager/alertmanager.yml"))?;
+    let am_config = shipped
+        .replace("http://watchdog:9466", &format!("http://{wd_addr}"))
         .replace(
-            "/run/secrets/tripwire-webhook-token",
+            "/run/secrets/tripwire_webhook_token",
             &token_file.display().to_string(),
         )
-        .replace("group_wait: 10s", "group_wait: 0s")
         .replace("group_interval: 1m", "group_interval: 1s")
+        .replace("repeat_interval: 4h", "repeat_interval: 1s")
         .replace("repeat_interval: 1h", "repeat_interval: 1s");
+    assert_ne!(
+        am_config, shipped,
+        "the shipped routing changed: update the test's edits"
+    );
     let am = Alertmanager::spawn_with_config(&am_config).await?;
     let prom = Prometheus::spawn(
         &format!(
@@ -142,7 +146,7 @@ groups:
 fn example_alertmanager_configs_pass_amtool() {
     for f in [
         "examples/alertmanager.yml",
-        "examples/alertmanager-webhook.yml",
+        "deploy/alertmanager/alertmanager.yml",
     ] {
         let out = std::process::Command::new("amtool")
             .arg("check-config")
