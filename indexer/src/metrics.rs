@@ -54,7 +54,7 @@ pub fn describe() {
     );
     describe_counter!(
         REORGS,
-        "Chain reorganisations detected (ingest) or applied (sink)."
+        "Chain reorganisations detected by the ingest (the sink counts retractions applied)."
     );
     describe_histogram!(
         REORG_DEPTH,

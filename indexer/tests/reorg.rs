@@ -74,6 +74,21 @@ async fn reorgs_at_depth_1_3_10_leave_the_canonical_chain() -> anyhow::Result<()
     );
     assert_eq!(p.metric("tripwire_retractions_applied_total").await?, 3.0);
     assert_eq!(p.metric("tripwire_reorg_depth_blocks_sum").await?, 14.0);
+    // Buckets in blocks: depths 1 and 3 at or below 8, the 10-block one above.
+    let (_, text) = p.get("/metrics").await?;
+    let bucket = |le: &str| {
+        text.lines()
+            .find(|l| {
+                l.starts_with("tripwire_reorg_depth_blocks_bucket{")
+                    && l.contains(&format!("le=\"{le}\""))
+            })
+            .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+    };
+    assert_eq!(
+        (bucket("8"), bucket("12")),
+        (Some(2.0), Some(3.0)),
+        "{text}"
+    );
     let applied: i64 = sqlx::query_scalar("SELECT count(*) FROM reorgs")
         .fetch_one(env.db.pool())
         .await?;

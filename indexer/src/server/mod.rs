@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 
 use axum::{extract::State, http::StatusCode, routing::get, Json, Router};
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tokio_util::sync::CancellationToken;
 
 use crate::health::{Health, Report, Status};
@@ -18,6 +18,14 @@ pub fn install_recorder() -> PrometheusHandle {
                 .set_buckets(&[
                     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
                 ])
+                .expect("static buckets")
+                // Depths are block counts, not seconds: buckets up to a deep reorg.
+                .set_buckets_for_metric(
+                    Matcher::Full(crate::metrics::REORG_DEPTH.to_string()),
+                    &[
+                        1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 16.0, 24.0, 32.0, 64.0, 128.0,
+                    ],
+                )
                 .expect("static buckets")
                 .install_recorder()
                 .expect("metrics recorder installs once");
