@@ -10,6 +10,10 @@
 //! such as `<id>` are ordinary arguments. What the shell would do but a runbook should not need
 //! (heredocs, subshells, backticks) is an error naming the file and line, so a runbook cannot
 //! hide a command from the checks.
+//!
+//! [`commands`] lists them all; [`pipelines_in`] keeps the commands a pipe joins together (a
+//! drill runs `curl ... | grep ...` as one); [`shell_commands`] leaves the compose prefix in place
+//! and [`compose_services`] names the services it targets.
 
 use anyhow::bail;
 
@@ -52,9 +56,9 @@ impl Command {
 /// Quotes a word for display when the shell would need it.
 fn quote(word: &str) -> String {
     let plain = !word.is_empty()
-        && word.chars().all(|c| {
-            c.is_ascii_alphanumeric() || "-_./=:,@%+<>$".contains(c) || !c.is_ascii()
-        });
+        && word
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,@%+<>$".contains(c) || !c.is_ascii());
     if plain {
         word.to_owned()
     } else {
@@ -65,18 +69,25 @@ fn quote(word: &str) -> String {
 /// Every command of the shell blocks of `markdown`, in order, with `docker compose exec/run`
 /// prefixes stripped; `file` names it in messages.
 pub fn commands(markdown: &str, file: &str) -> anyhow::Result<Vec<Command>> {
-    shell_commands(markdown, file)?
+    Ok(pipelines_in(markdown, file)?
         .into_iter()
-        .map(|c| {
-            let mut words = strip_compose(c.words(), file, c.line)?.into_iter();
-            let program = words.next().expect("strip_compose never returns empty");
-            Ok(Command {
-                program,
-                args: words.collect(),
-                ..c
-            })
-        })
-        .collect()
+        .flatten()
+        .collect())
+}
+
+/// The same commands grouped by pipeline: `curl ... | grep ...` is one group of two, in order.
+pub fn pipelines_in(markdown: &str, file: &str) -> anyhow::Result<Vec<Vec<Command>>> {
+    let mut out = Vec::new();
+    for block in shell_blocks(markdown, file)? {
+        for p in pipelines(&block.text, block.first_line, file)? {
+            out.push(
+                p.into_iter()
+                    .map(|c| strip_command(c, file))
+                    .collect::<anyhow::Result<_>>()?,
+            );
+        }
+    }
+    Ok(out)
 }
 
 /// Every command of the shell blocks of `markdown` as written (only leading assignments
@@ -84,15 +95,29 @@ pub fn commands(markdown: &str, file: &str) -> anyhow::Result<Vec<Command>> {
 pub fn shell_commands(markdown: &str, file: &str) -> anyhow::Result<Vec<Command>> {
     let mut out = Vec::new();
     for block in shell_blocks(markdown, file)? {
-        out.extend(commands_of(&block.text, block.first_line, file)?);
+        out.extend(
+            pipelines(&block.text, block.first_line, file)?
+                .into_iter()
+                .flatten(),
+        );
     }
     Ok(out)
 }
 
-/// The commands of shell text whose first line is markdown line `line`.
-fn commands_of(text: &str, line: usize, file: &str) -> anyhow::Result<Vec<Command>> {
+fn strip_command(c: Command, file: &str) -> anyhow::Result<Command> {
+    let mut words = strip_compose(c.words(), file, c.line)?.into_iter();
+    let program = words.next().expect("strip_compose never returns empty");
+    Ok(Command {
+        program,
+        args: words.collect(),
+        ..c
+    })
+}
+
+/// The pipelines of shell text whose first line is markdown line `line`.
+fn pipelines(text: &str, line: usize, file: &str) -> anyhow::Result<Vec<Vec<Command>>> {
     let tokens = Lexer::new(text, line, file).tokens()?;
-    simple_commands(tokens, file)
+    pipelines_of(tokens, file)
 }
 
 /// A fenced shell block: its text with prompts removed and output lines blanked (so line numbers
@@ -148,7 +173,10 @@ fn shell_blocks(markdown: &str, file: &str) -> anyhow::Result<Vec<Block>> {
         for l in body {
             let mut keep = l;
             if !continuing {
-                match l.strip_prefix("$ ").or(if l == "$" { Some("") } else { None }) {
+                match l
+                    .strip_prefix("$ ")
+                    .or(if l == "$" { Some("") } else { None })
+                {
                     Some(rest) => keep = rest,
                     // In a console block, what follows no prompt is the command's output.
                     None if console => keep = "",
@@ -177,8 +205,9 @@ enum Token {
         assignment: bool,
         inner: Vec<Substitution>,
     },
-    /// Ends a simple command: newline, `;`, `&`, `|`, `&&`, `||`.
-    Separator,
+    /// Ends a simple command: newline, `;`, `&`, `&&`, `||`; `true` for a pipe (`|`, `|&`),
+    /// which also joins it to the next one.
+    Separator(bool),
 }
 
 /// The text of a `$(...)` and the line it starts on.
@@ -228,8 +257,7 @@ impl<'a> Lexer<'a> {
         let mut out = Vec::new();
         // Set after a redirection operator: the next word is its target, not an argument.
         let mut redirect_target = false;
-        loop {
-            let Some(c) = self.peek(0) else { break };
+        while let Some(c) = self.peek(0) {
             match c {
                 ' ' | '\t' | '\r' => {
                     self.bump();
@@ -243,7 +271,7 @@ impl<'a> Lexer<'a> {
                         return Err(self.error(self.line, "redirection without a target"));
                     }
                     self.bump();
-                    out.push(Token::Separator);
+                    out.push(Token::Separator(false));
                 }
                 '#' => {
                     while self.peek(0).is_some_and(|c| c != '\n') {
@@ -262,15 +290,15 @@ impl<'a> Lexer<'a> {
                         redirect_target = true;
                         continue;
                     }
-                    if self.peek(0) == Some(c) {
-                        self.bump();
-                    } else if c == '|' && self.peek(0) == Some('&') {
+                    // `&&`, `||`, and `|&` (a pipe of both streams).
+                    let doubled = self.peek(0) == Some(c);
+                    if doubled || c == '|' && self.peek(0) == Some('&') {
                         self.bump();
                     }
                     if redirect_target {
                         return Err(self.error(line, "redirection without a target"));
                     }
-                    out.push(Token::Separator);
+                    out.push(Token::Separator(c == '|' && !doubled));
                 }
                 '>' | '<' if self.placeholder_len().is_none() => {
                     let line = self.line;
@@ -278,8 +306,7 @@ impl<'a> Lexer<'a> {
                     redirect_target = !self.duplicated_fd();
                 }
                 '(' | ')' | '`' | '{' | '}'
-                    if c != '{' && c != '}'
-                        || self.peek(1).is_none_or(|n| n.is_whitespace()) =>
+                    if c != '{' && c != '}' || self.peek(1).is_none_or(|n| n.is_whitespace()) =>
                 {
                     return Err(self.error(
                         self.line,
@@ -317,7 +344,7 @@ impl<'a> Lexer<'a> {
         }
         if !self.substitutions.is_empty() {
             let line = self.substitutions[0].line;
-            out.push(Token::Separator);
+            out.push(Token::Separator(false));
             out.push(Token::Word {
                 text: String::new(),
                 line,
@@ -468,7 +495,7 @@ impl<'a> Lexer<'a> {
                 }
                 _ => {
                     self.bump();
-                    if !assignment && !(c.is_ascii_alphanumeric() || c == '_')
+                    if !(assignment || c.is_ascii_alphanumeric() || c == '_')
                         || text.is_empty() && c.is_ascii_digit()
                     {
                         name_ok = false;
@@ -516,11 +543,17 @@ impl<'a> Lexer<'a> {
     }
 }
 
-/// Splits tokens at separators and strips assignments and the compose prefix.
-fn simple_commands(tokens: Vec<Token>, file: &str) -> anyhow::Result<Vec<Command>> {
+/// Splits tokens into pipelines of simple commands, leading assignments stripped. The commands of
+/// a substitution come as pipelines of their own before the pipeline that holds them.
+fn pipelines_of(tokens: Vec<Token>, file: &str) -> anyhow::Result<Vec<Vec<Command>>> {
     let mut out = Vec::new();
+    let mut inner_first: Vec<Vec<Command>> = Vec::new();
+    let mut pipeline: Vec<Command> = Vec::new();
     let mut current: Vec<(String, usize, bool)> = Vec::new();
-    for t in tokens.into_iter().chain(std::iter::once(Token::Separator)) {
+    for t in tokens
+        .into_iter()
+        .chain(std::iter::once(Token::Separator(false)))
+    {
         match t {
             Token::Word {
                 text,
@@ -528,35 +561,30 @@ fn simple_commands(tokens: Vec<Token>, file: &str) -> anyhow::Result<Vec<Command
                 assignment,
                 inner,
             } => {
-                // A substitution runs before the command whose word holds it.
                 for s in inner {
-                    out.extend(commands_of(&s.text, s.line, file)?);
+                    inner_first.extend(pipelines(&s.text, s.line, file)?);
                 }
                 current.push((text, line, assignment));
             }
-            Token::Separator => {
+            Token::Separator(pipe) => {
                 let words = std::mem::take(&mut current);
-                let line = match words.first() {
-                    Some(w) => w.1,
-                    None => continue,
-                };
-                let rest: Vec<String> = words
-                    .into_iter()
-                    .skip_while(|w| w.2)
-                    .map(|w| w.0)
-                    .collect();
-                if rest.is_empty() {
-                    // Only assignments (`SIG=$(...)`): the substitution was listed already.
-                    continue;
+                let line = words.first().map(|w| w.1);
+                let mut rest = words.into_iter().skip_while(|w| w.2).map(|w| w.0);
+                // Only assignments (`SIG=$(...)`) run no program of their own.
+                if let (Some(line), Some(program)) = (line, rest.next()) {
+                    pipeline.push(Command {
+                        file: file.to_owned(),
+                        line,
+                        program,
+                        args: rest.collect(),
+                    });
                 }
-                let mut words = rest.into_iter();
-                let program = words.next().expect("checked non-empty");
-                out.push(Command {
-                    file: file.to_owned(),
-                    line,
-                    program,
-                    args: words.collect(),
-                });
+                if !pipe {
+                    out.append(&mut inner_first);
+                    if !pipeline.is_empty() {
+                        out.push(std::mem::take(&mut pipeline));
+                    }
+                }
             }
         }
     }
@@ -819,7 +847,8 @@ mod tests {
             ]
         );
         // In a console block, lines without a prompt are output.
-        let md = "```console\n$ amtool silence query \\\n    -q\nID  Matchers\nabc foo=bar\n$ ls\n```\n";
+        let md =
+            "```console\n$ amtool silence query \\\n    -q\nID  Matchers\nabc foo=bar\n$ ls\n```\n";
         assert_eq!(
             parse(md),
             vec![
@@ -854,7 +883,11 @@ mod tests {
         assert_eq!(all[0], (2, "tripwire-indexer".into(), v(&["status"])));
         assert_eq!(
             all[1],
-            (3, "pg_dump".into(), v(&["-U", "tripwire", "-Fc", "tripwire"]))
+            (
+                3,
+                "pg_dump".into(),
+                v(&["-U", "tripwire", "-Fc", "tripwire"])
+            )
         );
         assert_eq!(
             all[2],
@@ -865,10 +898,7 @@ mod tests {
             )
         );
         assert_eq!(all[3], (5, "tripwire-replay".into(), v(&["--help"])));
-        assert_eq!(
-            all[4],
-            (6, "tripwire-indexer".into(), v(&["check-config"]))
-        );
+        assert_eq!(all[4], (6, "tripwire-indexer".into(), v(&["check-config"])));
         assert_eq!(
             all[5],
             (
@@ -887,7 +917,8 @@ mod tests {
         );
         assert_eq!(all[7], (9, "psql".into(), v(&[])));
         // Not an assignment: `=` after the program, or in a quoted name.
-        let (_, p, args) = one("```sh\namtool silence add alertname=Foo 'a=b' --duration=2h\n```\n");
+        let (_, p, args) =
+            one("```sh\namtool silence add alertname=Foo 'a=b' --duration=2h\n```\n");
         assert_eq!(p, "amtool");
         assert_eq!(
             args,
@@ -905,7 +936,14 @@ mod tests {
                 (
                     2,
                     "cast".into(),
-                    v(&["wallet", "sign", "--no-hash", "<hash>", "--private-key", "$OWNER_KEY"])
+                    v(&[
+                        "wallet",
+                        "sign",
+                        "--no-hash",
+                        "<hash>",
+                        "--private-key",
+                        "$OWNER_KEY"
+                    ])
                 ),
                 (
                     3,
@@ -947,7 +985,10 @@ mod tests {
     #[test]
     fn errors_name_the_file_and_line() {
         for (md, needle) in [
-            ("```sh\nls\necho 'open\n```\n", "t.md:3: unterminated single quote"),
+            (
+                "```sh\nls\necho 'open\n```\n",
+                "t.md:3: unterminated single quote",
+            ),
             ("```sh\ncat <<EOF\nx\nEOF\n```\n", "t.md:2: heredocs"),
             ("```sh\n(cd x && ls)\n```\n", "t.md:2: `(`"),
             ("```sh\necho `date`\n```\n", "t.md:2: `"),
@@ -965,6 +1006,28 @@ mod tests {
             let e = format!("{:#}", commands(md, "t.md").unwrap_err());
             assert!(e.contains(needle), "{md:?}: {e}");
         }
+    }
+
+    #[test]
+    fn pipelines_group_what_a_pipe_joins() {
+        let md = "```sh\ndocker compose exec indexer-ingest curl -s http://x/metrics \\\n  | grep -E '^a' | head -n 3 && echo done\nls\n```\n";
+        let groups: Vec<Vec<(usize, String)>> = pipelines_in(md, "t.md")
+            .unwrap()
+            .into_iter()
+            .map(|p| p.into_iter().map(|c| (c.line, c.program)).collect())
+            .collect();
+        assert_eq!(
+            groups,
+            vec![
+                vec![
+                    (2, "curl".to_string()),
+                    (3, "grep".to_string()),
+                    (3, "head".to_string())
+                ],
+                vec![(3, "echo".to_string())],
+                vec![(4, "ls".to_string())],
+            ]
+        );
     }
 
     #[test]
@@ -990,8 +1053,11 @@ mod tests {
 
     #[test]
     fn display_requotes() {
-        let c = &commands("```sh\ncast call 0x1 'paused()(bool)' --rpc-url $RPC\n```\n", "t.md")
-            .unwrap()[0];
+        let c = &commands(
+            "```sh\ncast call 0x1 'paused()(bool)' --rpc-url $RPC\n```\n",
+            "t.md",
+        )
+        .unwrap()[0];
         assert_eq!(c.display(), "cast call 0x1 'paused()(bool)' --rpc-url $RPC");
         assert_eq!(c.location(), "t.md:2");
     }
