@@ -46,7 +46,7 @@ struct Cli {
     /// What to do.
     #[arg(long, value_enum, default_value = "reindex")]
     mode: Mode,
-    /// Fetch and compare only: print what is missing or stale, change nothing.
+    /// Change nothing: reindex prints what is missing or stale, reset-cursor the cursor it would set.
     #[arg(long)]
     dry_run: bool,
     /// Do not wait for the sink to write the published records.
@@ -168,6 +168,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 old.map_or("(none)".to_string(), |o| o.to_string()),
                 plan.from
             );
+            if cli.dry_run {
+                let hash = reset::reset(&pool, &plan, &rpc, "", true).await?;
+                println!(
+                    "dry run: the ingest cursor of {} would move from {} to block {} ({hash}); nothing changed",
+                    plan.chain.name,
+                    old.map_or("(none)".to_string(), |o| o.to_string()),
+                    plan.from
+                );
+                return Ok(());
+            }
             if !cli.yes {
                 if !std::io::stdin().is_terminal() {
                     bail!("reset-cursor asks for confirmation: pass --yes when not on a terminal");
@@ -181,7 +191,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             }
             let who = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
-            let hash = reset::reset(&pool, &plan, &rpc, &who).await?;
+            let hash = reset::reset(&pool, &plan, &rpc, &who, false).await?;
             println!(
                 "ingest cursor of {} reset from {} to block {} ({hash}); restart the ingest",
                 plan.chain.name,

@@ -22,12 +22,14 @@ pub async fn current(pool: &PgPool, chain_id: u64) -> Result<Option<u64>, Replay
     Ok(v.map(|v| v as u64))
 }
 
-/// Moves the cursor to `plan.from`; returns the block's hash.
+/// Moves the cursor to `plan.from`; returns the block's hash. With `dry_run` the headers are
+/// fetched and checked the same way, and nothing is written.
 pub async fn reset(
     pool: &PgPool,
     plan: &Plan,
     rpc: &ChainRpc,
     who: &str,
+    dry_run: bool,
 ) -> Result<B256, ReplayError> {
     let to = plan.from;
     let window = plan.chain.max_reorg_depth.max(1);
@@ -50,6 +52,9 @@ pub async fn reset(
             "headers end at {}, not {to}",
             tip.number
         )));
+    }
+    if dry_run {
+        return Ok(tip.hash);
     }
     let old = current(pool, plan.chain.chain_id).await?;
     let mut tx = pool.begin().await?;

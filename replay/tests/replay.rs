@@ -435,6 +435,29 @@ async fn reset_cursor_needs_confirmation_audits_and_the_ingest_resyncs_from_ther
         env.count("SELECT block_number FROM ingest_cursors").await?,
         before
     );
+    // A dry run checks the block against the chain and says what it would do, changing nothing.
+    let (code, out) = env.replay(
+        &config,
+        &[
+            "--chain",
+            "devnet",
+            "--from-block",
+            "10",
+            "--mode",
+            "reset-cursor",
+            "--dry-run",
+        ],
+    )?;
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains(&format!("would move from {before} to block 10")),
+        "{out}"
+    );
+    assert_eq!(
+        env.count("SELECT block_number FROM ingest_cursors").await?,
+        before
+    );
+    assert_eq!(env.count("SELECT count(*) FROM cursor_resets").await?, 0);
     // Confirmed: cursor at 10 with an audit row.
     let (code, out) = env.replay(
         &config,

@@ -67,6 +67,10 @@ enum ProposalsCommand {
     Show {
         /// Proposal id or safeTxHash.
         proposal: String,
+        /// An owner's signature of the safeTxHash (from `cast wallet sign --no-hash`), added to
+        /// the execution command in the order the Safe wants; repeatable.
+        #[arg(long = "signature", value_name = "0x…")]
+        signatures: Vec<String>,
     },
 }
 
@@ -109,7 +113,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .context("applying migrations")?;
             return match command {
                 ProposalsCommand::List { limit, json } => proposals::list(&pool, limit, json).await,
-                ProposalsCommand::Show { proposal } => proposals::show(&ws, &pool, &proposal).await,
+                ProposalsCommand::Show {
+                    proposal,
+                    signatures,
+                } => proposals::show(&ws, &pool, &proposal, &signatures).await,
             };
         }
         None => None,

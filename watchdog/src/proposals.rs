@@ -36,7 +36,12 @@ pub async fn list(pool: &PgPool, limit: i64, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub async fn show(ws: &WatchdogSettings, pool: &PgPool, key: &str) -> anyhow::Result<()> {
+pub async fn show(
+    ws: &WatchdogSettings,
+    pool: &PgPool,
+    key: &str,
+    given: &[String],
+) -> anyhow::Result<()> {
     let Some(p) = store::find(pool, key)
         .await
         .context("reading safe_proposals")?
@@ -100,12 +105,62 @@ pub async fn show(ws: &WatchdogSettings, pool: &PgPool, key: &str) -> anyhow::Re
             Err(e) => println!("  (no service client: {e})"),
         }
     }
+    let hash: alloy::primitives::B256 = p.safe_tx_hash.parse().context("stored safeTxHash")?;
+    let mut added = Vec::new();
+    for sig in given {
+        let signer = signer_of(&hash, sig)?;
+        let who = signer.to_checksum(None);
+        if !sigs.iter().any(|(a, _)| a.eq_ignore_ascii_case(&who)) {
+            sigs.push((who.clone(), sig.clone()));
+            added.push(who);
+        }
+    }
     println!("  signatures gathered ({}):", sigs.len());
     for (who, _) in &sigs {
-        println!("    {who}");
+        let note = if added.contains(who) {
+            "  (--signature)"
+        } else {
+            ""
+        };
+        println!("    {who}{note}");
     }
     print_commands(&p, &tx, &sigs, &rpc);
     Ok(())
+}
+
+/// The address that made `sig` (65 bytes, hex) over the safeTxHash: `v` 27/28 signs the hash
+/// itself (`cast wallet sign --no-hash`), `v` 31/32 the personal-message form (`eth_sign`).
+fn signer_of(
+    hash: &alloy::primitives::B256,
+    sig: &str,
+) -> anyhow::Result<alloy::primitives::Address> {
+    let bytes = alloy::primitives::hex::decode(sig)
+        .map_err(|e| anyhow::anyhow!("--signature {sig}: not hex ({e})"))?;
+    if bytes.len() != 65 {
+        bail!(
+            "--signature {sig}: {} bytes, a signature has 65 (0x and 130 hex digits)",
+            bytes.len()
+        );
+    }
+    let v = bytes[64];
+    let (mut raw, personal) = match v {
+        27 | 28 => (bytes.clone(), false),
+        31 | 32 => (bytes.clone(), true),
+        _ => bail!(
+            "--signature {sig}: v = {v}; expected 27/28 (cast wallet sign --no-hash) or 31/32 (eth_sign)"
+        ),
+    };
+    if personal {
+        raw[64] -= 4;
+    }
+    let parsed = alloy::primitives::Signature::try_from(&raw[..])
+        .map_err(|e| anyhow::anyhow!("--signature {sig}: {e}"))?;
+    let signer = if personal {
+        parsed.recover_address_from_msg(hash.as_slice())
+    } else {
+        parsed.recover_address_from_prehash(hash)
+    };
+    signer.map_err(|e| anyhow::anyhow!("--signature {sig}: no signer recovers from it ({e})"))
 }
 
 fn print_commands(p: &Proposal, tx: &safe::tx::SafeTx, sigs: &[(String, String)], rpc: &str) {
@@ -127,7 +182,8 @@ fn print_commands(p: &Proposal, tx: &safe::tx::SafeTx, sigs: &[(String, String)]
     println!(
         "To execute once the threshold is reached: every signature (65 bytes each, without 0x)"
     );
-    println!("concatenated in ascending order of the signer's address, after 0x. With the signatures above:");
+    println!("concatenated in ascending order of the signer's address, after 0x (`proposals show` does it");
+    println!("with each owner's signature given as --signature 0x…). With the signatures above:");
     println!(
         "  cast send {safe} 'execTransaction(address,uint256,bytes,uint8,uint256,uint256,uint256,address,address,bytes)' \\\n    {to} {value} {data} {op} 0 0 0 {zero} {zero} {sigs} \\\n    --rpc-url {rpc} --private-key $OWNER_KEY",
         safe = p.safe,
@@ -143,4 +199,40 @@ fn print_commands(p: &Proposal, tx: &safe::tx::SafeTx, sigs: &[(String, String)]
         "Or in the Safe wallet: the transaction with nonce {} in the queue of {}.",
         p.nonce, p.safe
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloy::signers::{local::PrivateKeySigner, SignerSync};
+
+    #[test]
+    fn signers_recover_from_both_signature_forms() {
+        let key: PrivateKeySigner =
+            "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d"
+                .parse()
+                .unwrap();
+        let hash = alloy::primitives::keccak256(b"safe tx");
+        // cast wallet sign --no-hash: the hash itself, v 27/28.
+        let direct = key.sign_hash_sync(&hash).unwrap().as_bytes();
+        let hex = alloy::primitives::hex::encode_prefixed(direct);
+        assert_eq!(signer_of(&hash, &hex).unwrap(), key.address());
+        // eth_sign: the personal message of the hash, v + 4.
+        let mut personal = key.sign_message_sync(hash.as_slice()).unwrap().as_bytes();
+        personal[64] += 4;
+        let hex = alloy::primitives::hex::encode_prefixed(personal);
+        assert_eq!(signer_of(&hash, &hex).unwrap(), key.address());
+        // Over another hash it recovers someone else: the Safe would refuse it.
+        let other = alloy::primitives::keccak256(b"other");
+        let hex = alloy::primitives::hex::encode_prefixed(direct);
+        assert_ne!(signer_of(&other, &hex).unwrap(), key.address());
+        let mut bad_v = direct;
+        bad_v[64] = 1;
+        let e = signer_of(&hash, &alloy::primitives::hex::encode_prefixed(bad_v)).unwrap_err();
+        assert!(e.to_string().contains("v = 1"), "{e}");
+        assert!(signer_of(&hash, "0xzz")
+            .unwrap_err()
+            .to_string()
+            .contains("not hex"));
+    }
 }

@@ -185,6 +185,37 @@ async fn d1_d2_proposal_hash_and_signature_hold_on_chain_and_two_owners_pause() 
         "{out}"
     );
     assert!(out.contains("execTransaction"), "{out}");
+    // With the second owner's signature the printed execution carries both, lower address first.
+    let owner2: PrivateKeySigner = tsafe::OWNER_KEYS[1].parse()?;
+    let hash: B256 = p.safe_tx_hash.parse()?;
+    let sig2 = alloy::primitives::hex::encode_prefixed(owner2.sign_hash(&hash).await?.as_bytes());
+    let (ok, out) =
+        env.watchdog_command(&["proposals", "show", &p.safe_tx_hash, "--signature", &sig2])?;
+    assert!(ok, "{out}");
+    assert!(
+        out.contains(&format!(
+            "{}  (--signature)",
+            owner2.address().to_checksum(None)
+        )),
+        "{out}"
+    );
+    let proposer: PrivateKeySigner = tsafe::OWNER_KEYS[0].parse()?;
+    let mut both = vec![
+        (
+            format!("{:#x}", proposer.address()),
+            p.signature.trim_start_matches("0x").to_string(),
+        ),
+        (
+            format!("{:#x}", owner2.address()),
+            sig2.trim_start_matches("0x").to_string(),
+        ),
+    ];
+    both.sort();
+    let packed = format!("0x{}{}", both[0].1, both[1].1);
+    assert!(out.contains(&packed), "{out}");
+    // A signature that is not one is refused, naming it.
+    let (ok, out) = env.watchdog_command(&["proposals", "show", "1", "--signature", "0x1234"])?;
+    assert!(!ok && out.contains("--signature 0x1234: 2 bytes"), "{out}");
     let (ok, out) = env.watchdog_command(&["proposals", "list"])?;
     assert!(ok && out.contains(&p.safe_tx_hash), "{out}");
     Ok(())
