@@ -49,12 +49,13 @@ pub async fn show(
         bail!("no proposal with id or safeTxHash `{key}`");
     };
     let tx = safe::stored_tx(&p)?;
-    let rpc = ws
+    let chain = ws
         .settings
         .config
         .chains
         .iter()
-        .find(|c| c.chain_id as i64 == p.chain_id)
+        .find(|c| c.chain_id as i64 == p.chain_id);
+    let rpc = chain
         .and_then(|c| c.all_providers().into_iter().next())
         .map(|p| tripwire_indexer::config::redact_url(&p.url))
         .unwrap_or_else(|| "$RPC_URL".into());
@@ -106,10 +107,26 @@ pub async fn show(
         }
     }
     let hash: alloy::primitives::B256 = p.safe_tx_hash.parse().context("stored safeTxHash")?;
+    let owners = if given.is_empty() {
+        None
+    } else {
+        safe_owners(chain, &p.safe).await
+    };
     let mut added = Vec::new();
     for sig in given {
         let signer = signer_of(&hash, sig)?;
         let who = signer.to_checksum(None);
+        // The Safe would refuse it at execution (GS026); say so now, with the owners to compare.
+        if let Some(owners) = &owners {
+            if !owners.contains(&signer) {
+                let list: Vec<String> = owners.iter().map(|o| o.to_checksum(None)).collect();
+                bail!(
+                    "--signature {sig}: signed by {who}, which is not an owner of Safe {} (owners: {})",
+                    p.safe,
+                    list.join(", ")
+                );
+            }
+        }
         if !sigs.iter().any(|(a, _)| a.eq_ignore_ascii_case(&who)) {
             sigs.push((who.clone(), sig.clone()));
             added.push(who);
@@ -126,6 +143,34 @@ pub async fn show(
     }
     print_commands(&p, &tx, &sigs, &rpc);
     Ok(())
+}
+
+/// The Safe's owners read from the chain, or `None` (with a printed reason) when it cannot be
+/// read: the command is still printed, and the simulation the runbook runs catches a non-owner.
+async fn safe_owners(
+    chain: Option<&tripwire_indexer::config::ChainConfig>,
+    safe: &str,
+) -> Option<Vec<alloy::primitives::Address>> {
+    let chain = chain?;
+    let urls: Vec<String> = chain.all_providers().into_iter().map(|p| p.url).collect();
+    let read = async {
+        let reader = safe::chain::ChainReader::new(
+            &urls,
+            std::time::Duration::from_secs(chain.rpc_timeout_s.max(1)),
+        )?;
+        let address = safe.parse().map_err(|_| safe::chain::ChainError::Decode {
+            call: "the stored Safe address".into(),
+            message: safe.to_string(),
+        })?;
+        reader.safe_owners(address).await
+    };
+    match read.await {
+        Ok(owners) => Some(owners),
+        Err(e) => {
+            println!("  (could not read the Safe's owners to check the signers: {e})");
+            None
+        }
+    }
 }
 
 /// The address that made `sig` (65 bytes, hex) over the safeTxHash: `v` 27/28 signs the hash

@@ -213,6 +213,19 @@ async fn d1_d2_proposal_hash_and_signature_hold_on_chain_and_two_owners_pause() 
     both.sort();
     let packed = format!("0x{}{}", both[0].1, both[1].1);
     assert!(out.contains(&packed), "{out}");
+    // A non-owner's signature is refused with the Safe's owners, before the Safe would.
+    let stranger: PrivateKeySigner =
+        "0x47e179ec197488593b187f80a00eb0da91f1b9d0b13f8733639f19c30a34926a".parse()?;
+    let sig = alloy::primitives::hex::encode_prefixed(stranger.sign_hash(&hash).await?.as_bytes());
+    let (ok, out) =
+        env.watchdog_command(&["proposals", "show", &p.safe_tx_hash, "--signature", &sig])?;
+    assert!(
+        !ok && out.contains(&format!(
+            "signed by {}, which is not an owner",
+            stranger.address().to_checksum(None)
+        )),
+        "{out}"
+    );
     // A signature that is not one is refused, naming it.
     let (ok, out) = env.watchdog_command(&["proposals", "show", "1", "--signature", "0x1234"])?;
     assert!(!ok && out.contains("--signature 0x1234: 2 bytes"), "{out}");
