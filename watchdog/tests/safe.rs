@@ -200,7 +200,7 @@ async fn d1_d2_proposal_hash_and_signature_hold_on_chain_and_two_owners_pause() 
         "{out}"
     );
     let proposer: PrivateKeySigner = tsafe::OWNER_KEYS[0].parse()?;
-    let mut both = vec![
+    let mut both = [
         (
             format!("{:#x}", proposer.address()),
             p.signature.trim_start_matches("0x").to_string(),
