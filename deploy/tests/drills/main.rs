@@ -324,6 +324,37 @@ fn curl_grep(
     }
 }
 
+/// The head of a drill's configuration: Postgres, Kafka, a free metrics port and the devnet chain
+/// with `chain_lines` last (its providers, which may be `[[chains.providers]]` tables, and tuning);
+/// the caller appends contracts and the watchdog.
+fn config_head(
+    db: &TestDb,
+    kafka: &testkit::kafka::TestKafka,
+    topic: &str,
+    chain_lines: &str,
+) -> String {
+    format!(
+        r#"
+[postgres]
+url = "{pg}"
+max_connections = 4
+[kafka]
+brokers = "{brokers}"
+topic = "{topic}"
+[server]
+listen = "127.0.0.1:0"
+[[chains]]
+name = "devnet"
+chain_id = 31337
+poll_interval_ms = 100
+rpc_timeout_s = 10
+{chain_lines}
+"#,
+        pg = db.url(),
+        brokers = kafka.brokers(),
+    )
+}
+
 // ------------------------------------------------------------------------------------------------
 // Postgres
 

@@ -16,8 +16,8 @@ use testkit::process::Proc;
 use tripwire_deploy::runbook::Command;
 
 use crate::{
-    curl_grep, eventually, executable, fill, find, has, pipelines, run, run_ok, runbook,
-    runbook_text, scratch,
+    config_head, curl_grep, eventually, executable, fill, find, has, pipelines, run, run_ok,
+    runbook, runbook_text, scratch,
 };
 
 /// The ```toml blocks of a runbook, in order.
@@ -71,33 +71,16 @@ async fn added_provider_validates_and_reports_up() -> Result<()> {
         let path = dir.join(format!("{name}.toml"));
         std::fs::write(
             &path,
-            format!(
-                r#"
-[postgres]
-url = "{pg}"
-max_connections = 4
-[kafka]
-brokers = "{brokers}"
-topic = "{topic}"
-[server]
-listen = "127.0.0.1:0"
-[[chains]]
-name = "devnet"
-chain_id = 31337
-{rpc_line}
-poll_interval_ms = 100
-rpc_timeout_s = 10
-{extra}
-[[contracts]]
+            config_head(&db, &kafka, &topic, &format!("{rpc_line}\n{extra}"))
+                + &format!(
+                    r#"[[contracts]]
 name = "treasury"
 chain = "devnet"
 addresses = ["0xCf7Ed3AccA5a467e9e704C703E8D87F634fB0Fc9"]
 abi = "{abi}"
 "#,
-                pg = db.url(),
-                brokers = kafka.brokers(),
-                abi = testkit::contracts::artifact_path("Treasury").display(),
-            ),
+                    abi = testkit::contracts::artifact_path("Treasury").display(),
+                ),
         )?;
         Ok(path)
     };

@@ -16,7 +16,7 @@ use testkit::safe::OWNER_KEYS;
 use tripwire_deploy::runbook::Command;
 
 use super::{Book, ADMIN_KEY};
-use crate::{eventually, executable, fill, run, run_ok};
+use crate::{config_head, eventually, executable, fill, run, run_ok};
 
 /// What the demo deployment put on the chain, and who acts on it.
 pub(super) struct Chain {
@@ -129,24 +129,13 @@ impl Stack {
         let config = dir.join("tripwire.toml");
         std::fs::write(
             &config,
-            format!(
-                r#"
-[postgres]
-url = "{pg}"
-max_connections = 4
-[kafka]
-brokers = "{brokers}"
-topic = "{topic}"
-[server]
-listen = "127.0.0.1:0"
-[[chains]]
-name = "devnet"
-chain_id = 31337
-rpc_urls = ["{rpc}"]
-poll_interval_ms = 100
-range_blocks = 200
-rpc_timeout_s = 10
-[[contracts]]
+            config_head(
+                db,
+                kafka,
+                &topic,
+                &format!("rpc_urls = [\"{}\"]\nrange_blocks = 200", chain.rpc),
+            ) + &format!(
+                r#"[[contracts]]
 name = "treasury"
 chain = "devnet"
 addresses = ["{treasury}"]
@@ -174,9 +163,6 @@ multisend = "{multisend}"
 [[watchdog.safe.targets]]
 contract = "treasury"
 "#,
-                pg = db.url(),
-                brokers = kafka.brokers(),
-                rpc = chain.rpc,
                 treasury = chain.treasury,
                 abi = testkit::contracts::artifact_path("Treasury").display(),
                 am = am.url(),
