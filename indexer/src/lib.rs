@@ -8,6 +8,7 @@ pub mod health;
 pub mod ingest;
 pub mod kafka;
 pub mod metrics;
+pub mod offsets;
 pub mod probes;
 pub mod rpc;
 pub mod server;

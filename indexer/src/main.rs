@@ -5,7 +5,7 @@ use std::{net::SocketAddr, path::PathBuf, process::ExitCode, time::Duration};
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
-use tripwire_indexer::{app, config::Settings, status};
+use tripwire_indexer::{app, config::Settings, offsets, status};
 
 #[derive(Parser)]
 #[command(
@@ -48,6 +48,38 @@ enum Command {
     },
     /// Check the configuration file and exit.
     CheckConfig,
+    /// The stream positions the sink and the watchdog store, against what Kafka still holds.
+    Offsets {
+        #[command(subcommand)]
+        command: OffsetsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum OffsetsCommand {
+    /// Each consumer's position per partition, the earliest record kept, the end and the lag.
+    List {
+        /// Only this consumer (`[sink] consumer`, `[watchdog] consumer`); default all.
+        #[arg(long)]
+        consumer: Option<String>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Move a stopped consumer to the earliest record kept (its position was lost to retention;
+    /// re-index the gap with tripwire-replay) or to the end (a restored database already holds
+    /// what the stream has since).
+    Reset {
+        /// The consumer to move (`[sink] consumer` or `[watchdog] consumer`).
+        #[arg(long)]
+        consumer: String,
+        /// Where to.
+        #[arg(long, value_enum)]
+        to: offsets::Target,
+        /// Answer yes to the confirmation.
+        #[arg(long)]
+        yes: bool,
+    },
 }
 
 #[derive(clap::Args)]
@@ -107,6 +139,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             return Ok(());
         }
+        Command::Offsets { command } => {
+            let pool = app::connect_postgres(&settings, Duration::from_secs(5)).await?;
+            let topics: Vec<String> = settings
+                .config
+                .chains
+                .iter()
+                .map(|c| settings.topic(c))
+                .collect();
+            return offsets_command(&pool, &settings, &topics, command).await;
+        }
         Command::CheckConfig => {
             println!(
                 "{}: ok ({} chains, {} contracts)",
@@ -124,5 +166,55 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     app::cancel_on_signal(shutdown.clone());
     app::run(settings, roles, listen, shutdown).await?;
+    Ok(())
+}
+
+async fn offsets_command(
+    pool: &sqlx::PgPool,
+    settings: &Settings,
+    topics: &[String],
+    command: &OffsetsCommand,
+) -> anyhow::Result<()> {
+    use std::io::{BufRead, IsTerminal, Write};
+    let kafka = &settings.config.kafka;
+    match command {
+        OffsetsCommand::List { consumer, json } => {
+            let names: Vec<String> = consumer.iter().cloned().collect();
+            let positions = offsets::read(pool, kafka, topics, &names).await?;
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&positions)?);
+            } else {
+                print!("{}", offsets::render(&positions));
+            }
+        }
+        OffsetsCommand::Reset { consumer, to, yes } => {
+            let positions =
+                offsets::read(pool, kafka, topics, std::slice::from_ref(consumer)).await?;
+            print!("{}", offsets::render(&positions));
+            if !yes {
+                if !std::io::stdin().is_terminal() {
+                    anyhow::bail!(
+                        "offsets reset asks for confirmation: pass --yes when not on a terminal"
+                    );
+                }
+                eprint!(
+                    "Move {consumer} to the {} of every partition above? It must be stopped first. Type the consumer name to confirm: ",
+                    match to {
+                        offsets::Target::Earliest => "earliest record kept",
+                        offsets::Target::Latest => "end",
+                    }
+                );
+                std::io::stderr().flush().ok();
+                let mut line = String::new();
+                std::io::stdin().lock().read_line(&mut line)?;
+                if line.trim() != consumer {
+                    anyhow::bail!("not confirmed: nothing changed");
+                }
+            }
+            let moved = offsets::reset(pool, consumer, &positions, *to).await?;
+            println!("moved {consumer}; start it again:");
+            print!("{}", offsets::render(&moved));
+        }
+    }
     Ok(())
 }

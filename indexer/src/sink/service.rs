@@ -42,8 +42,9 @@ pub enum SinkError {
     MissingTopic { topic: String, brokers: String },
     #[error(
         "kafka: the sink's stored position is no longer in the topic ({reason}). Records were \
-         removed by retention before the sink wrote them; re-index the affected blocks with \
-         tripwire-replay, then reset the position. Stopping instead of skipping them"
+         removed by retention before the sink wrote them. Stopping instead of skipping them: move \
+         the position with `tripwire-indexer offsets reset --consumer <[sink] consumer> --to \
+         earliest`, start the sink, and re-index the blocks in between with tripwire-replay"
     )]
     PositionLost { reason: String },
 }

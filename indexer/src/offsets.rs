@@ -1,0 +1,202 @@
+//! `tripwire-indexer offsets`: the stream positions the sink and the watchdog keep in Postgres
+//! (`sink_offsets`), next to what each partition still holds, and the two resets the runbooks need:
+//! to the earliest record Kafka still keeps, when retention removed the stored position (the sink
+//! stops rather than skip; the gap is then re-indexed with `tripwire-replay`), and to the end, when
+//! a restored database already reflects what the stream holds since (the watchdog would otherwise
+//! detect, alert and propose again for incidents already handled). The consumer must be stopped:
+//! it keeps its position in memory and would write its own back.
+
+use std::time::Duration;
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use sqlx::PgPool;
+
+use crate::config::KafkaConfig;
+use crate::kafka::client_config;
+
+/// Where a reset moves a consumer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Target {
+    /// The first record the partition still holds (its low watermark).
+    Earliest,
+    /// After the last record (its high watermark): nothing already in the topic is read.
+    Latest,
+}
+
+/// One partition of one topic, for one consumer.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Position {
+    pub consumer: String,
+    pub topic: String,
+    pub partition: i32,
+    /// The next offset the consumer reads, as stored; `None` before its first write.
+    pub stored: Option<i64>,
+    /// The first offset the partition still holds.
+    pub low: i64,
+    /// The offset after the last record.
+    pub high: i64,
+}
+
+impl Position {
+    /// Records between the position and the end.
+    pub fn lag(&self) -> i64 {
+        (self.high - self.stored.unwrap_or(self.low)).max(0)
+    }
+
+    /// The stored position was removed by retention: the consumer cannot continue from it.
+    pub fn lost(&self) -> bool {
+        self.stored.is_some_and(|s| s < self.low)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum OffsetsError {
+    #[error("kafka: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+    #[error("postgres: {0}")]
+    Postgres(#[from] sqlx::Error),
+    #[error("topic {0} does not exist on the brokers")]
+    NoTopic(String),
+    #[error("kafka.brokers is `embedded`: offsets needs the address of the broker the processes use (set KAFKA_BROKERS)")]
+    Embedded,
+    #[error("no stored position for consumer `{0}` (consumers with one: {1})")]
+    UnknownConsumer(String, String),
+}
+
+/// The positions of `consumers` on `topics` (every consumer with a stored position when empty).
+pub async fn read(
+    pool: &PgPool,
+    kafka: &KafkaConfig,
+    topics: &[String],
+    consumers: &[String],
+) -> Result<Vec<Position>, OffsetsError> {
+    if kafka.brokers.trim() == crate::kafka::EMBEDDED {
+        return Err(OffsetsError::Embedded);
+    }
+    let stored: Vec<(String, String, i32, i64)> = sqlx::query_as(
+        "SELECT consumer, topic, partition, next_offset FROM sink_offsets ORDER BY 1, 2, 3",
+    )
+    .fetch_all(pool)
+    .await?;
+    let mut names: Vec<String> = consumers.to_vec();
+    if names.is_empty() {
+        names = stored.iter().map(|r| r.0.clone()).collect();
+        names.dedup();
+    }
+    let client: BaseConsumer = client_config(kafka, &kafka.brokers).create()?;
+    let timeout = Duration::from_secs(10);
+    let mut out = Vec::new();
+    for topic in topics {
+        let marks =
+            tokio::task::block_in_place(|| -> Result<Vec<(i32, i64, i64)>, OffsetsError> {
+                let md = client.fetch_metadata(Some(topic), timeout)?;
+                let t = md
+                    .topics()
+                    .iter()
+                    .find(|t| {
+                        t.name() == topic && t.error().is_none() && !t.partitions().is_empty()
+                    })
+                    .ok_or_else(|| OffsetsError::NoTopic(topic.clone()))?;
+                t.partitions()
+                    .iter()
+                    .map(|p| {
+                        let (low, high) = client.fetch_watermarks(topic, p.id(), timeout)?;
+                        Ok((p.id(), low, high))
+                    })
+                    .collect()
+            })?;
+        for name in &names {
+            for (partition, low, high) in &marks {
+                let stored = stored
+                    .iter()
+                    .find(|r| &r.0 == name && &r.1 == topic && r.2 == *partition)
+                    .map(|r| r.3);
+                out.push(Position {
+                    consumer: name.clone(),
+                    topic: topic.clone(),
+                    partition: *partition,
+                    stored,
+                    low: *low,
+                    high: *high,
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Moves `consumer` to `target` on every partition of `positions`; returns the new positions.
+pub async fn reset(
+    pool: &PgPool,
+    consumer: &str,
+    positions: &[Position],
+    target: Target,
+) -> Result<Vec<Position>, OffsetsError> {
+    let known: Vec<String> =
+        sqlx::query_scalar("SELECT DISTINCT consumer FROM sink_offsets ORDER BY 1")
+            .fetch_all(pool)
+            .await?;
+    if !known.iter().any(|k| k == consumer) {
+        return Err(OffsetsError::UnknownConsumer(
+            consumer.to_string(),
+            if known.is_empty() {
+                "none".into()
+            } else {
+                known.join(", ")
+            },
+        ));
+    }
+    let mut tx = pool.begin().await?;
+    let mut moved = Vec::new();
+    for p in positions.iter().filter(|p| p.consumer == consumer) {
+        let next = match target {
+            Target::Earliest => p.low,
+            Target::Latest => p.high,
+        };
+        sqlx::query(
+            "INSERT INTO sink_offsets (consumer, topic, partition, next_offset, updated_at)
+             VALUES ($1, $2, $3, $4, now())
+             ON CONFLICT (consumer, topic, partition)
+             DO UPDATE SET next_offset = EXCLUDED.next_offset, updated_at = now()",
+        )
+        .bind(consumer)
+        .bind(&p.topic)
+        .bind(p.partition)
+        .bind(next)
+        .execute(&mut *tx)
+        .await?;
+        moved.push(Position {
+            stored: Some(next),
+            ..p.clone()
+        });
+    }
+    tx.commit().await?;
+    Ok(moved)
+}
+
+/// The table `offsets` prints.
+pub fn render(positions: &[Position]) -> String {
+    let mut s = format!(
+        "{:<20} {:<32} {:>9} {:>12} {:>12} {:>12} {:>10}\n",
+        "consumer", "topic", "partition", "position", "earliest", "end", "lag"
+    );
+    for p in positions {
+        let stored = p.stored.map_or("-".to_string(), |v| v.to_string());
+        let note = if p.lost() {
+            "  LOST: below the earliest record kept (reset --to earliest, then replay the gap)"
+        } else {
+            ""
+        };
+        s.push_str(&format!(
+            "{:<20} {:<32} {:>9} {:>12} {:>12} {:>12} {:>10}{note}\n",
+            p.consumer,
+            p.topic,
+            p.partition,
+            stored,
+            p.low,
+            p.high,
+            p.lag()
+        ));
+    }
+    s
+}
