@@ -245,6 +245,9 @@ explorer_tx_url = "https://explorer.invalid/tx/{{tx_hash}}"
     /// Waits until the watchdog's stored position covers the whole topic and its state is saved.
     pub async fn wait_watchdog_caught_up(&self, wd: &Proc, timeout: Duration) -> Result<()> {
         let deadline = Instant::now() + timeout;
+        // The lag gauge is refreshed every checkpoint interval (1 s here): only a reading taken
+        // well after the ingest stored the head covers every record it published.
+        let mut ingested_at: Option<Instant> = None;
         loop {
             let lag = wd.metric("tripwire_watchdog_consumer_lag_records").await?;
             let consumed = wd
@@ -256,8 +259,13 @@ explorer_tx_url = "https://explorer.invalid/tx/{{tx_hash}}"
             )
             .fetch_one(self.db.pool())
             .await?;
-            if consumed > 0.0 && lag == 0.0 && stored == Some(head as i64) {
-                return Ok(());
+            if stored == Some(head as i64) {
+                let since = *ingested_at.get_or_insert_with(Instant::now);
+                if consumed > 0.0 && lag == 0.0 && since.elapsed() >= Duration::from_millis(2500) {
+                    return Ok(());
+                }
+            } else {
+                ingested_at = None;
             }
             if Instant::now() > deadline {
                 bail!(
