@@ -5,6 +5,7 @@
 
 pub mod compose;
 pub mod dashboard;
+pub mod metrics;
 pub mod runbook;
 
 use std::path::PathBuf;

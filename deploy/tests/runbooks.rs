@@ -73,18 +73,6 @@ fn all_commands() -> Result<Vec<Command>> {
     Ok(out)
 }
 
-/// The executable behind a runbook program, as the tests run it.
-fn executable(program: &str) -> Result<PathBuf> {
-    Ok(match program {
-        "tripwire-indexer" | "tripwire-watchdog" | "tripwire-replay" => {
-            testkit::workspace_bin(program)?
-        }
-        "amtool" => PathBuf::from("/usr/bin/amtool"),
-        "cast" => tripwire_deploy::repo_root().join("tools/node_modules/.bin/cast"),
-        other => PathBuf::from(other),
-    })
-}
-
 /// What one `--help` says: the flags (and whether each takes a value), the subcommand tree as
 /// listed, and whether the command takes positional arguments.
 #[derive(Debug, Default)]
@@ -201,7 +189,7 @@ impl Checker {
         if let Some(h) = self.helps.get(&key) {
             return Ok(h.clone());
         }
-        let exe = executable(&cmd.program)?;
+        let exe = testkit::program(&cmd.program)?;
         let out = Process::new(&exe)
             .args(path)
             .arg("--help")
@@ -641,17 +629,6 @@ fn the_index_names_tests_that_exist() -> Result<()> {
     Ok(())
 }
 
-/// Metric names the processes register (`indexer/src/metrics.rs`, `watchdog/src/metrics.rs`).
-fn registered_metrics() -> Result<BTreeSet<String>> {
-    let name = regex::Regex::new(r#""(tripwire_[a-z0-9_]+)""#)?;
-    let mut out = BTreeSet::new();
-    for f in ["indexer/src/metrics.rs", "watchdog/src/metrics.rs"] {
-        let text = std::fs::read_to_string(tripwire_deploy::repo_root().join(f))?;
-        out.extend(name.captures_iter(&text).map(|c| c[1].to_owned()));
-    }
-    Ok(out)
-}
-
 /// `^tripwire_(a|b)`, `^tripwire_x_(a|b)` and `^tripwire_a` in a grep pattern -> the names it
 /// selects.
 fn pattern_names(pattern: &str) -> Vec<String> {
@@ -680,7 +657,7 @@ fn pattern_names(pattern: &str) -> Vec<String> {
 
 #[test]
 fn metric_names_in_the_runbooks_are_registered() -> Result<()> {
-    let metrics = registered_metrics()?;
+    let metrics = tripwire_deploy::metrics::declared()?;
     assert!(metrics.len() > 30, "{metrics:?}");
     let compose = std::fs::read_to_string(tripwire_deploy::repo_root().join("docker-compose.yml"))?;
     let word = regex::Regex::new(r"`(tripwire_[a-z0-9_]+)[`{]")?;

@@ -175,7 +175,6 @@ async fn offsets_command(
     topics: &[String],
     command: &OffsetsCommand,
 ) -> anyhow::Result<()> {
-    use std::io::{BufRead, IsTerminal, Write};
     let kafka = &settings.config.kafka;
     match command {
         OffsetsCommand::List { consumer, json } => {
@@ -191,26 +190,18 @@ async fn offsets_command(
             let positions =
                 offsets::read(pool, kafka, topics, std::slice::from_ref(consumer)).await?;
             print!("{}", offsets::render(&positions));
-            if !yes {
-                if !std::io::stdin().is_terminal() {
-                    anyhow::bail!(
-                        "offsets reset asks for confirmation: pass --yes when not on a terminal"
-                    );
-                }
-                eprint!(
-                    "Move {consumer} to the {} of every partition above? It must be stopped first. Type the consumer name to confirm: ",
+            app::confirm(
+                *yes,
+                "offsets reset",
+                &format!(
+                    "Move {consumer} to the {} of every partition above? It must be stopped first.",
                     match to {
                         offsets::Target::Earliest => "earliest record kept",
                         offsets::Target::Latest => "end",
                     }
-                );
-                std::io::stderr().flush().ok();
-                let mut line = String::new();
-                std::io::stdin().lock().read_line(&mut line)?;
-                if line.trim() != consumer {
-                    anyhow::bail!("not confirmed: nothing changed");
-                }
-            }
+                ),
+                consumer,
+            )?;
             let moved = offsets::reset(pool, consumer, &positions, *to).await?;
             println!("moved {consumer}; start it again:");
             print!("{}", offsets::render(&moved));

@@ -78,11 +78,23 @@ pub async fn read(
     )
     .fetch_all(pool)
     .await?;
-    let mut names: Vec<String> = consumers.to_vec();
-    if names.is_empty() {
-        names = stored.iter().map(|r| r.0.clone()).collect();
-        names.dedup();
+    let mut known: Vec<String> = stored.iter().map(|r| r.0.clone()).collect();
+    known.dedup();
+    if let Some(unknown) = consumers.iter().find(|c| !known.contains(c)) {
+        return Err(OffsetsError::UnknownConsumer(
+            unknown.clone(),
+            if known.is_empty() {
+                "none".into()
+            } else {
+                known.join(", ")
+            },
+        ));
     }
+    let names = if consumers.is_empty() {
+        known
+    } else {
+        consumers.to_vec()
+    };
     let client: BaseConsumer = client_config(kafka, &kafka.brokers).create()?;
     let timeout = Duration::from_secs(10);
     let mut out = Vec::new();
@@ -125,27 +137,14 @@ pub async fn read(
     Ok(out)
 }
 
-/// Moves `consumer` to `target` on every partition of `positions`; returns the new positions.
+/// Moves `consumer` to `target` on every partition of `positions` (from [`read`], which refuses
+/// a consumer with no stored position); returns the new positions.
 pub async fn reset(
     pool: &PgPool,
     consumer: &str,
     positions: &[Position],
     target: Target,
 ) -> Result<Vec<Position>, OffsetsError> {
-    let known: Vec<String> =
-        sqlx::query_scalar("SELECT DISTINCT consumer FROM sink_offsets ORDER BY 1")
-            .fetch_all(pool)
-            .await?;
-    if !known.iter().any(|k| k == consumer) {
-        return Err(OffsetsError::UnknownConsumer(
-            consumer.to_string(),
-            if known.is_empty() {
-                "none".into()
-            } else {
-                known.join(", ")
-            },
-        ));
-    }
     let mut tx = pool.begin().await?;
     let mut moved = Vec::new();
     for p in positions.iter().filter(|p| p.consumer == consumer) {

@@ -1,11 +1,10 @@
 //! `tripwire-replay`: the command line of the replay modes.
 
-use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use clap::{Parser, ValueEnum};
 use tokio_util::sync::CancellationToken;
 use tripwire_indexer::{app, config::Settings, rpc::ChainRpc};
@@ -162,41 +161,30 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Mode::ResetCursor => {
             let old = reset::current(&pool, plan.chain.chain_id).await?;
-            let prompt = format!(
-                "Reset the ingest cursor of {} from {} to block {}? The ingest must be stopped first. Type the chain name to confirm: ",
-                plan.chain.name,
-                old.map_or("(none)".to_string(), |o| o.to_string()),
-                plan.from
-            );
+            let old = old.map_or("(none)".to_string(), |o| o.to_string());
+            let recent = reset::window(&plan, &rpc).await?;
             if cli.dry_run {
-                let hash = reset::reset(&pool, &plan, &rpc, "", true).await?;
+                let hash = recent.last().map(|b| b.hash).unwrap_or_default();
                 println!(
-                    "dry run: the ingest cursor of {} would move from {} to block {} ({hash}); nothing changed",
-                    plan.chain.name,
-                    old.map_or("(none)".to_string(), |o| o.to_string()),
-                    plan.from
+                    "dry run: the ingest cursor of {} would move from {old} to block {} ({hash}); nothing changed",
+                    plan.chain.name, plan.from
                 );
                 return Ok(());
             }
-            if !cli.yes {
-                if !std::io::stdin().is_terminal() {
-                    bail!("reset-cursor asks for confirmation: pass --yes when not on a terminal");
-                }
-                eprint!("{prompt}");
-                std::io::stderr().flush().ok();
-                let mut line = String::new();
-                std::io::stdin().lock().read_line(&mut line)?;
-                if line.trim() != plan.chain.name {
-                    bail!("not confirmed: nothing changed");
-                }
-            }
+            app::confirm(
+                cli.yes,
+                "reset-cursor",
+                &format!(
+                    "Reset the ingest cursor of {} from {old} to block {}? The ingest must be stopped first.",
+                    plan.chain.name, plan.from
+                ),
+                &plan.chain.name,
+            )?;
             let who = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
-            let hash = reset::reset(&pool, &plan, &rpc, &who, false).await?;
+            let hash = reset::reset(&pool, &plan, &recent, &who).await?;
             println!(
-                "ingest cursor of {} reset from {} to block {} ({hash}); restart the ingest",
-                plan.chain.name,
-                old.map_or("(none)".to_string(), |o| o.to_string()),
-                plan.from
+                "ingest cursor of {} reset from {old} to block {} ({hash}); restart the ingest",
+                plan.chain.name, plan.from
             );
         }
     }

@@ -22,15 +22,9 @@ pub async fn current(pool: &PgPool, chain_id: u64) -> Result<Option<u64>, Replay
     Ok(v.map(|v| v as u64))
 }
 
-/// Moves the cursor to `plan.from`; returns the block's hash. With `dry_run` the headers are
-/// fetched and checked the same way, and nothing is written.
-pub async fn reset(
-    pool: &PgPool,
-    plan: &Plan,
-    rpc: &ChainRpc,
-    who: &str,
-    dry_run: bool,
-) -> Result<B256, ReplayError> {
+/// The canonical blocks the cursor at `plan.from` keeps (up to the reorg depth below it, the
+/// block itself last), checked against the chain before anything is asked or written.
+pub async fn window(plan: &Plan, rpc: &ChainRpc) -> Result<Vec<BlockRef>, ReplayError> {
     let to = plan.from;
     let window = plan.chain.max_reorg_depth.max(1);
     let from = to.saturating_sub(window - 1);
@@ -53,9 +47,19 @@ pub async fn reset(
             tip.number
         )));
     }
-    if dry_run {
-        return Ok(tip.hash);
-    }
+    Ok(recent)
+}
+
+/// Moves the cursor to the last block of `recent` (from [`window`]); returns its hash.
+pub async fn reset(
+    pool: &PgPool,
+    plan: &Plan,
+    recent: &[BlockRef],
+    who: &str,
+) -> Result<B256, ReplayError> {
+    let tip = *recent
+        .last()
+        .ok_or_else(|| ReplayError::Range("no block to reset to".into()))?;
     let old = current(pool, plan.chain.chain_id).await?;
     let mut tx = pool.begin().await?;
     sqlx::query(
@@ -65,9 +69,9 @@ pub async fn reset(
            block_hash = EXCLUDED.block_hash, recent = EXCLUDED.recent, updated_at = now()",
     )
     .bind(plan.chain.chain_id as i64)
-    .bind(to as i64)
+    .bind(tip.number as i64)
     .bind(tip.hash.as_slice())
-    .bind(serde_json::to_value(&recent).unwrap_or_default())
+    .bind(serde_json::to_value(recent).unwrap_or_default())
     .execute(&mut *tx)
     .await?;
     sqlx::query(
@@ -76,7 +80,7 @@ pub async fn reset(
     )
     .bind(plan.chain.chain_id as i64)
     .bind(old.map(|o| o as i64))
-    .bind(to as i64)
+    .bind(tip.number as i64)
     .bind(tip.hash.as_slice())
     .bind(who)
     .execute(&mut *tx)

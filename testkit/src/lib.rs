@@ -65,3 +65,15 @@ pub fn workspace_bin(name: &str) -> anyhow::Result<PathBuf> {
     }
     Ok(bin)
 }
+
+/// The local program a test runs for `name`: the workspace's binaries ([`workspace_bin`]), the
+/// pinned npm tools (`anvil`, `cast` under `tools/`), otherwise `name` itself, found on `PATH`.
+pub fn program(name: &str) -> anyhow::Result<PathBuf> {
+    Ok(match name {
+        "tripwire-indexer" | "tripwire-watchdog" | "tripwire-replay" | "tripwire-devnet" => {
+            workspace_bin(name)?
+        }
+        "anvil" | "cast" => repo_root().join("tools/node_modules/.bin").join(name),
+        other => PathBuf::from(other),
+    })
+}

@@ -9,7 +9,7 @@
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -124,11 +124,7 @@ impl Stack {
                 PathBuf::from("/usr/bin/prometheus-alertmanager")
             }
             "" => bail!("no local program for the entrypoint of image {image}"),
-            "tripwire-indexer" | "tripwire-watchdog" | "tripwire-replay" | "tripwire-devnet" => {
-                testkit::workspace_bin(word)?
-            }
-            "anvil" | "cast" => self.root.join("tools/node_modules/.bin").join(word),
-            other => which(other)?,
+            other => testkit::program(other)?,
         })
     }
 
@@ -288,13 +284,4 @@ impl Drop for Stack {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
     }
-}
-
-fn which(program: &str) -> Result<PathBuf> {
-    std::env::var("PATH")
-        .unwrap_or_default()
-        .split(':')
-        .map(|d| Path::new(d).join(program))
-        .find(|p| p.is_file())
-        .with_context(|| format!("{program} is not on PATH"))
 }

@@ -134,18 +134,6 @@ fn fill(c: &Command, values: &[(&str, &str)]) -> Result<Vec<String>> {
         .collect()
 }
 
-/// The executable behind a runbook program.
-fn executable(program: &str) -> Result<PathBuf> {
-    Ok(match program {
-        "tripwire-indexer" | "tripwire-watchdog" | "tripwire-replay" | "tripwire-devnet" => {
-            testkit::workspace_bin(program)?
-        }
-        "amtool" => PathBuf::from("/usr/bin/amtool"),
-        "cast" => repo().join("tools/node_modules/.bin/cast"),
-        other => PathBuf::from(other),
-    })
-}
-
 #[derive(Debug)]
 struct Output {
     ok: bool,
@@ -162,7 +150,7 @@ fn run(
     env: &[(&str, &str)],
     stdin: Option<&[u8]>,
 ) -> Result<Output> {
-    let exe = executable(program)?;
+    let exe = testkit::program(program)?;
     let mut child = Process::new(&exe)
         .args(args)
         .envs(env.iter().copied())

@@ -16,8 +16,8 @@ use testkit::process::Proc;
 use tripwire_deploy::runbook::Command;
 
 use crate::{
-    config_head, curl_grep, eventually, executable, fill, find, has, pipelines, run, run_ok,
-    runbook, runbook_text, scratch,
+    config_head, curl_grep, eventually, fill, find, has, pipelines, run, run_ok, runbook,
+    runbook_text, scratch,
 };
 
 /// The ```toml blocks of a runbook, in order.
@@ -124,7 +124,7 @@ abi = "{abi}"
     let live = dir.join("live.toml");
     std::fs::write(&live, text)?;
     let ingest = Proc::spawn(
-        &executable("tripwire-indexer")?,
+        &testkit::program("tripwire-indexer")?,
         &live,
         "ingest",
         &dir,

@@ -16,7 +16,7 @@ use testkit::safe::OWNER_KEYS;
 use tripwire_deploy::runbook::Command;
 
 use super::{Book, ADMIN_KEY};
-use crate::{config_head, eventually, executable, fill, run, run_ok};
+use crate::{config_head, eventually, fill, run, run_ok};
 
 /// What the demo deployment put on the chain, and who acts on it.
 pub(super) struct Chain {
@@ -173,13 +173,13 @@ contract = "treasury"
                 multisend = chain.multisend,
             ),
         )?;
-        let indexer = executable("tripwire-indexer")?;
+        let indexer = testkit::program("tripwire-indexer")?;
         let ingest = Proc::spawn(&indexer, &config, "ingest", dir, "info")?;
         let ingest_addr = ingest.http_addr().await?;
         let sink = Proc::spawn(&indexer, &config, "sink", dir, "info")?;
         let sink_addr = sink.http_addr().await?;
         let watchdog = Proc::spawn(
-            &executable("tripwire-watchdog")?,
+            &testkit::program("tripwire-watchdog")?,
             &config,
             "run",
             dir,
