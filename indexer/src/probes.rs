@@ -48,7 +48,9 @@ impl<C: ClientContext + 'static> MetadataSource for rdkafka::producer::FuturePro
     }
 }
 
-impl MetadataSource for rdkafka::consumer::StreamConsumer {
+impl<C: rdkafka::consumer::ConsumerContext + 'static> MetadataSource
+    for rdkafka::consumer::StreamConsumer<C>
+{
     fn probe(&self, topic: &str) -> Result<(), String> {
         self.fetch_metadata(Some(topic), Duration::from_secs(2))
             .map(|_| ())

@@ -5,7 +5,7 @@
 
 use alloy::primitives::{Address, Bytes, B256};
 use testkit::postgres::TestDb;
-use tripwire_indexer::sink::{write_batch, Batch};
+use tripwire_indexer::sink::{write_batch, Batch, WriteError};
 use tripwire_schema::{BlockMarker, BlockRef, DecodedEvent, LogRecord, Retraction, StreamRecord};
 
 const CHAIN: u64 = 31337;
@@ -168,8 +168,21 @@ async fn a_batch_applies_its_records_in_stream_order_and_a_replay_changes_nothin
             .await?;
     assert!(reason.contains("not valid JSON"), "{reason}");
 
-    // The same batch again (a crash before the offset was seen, a replay of the topic): the
-    // retraction, keyed by hash, leaves the fork that replaced the orphaned block alone.
+    // The same batch again under the stored position (a retry after a commit whose answer was
+    // lost, or a second instance that read it too): fenced, nothing written.
+    let err = write_batch(db.pool(), CONSUMER, &batch).await.unwrap_err();
+    assert!(
+        matches!(err, WriteError::Fenced { stored: 112, first: 100, .. }),
+        "{err}"
+    );
+    assert_eq!(stored_logs(&db).await?, logs);
+    assert_eq!(stored_offset(&db).await?, Some(112));
+
+    // After the position was moved back (`offsets reset --to earliest`, a replay of the topic):
+    // the retraction, keyed by hash, leaves the fork that replaced the orphaned block alone.
+    sqlx::query("UPDATE sink_offsets SET next_offset = 0")
+        .execute(db.pool())
+        .await?;
     write_batch(db.pool(), CONSUMER, &batch).await?;
     assert_eq!(stored_logs(&db).await?, logs);
     assert_eq!(stored_blocks(&db).await?, blocks);
@@ -183,8 +196,9 @@ async fn a_batch_applies_its_records_in_stream_order_and_a_replay_changes_nothin
 async fn a_failed_write_stores_nothing_and_the_same_batch_is_stored_later() -> anyhow::Result<()> {
     let db = migrated_db().await?;
     let batch = reorg_batch();
-    // The offsets are the last statement of the transaction: everything before it succeeds.
-    sqlx::query("ALTER TABLE sink_offsets RENAME TO sink_offsets_away")
+    // Storing the offsets is the last statement of the transaction: everything before it
+    // succeeds (the fence only reads them).
+    sqlx::query("ALTER TABLE sink_offsets ADD CONSTRAINT refuse_all CHECK (next_offset < 0) NOT VALID")
         .execute(db.pool())
         .await?;
     let err = write_batch(db.pool(), CONSUMER, &batch).await.unwrap_err();
@@ -193,7 +207,7 @@ async fn a_failed_write_stores_nothing_and_the_same_batch_is_stored_later() -> a
         assert_eq!(count(&db, table).await?, 0, "{table} after a failed write");
     }
 
-    sqlx::query("ALTER TABLE sink_offsets_away RENAME TO sink_offsets")
+    sqlx::query("ALTER TABLE sink_offsets DROP CONSTRAINT refuse_all")
         .execute(db.pool())
         .await?;
     let stats = write_batch(db.pool(), CONSUMER, &batch).await?;

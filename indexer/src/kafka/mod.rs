@@ -1,5 +1,8 @@
 //! Kafka clients shared by the ingest (producer) and the sink (consumer): librdkafka settings in one
-//! place, the embedded development broker, and topic creation.
+//! place, the embedded development broker, topic creation, and group consumers reading from
+//! positions stored in Postgres (`group`).
+
+pub mod group;
 
 use std::time::Duration;
 
@@ -50,6 +53,33 @@ pub fn client_config(cfg: &KafkaConfig, brokers: &str) -> ClientConfig {
         c.set(k, v);
     }
     c
+}
+
+/// A consumer in group `group_id` (the `[sink]` or `[watchdog]` consumer name), for instances that
+/// share the partitions of the chain topics. Positions live in Postgres: Kafka's auto-commit and
+/// offset store are off, and a rebalance goes through [`group::GroupContext`]. `defaults` are set
+/// unless the user's `kafka.properties` has them. The round-robin assignor spreads the topics'
+/// partitions over the instances (the range assignor would give every one-partition topic to the
+/// same instance).
+pub fn group_consumer(
+    cfg: &KafkaConfig,
+    brokers: &str,
+    group_id: &str,
+    defaults: &[(&str, &str)],
+) -> Result<group::GroupConsumer, KafkaError> {
+    let mut c = client_config(cfg, brokers);
+    let fixed = [
+        ("group.id", group_id),
+        ("enable.auto.commit", "false"),
+        ("enable.auto.offset.store", "false"),
+        ("partition.assignment.strategy", "roundrobin"),
+    ];
+    for (k, v) in fixed.iter().chain(defaults) {
+        if !cfg.properties.contains_key(*k) {
+            c.set(*k, *v);
+        }
+    }
+    c.create_with_context(group::GroupContext::default())
 }
 
 /// The ingest's producer: idempotent (no duplicates or reordering from its own retries), all

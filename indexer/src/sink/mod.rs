@@ -7,4 +7,4 @@ mod service;
 mod write;
 
 pub use service::{Sink, SinkError};
-pub use write::{write_batch, Batch, BatchStats};
+pub use write::{write_batch, Batch, BatchStats, WriteError};

@@ -1,12 +1,16 @@
-//! The sink process: assigns itself every partition of the chain topics at the offsets stored in
-//! Postgres (Kafka's own group offsets are only informational), collects and prepares batches, and
-//! writes each batch until it succeeds; the next batch is gathered while the current one is
-//! written. A batch is never dropped: while Postgres is down the same batch is retried with capped
-//! backoff, and the consumer reads no further than the one batch prepared behind it.
+//! The sink process: joins the `[sink] consumer` group for the chain topics and reads the
+//! partitions Kafka gives it from the offsets stored in Postgres (Kafka's own group offsets are
+//! only informational), collects and prepares batches, and writes each batch until it succeeds;
+//! the next batch is gathered while the current one is written. While Postgres is down the same
+//! batch is retried with capped backoff, and the consumer reads no further than the one batch
+//! prepared behind it. A batch is dropped unwritten only when its partitions moved to another
+//! instance (a rebalance, or a write fenced by the position another instance stored): the owner
+//! reads those records again from the stored position.
 
 use std::{
+    collections::BTreeSet,
     sync::{
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
         Arc,
     },
     time::Duration,
@@ -15,20 +19,24 @@ use std::{
 use backon::{BackoffBuilder, ExponentialBuilder};
 use metrics::{counter, histogram};
 use rdkafka::{
-    consumer::{CommitMode, Consumer, StreamConsumer},
+    consumer::{CommitMode, Consumer},
     error::{KafkaError, RDKafkaErrorCode},
     message::Message as _,
     Offset, TopicPartitionList,
 };
 use sqlx::PgPool;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Mutex, Notify};
 use tokio_util::sync::CancellationToken;
 
-use super::write::{self, Batch};
+use super::write::{self, Batch, WriteError};
 use crate::{
     config::{KafkaConfig, SinkConfig},
     health::{Health, Status},
-    kafka, metrics as m,
+    kafka::{
+        self,
+        group::{self, GroupConsumer, Partition},
+    },
+    metrics as m,
 };
 
 /// Why the sink could not start or continue.
@@ -51,14 +59,16 @@ pub enum SinkError {
 
 /// The sink of a set of chain topics.
 pub struct Sink {
-    consumer: Arc<StreamConsumer>,
+    consumer: Arc<GroupConsumer>,
     pool: PgPool,
     health: Health,
     config: SinkConfig,
 }
 
 impl Sink {
-    /// Connects and assigns the partitions of `topics` at the stored offsets.
+    /// Connects and joins the consumer group `[sink] consumer` for `topics`: every sink
+    /// instance of that name shares their partitions, each reading from the positions stored in
+    /// Postgres (see [`group`]).
     pub async fn new(
         kafka_cfg: &KafkaConfig,
         brokers: &str,
@@ -67,41 +77,29 @@ impl Sink {
         pool: PgPool,
         health: Health,
     ) -> Result<Sink, SinkError> {
-        let mut c = kafka::client_config(kafka_cfg, brokers);
-        for (k, v) in [
-            ("group.id", config.consumer.as_str()),
-            ("enable.auto.commit", "false"),
-            ("enable.auto.offset.store", "false"),
-            // A stored position that retention removed must stop the sink, never skip ahead.
-            ("auto.offset.reset", "error"),
-            ("enable.partition.eof", "false"),
-            // Bounds the prefetch buffer (and so the memory) per partition.
-            ("queued.max.messages.kbytes", "65536"),
-            // Once that buffer is full, librdkafka checks again for room only after this delay
-            // (default 1 s): the sink drains a batch in well under a second and would then wait
-            // for records the broker has had all along.
-            ("fetch.queue.backoff.ms", "10"),
-            ("fetch.wait.max.ms", "50"),
-        ] {
-            if !kafka_cfg.properties.contains_key(k) {
-                c.set(k, v);
-            }
-        }
-        let consumer: StreamConsumer = c.create()?;
-        let stored = write::load_offsets(&pool, &config.consumer).await?;
-        let mut tpl = TopicPartitionList::new();
+        let consumer = kafka::group_consumer(
+            kafka_cfg,
+            brokers,
+            &config.consumer,
+            &[
+                // A stored position that retention removed must stop the sink, never skip ahead.
+                ("auto.offset.reset", "error"),
+                ("enable.partition.eof", "false"),
+                // Bounds the prefetch buffer (and so the memory) per partition.
+                ("queued.max.messages.kbytes", "65536"),
+                // Once that buffer is full, librdkafka checks again for room only after this
+                // delay (default 1 s): the sink drains a batch in well under a second and would
+                // then wait for records the broker has had all along.
+                ("fetch.queue.backoff.ms", "10"),
+                ("fetch.wait.max.ms", "50"),
+            ],
+        )?;
         for topic in topics {
-            let partitions = partitions_of(&consumer, topic, brokers).await?;
-            for p in 0..partitions {
-                let offset = match stored.get(&(topic.clone(), p)) {
-                    Some(o) => Offset::Offset(*o),
-                    None => Offset::Beginning,
-                };
-                tpl.add_partition_offset(topic, p, offset)?;
-                tracing::info!(topic, partition = p, ?offset, "sink assigned");
-            }
+            partitions_of(&consumer, topic, brokers).await?;
         }
-        consumer.assign(&tpl)?;
+        let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+        consumer.subscribe(&names)?;
+        tracing::info!(group = %config.consumer, ?topics, "sink joined its consumer group");
         Ok(Sink {
             consumer: Arc::new(consumer),
             pool,
@@ -113,7 +111,7 @@ impl Sink {
     /// Runs until `shutdown`; the batch in hand is finished first.
     ///
     /// Two tasks: a reader gathers and prepares the next batch (parsing and encoding its rows)
-    /// while this one writes the current batch, so that Kafka, parsing and Postgres overlap. The
+    /// while this one writes the current one, so that Kafka, parsing and Postgres overlap. The
     /// reader starts a batch only once the previous one was taken for writing, so at most two
     /// batches exist at a time. The offsets still commit inside the batch's transaction, and a
     /// failing batch is retried until it is stored: the reader waits meanwhile.
@@ -122,22 +120,28 @@ impl Sink {
     /// sixteenth of `batch_records`: Postgres does not sit idle while a full batch is gathered
     /// (at start, or when the topic is read faster than it is written), and batches grow back to
     /// `batch_records` as soon as writing is the slower part.
+    ///
+    /// A rebalance (or a write fenced by another instance) starts a new epoch: the batches of
+    /// the old one are dropped unwritten, the write in progress ends (stored, or dropped at its
+    /// next retry), and the reader continues every owned partition from its stored position.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), SinkError> {
-        let (batches, mut next) = mpsc::channel::<Batch>(1);
-        let writer_idle = Arc::new(AtomicBool::new(true));
+        let (batches, mut next) = mpsc::channel::<(u64, Batch)>(1);
+        let shared = Arc::new(Shared::default());
         let reader = Reader {
             consumer: self.consumer.clone(),
+            pool: self.pool.clone(),
+            consumer_name: self.config.consumer.clone(),
             health: self.health.clone(),
             batch_records: self.config.batch_records,
             early_records: (self.config.batch_records / 16).max(1),
-            writer_idle: writer_idle.clone(),
+            shared: shared.clone(),
             wait: Duration::from_millis(self.config.batch_wait_ms),
         };
         let reading = tokio::spawn(reader.run(batches, shutdown.clone()));
         loop {
             let idle_since = std::time::Instant::now();
-            writer_idle.store(true, Ordering::Relaxed);
-            let batch = tokio::select! {
+            shared.writer_idle.store(true, Ordering::Relaxed);
+            let (epoch, batch) = tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => break,
                 batch = next.recv() => match batch {
@@ -146,10 +150,17 @@ impl Sink {
                     None => break,
                 },
             };
-            writer_idle.store(false, Ordering::Relaxed);
+            shared.writer_idle.store(false, Ordering::Relaxed);
+            let _writing = shared.writing.lock().await;
+            if epoch != shared.epoch.load(Ordering::SeqCst) {
+                tracing::debug!(records = batch.len(), "batch of an earlier assignment dropped");
+                continue;
+            }
             tracing::debug!(records = batch.len(), waited = ?idle_since.elapsed(), "sink writing a batch");
-            if !self.write_until_stored(&batch, &shutdown).await {
-                break;
+            match self.write_until_stored(&batch, epoch, &shared, &shutdown).await {
+                Written::Stored | Written::Dropped => {}
+                Written::Fenced => shared.request_resync(),
+                Written::Shutdown => break,
             }
         }
         // A batch the reader still has is not stored; its offsets are not either, so a restart
@@ -168,9 +179,15 @@ impl Sink {
         Ok(())
     }
 
-    /// Writes `batch`, retrying with capped backoff until it is stored. `false` when `shutdown`
-    /// came while waiting to retry: nothing of the batch is stored then.
-    async fn write_until_stored(&self, batch: &Batch, shutdown: &CancellationToken) -> bool {
+    /// Writes `batch`, retrying with capped backoff until it is stored, fenced, or its epoch is
+    /// over (a rebalance while Postgres was away).
+    async fn write_until_stored(
+        &self,
+        batch: &Batch,
+        epoch: u64,
+        shared: &Shared,
+        shutdown: &CancellationToken,
+    ) -> Written {
         let mut delays = ExponentialBuilder::default()
             .with_min_delay(Duration::from_millis(200))
             .with_max_delay(Duration::from_secs(10))
@@ -192,9 +209,14 @@ impl Sink {
                     histogram!(m::BATCH_SECONDS, "stage" => "sink")
                         .record(started.elapsed().as_secs_f64());
                     self.commit_informational(batch);
-                    return true;
+                    return Written::Stored;
                 }
-                Err(e) => {
+                Err(e @ WriteError::Fenced { .. }) => {
+                    counter!(m::SINK_FENCED).increment(1);
+                    tracing::warn!(error = %e, "sink batch fenced: reading again from the stored positions");
+                    return Written::Fenced;
+                }
+                Err(WriteError::Postgres(e)) => {
                     counter!(m::POSTGRES_ERRORS, "op" => "write_batch").increment(1);
                     self.health.set(
                         "postgres",
@@ -204,11 +226,13 @@ impl Sink {
                     let delay = delays.next().unwrap_or(Duration::from_secs(10));
                     tracing::warn!(error = %e, retry_in = ?delay, records = batch.len(), "sink write failed, retrying the same batch");
                     tokio::select! {
-                        _ = shutdown.cancelled() => {
-                            // Nothing of this batch is stored; a restart reads it again.
-                            return false;
-                        }
+                        // Nothing of this batch is stored; a restart reads it again.
+                        _ = shutdown.cancelled() => return Written::Shutdown,
                         _ = tokio::time::sleep(delay) => {}
+                    }
+                    if epoch != shared.epoch.load(Ordering::SeqCst) {
+                        tracing::info!(records = batch.len(), "partitions reassigned while retrying: batch dropped");
+                        return Written::Dropped;
                     }
                 }
             }
@@ -226,8 +250,39 @@ impl Sink {
     }
 
     /// A handle for the Kafka health probe.
-    pub fn consumer(&self) -> Arc<StreamConsumer> {
+    pub fn consumer(&self) -> Arc<GroupConsumer> {
         self.consumer.clone()
+    }
+}
+
+/// How a write ended.
+enum Written {
+    Stored,
+    /// Another instance stored a later position: the reader must read from the stored ones.
+    Fenced,
+    /// Its epoch ended while it was retried.
+    Dropped,
+    Shutdown,
+}
+
+/// State the reader and the writer share.
+#[derive(Default)]
+struct Shared {
+    /// Set while the writer waits for a batch.
+    writer_idle: AtomicBool,
+    /// Counts assignments: a batch gathered in an earlier one is not written.
+    epoch: AtomicU64,
+    /// Held while a batch is written, so that positions are loaded between writes.
+    writing: Mutex<()>,
+    /// Set by the writer when a batch was fenced.
+    resync: AtomicBool,
+    resync_notify: Notify,
+}
+
+impl Shared {
+    fn request_resync(&self) {
+        self.resync.store(true, Ordering::SeqCst);
+        self.resync_notify.notify_one();
     }
 }
 
@@ -237,16 +292,25 @@ const YIELD_EVERY: usize = 1024;
 
 /// The reading half of the sink: gathers and prepares batches for the writer.
 struct Reader {
-    consumer: Arc<StreamConsumer>,
+    consumer: Arc<GroupConsumer>,
+    pool: PgPool,
+    consumer_name: String,
     health: Health,
     /// Most messages per batch.
     batch_records: usize,
     /// Messages after which a batch is handed over early when the writer is idle.
     early_records: usize,
-    /// Set while the writer waits for a batch.
-    writer_idle: Arc<AtomicBool>,
+    shared: Arc<Shared>,
     /// Longest wait for a batch to fill after its first message.
     wait: Duration,
+}
+
+/// What gathering a batch ended with.
+enum Gathered {
+    Batch(Batch),
+    /// A rebalance or a fence came first: the partial batch is dropped.
+    Interrupted,
+    Shutdown,
 }
 
 impl Reader {
@@ -255,36 +319,104 @@ impl Reader {
     /// still written; the one being gathered is dropped, nothing of it is stored).
     async fn run(
         self,
-        batches: mpsc::Sender<Batch>,
+        batches: mpsc::Sender<(u64, Batch)>,
         shutdown: CancellationToken,
     ) -> Result<(), SinkError> {
+        let mut owned = BTreeSet::new();
         loop {
+            let context = self.consumer.context();
             // Wait until the writer took the previous batch before gathering the next one.
             let slot = tokio::select! {
                 _ = shutdown.cancelled() => return Ok(()),
+                _ = context.changed() => {
+                    if !self.reposition(&mut owned, &shutdown).await? {
+                        return Ok(());
+                    }
+                    continue;
+                }
+                _ = self.shared.resync_notify.notified() => {
+                    if !self.reposition(&mut owned, &shutdown).await? {
+                        return Ok(());
+                    }
+                    continue;
+                }
                 slot = batches.reserve() => match slot {
                     Ok(slot) => slot,
                     Err(_) => return Ok(()),
                 },
             };
+            let epoch = self.shared.epoch.load(Ordering::SeqCst);
             let started = std::time::Instant::now();
-            let Some(batch) = self.collect(&shutdown).await? else {
-                return Ok(());
-            };
-            tracing::debug!(records = batch.len(), took = ?started.elapsed(), "sink batch gathered");
-            if !batch.is_empty() {
-                slot.send(batch);
+            match self.collect(&shutdown).await? {
+                Gathered::Shutdown => return Ok(()),
+                Gathered::Interrupted => {
+                    drop(slot);
+                    if !self.reposition(&mut owned, &shutdown).await? {
+                        return Ok(());
+                    }
+                }
+                Gathered::Batch(batch) => {
+                    tracing::debug!(records = batch.len(), took = ?started.elapsed(), "sink batch gathered");
+                    if !batch.is_empty() {
+                        slot.send((epoch, batch));
+                    }
+                }
             }
         }
     }
 
+    /// After a rebalance or a fence: ends the epoch (batches gathered so far are void), waits
+    /// for the write in progress, and continues every owned partition from its stored
+    /// position. `false` on shutdown.
+    async fn reposition(
+        &self,
+        owned: &mut BTreeSet<Partition>,
+        shutdown: &CancellationToken,
+    ) -> Result<bool, SinkError> {
+        let changes = self.consumer.context().take();
+        group::apply(owned, &changes);
+        self.shared.resync.store(false, Ordering::SeqCst);
+        self.shared.epoch.fetch_add(1, Ordering::SeqCst);
+        let _writing = tokio::select! {
+            _ = shutdown.cancelled() => return Ok(false),
+            guard = self.shared.writing.lock() => guard,
+        };
+        let mut wait = Duration::from_millis(200);
+        let stored = loop {
+            match write::load_offsets(&self.pool, &self.consumer_name).await {
+                Ok(stored) => break stored,
+                Err(e) => {
+                    counter!(m::POSTGRES_ERRORS, "op" => "load_offsets").increment(1);
+                    self.health.set(
+                        "postgres",
+                        Status::Unhealthy,
+                        format!("loading the stored positions failed: {e}"),
+                    );
+                    tracing::warn!(error = %e, retry_in = ?wait, "loading the sink's positions failed");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return Ok(false),
+                        _ = tokio::time::sleep(wait) => {}
+                    }
+                    wait = (wait * 2).min(Duration::from_secs(10));
+                }
+            }
+        };
+        let parts: Vec<Partition> = owned.iter().cloned().collect();
+        group::resume_at(&self.consumer, &parts, &stored).await?;
+        tracing::info!(partitions = parts.len(), "sink owns {} partitions", parts.len());
+        Ok(true)
+    }
+
     /// Gathers up to `batch_records` messages, waiting at most `wait` after the first one, or
-    /// `early_records` when the writer is idle. `None` on `shutdown` (a partly gathered batch is
-    /// dropped: nothing of it is stored).
-    async fn collect(&self, shutdown: &CancellationToken) -> Result<Option<Batch>, SinkError> {
+    /// `early_records` when the writer is idle. A partly gathered batch is dropped on shutdown,
+    /// on a rebalance and on a fence: nothing of it is stored.
+    async fn collect(&self, shutdown: &CancellationToken) -> Result<Gathered, SinkError> {
+        let context = self.consumer.context();
         let mut batch = Batch::new();
         let first = tokio::select! {
-            _ = shutdown.cancelled() => return Ok(None),
+            _ = shutdown.cancelled() => return Ok(Gathered::Shutdown),
+            _ = context.changed() => return Ok(Gathered::Interrupted),
+            _ = self.shared.resync_notify.notified() => return Ok(Gathered::Interrupted),
             m = self.consumer.recv() => m,
         };
         let deadline = tokio::time::Instant::now() + self.wait;
@@ -321,7 +453,8 @@ impl Reader {
                 None => {}
             }
             if batch.len() >= self.batch_records
-                || (batch.len() >= self.early_records && self.writer_idle.load(Ordering::Relaxed))
+                || (batch.len() >= self.early_records
+                    && self.shared.writer_idle.load(Ordering::Relaxed))
             {
                 break;
             }
@@ -330,21 +463,25 @@ impl Reader {
                 since_yield = 0;
                 tokio::task::yield_now().await;
             }
+            if self.shared.resync.load(Ordering::SeqCst) {
+                return Ok(Gathered::Interrupted);
+            }
             tokio::select! {
-                _ = shutdown.cancelled() => return Ok(None),
+                _ = shutdown.cancelled() => return Ok(Gathered::Shutdown),
+                _ = context.changed() => return Ok(Gathered::Interrupted),
                 m = tokio::time::timeout_at(deadline, self.consumer.recv()) => match m {
                     Ok(m) => next = Some(m),
                     Err(_) => break,
                 },
             }
         }
-        Ok(Some(batch))
+        Ok(Gathered::Batch(batch))
     }
 }
 
 /// Partition count of `topic`, waiting up to 30 s for it to appear (the ingest creates it).
 async fn partitions_of(
-    consumer: &StreamConsumer,
+    consumer: &GroupConsumer,
     topic: &str,
     brokers: &str,
 ) -> Result<i32, SinkError> {

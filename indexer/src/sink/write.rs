@@ -28,8 +28,8 @@ pub struct Batch {
     cursors: BTreeMap<u64, BlockRef>,
     /// Chains with a retraction in this batch: their cursor may move back.
     rewound: std::collections::BTreeSet<u64>,
-    /// (topic, partition, next offset), one entry per partition seen.
-    offsets: Vec<(String, i32, i64)>,
+    /// (topic, partition, first offset, next offset), one entry per partition seen.
+    offsets: Vec<(String, i32, i64, i64)>,
     messages: usize,
 }
 
@@ -71,7 +71,7 @@ impl Batch {
         payload: Option<&[u8]>,
     ) {
         self.messages += 1;
-        self.note_offset(topic, partition, offset + 1);
+        self.note_offset(topic, partition, offset);
         let parsed = match payload {
             Some(p) => StreamRecord::from_json(p).map_err(|e| e.to_string()),
             None => Err("message has no payload".to_owned()),
@@ -110,14 +110,16 @@ impl Batch {
         }
     }
 
-    fn note_offset(&mut self, topic: &str, partition: i32, next: i64) {
+    fn note_offset(&mut self, topic: &str, partition: i32, offset: i64) {
         match self
             .offsets
             .iter_mut()
-            .find(|(t, p, _)| *p == partition && t == topic)
+            .find(|(t, p, _, _)| *p == partition && t == topic)
         {
-            Some(entry) => entry.2 = next,
-            None => self.offsets.push((topic.to_owned(), partition, next)),
+            Some(entry) => entry.3 = offset + 1,
+            None => self
+                .offsets
+                .push((topic.to_owned(), partition, offset, offset + 1)),
         }
     }
 
@@ -132,8 +134,35 @@ impl Batch {
 
     /// Per (topic, partition): the offset after the batch's last message.
     pub fn next_offsets(&self) -> impl Iterator<Item = (&str, i32, i64)> + '_ {
-        self.offsets.iter().map(|(t, p, o)| (t.as_str(), *p, *o))
+        self.offsets.iter().map(|(t, p, _, o)| (t.as_str(), *p, *o))
     }
+
+    /// Whether the batch holds records of `topic`/`partition`.
+    pub fn touches(&self, topic: &str, partition: i32) -> bool {
+        self.offsets
+            .iter()
+            .any(|(t, p, _, _)| *p == partition && t == topic)
+    }
+}
+
+/// Why a batch was not stored.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    #[error(transparent)]
+    Postgres(#[from] sqlx::Error),
+    /// Another instance of the same consumer stored a later position for a partition of this
+    /// batch (it owns the partition now, or owned it meanwhile): writing this batch would apply
+    /// older records after newer ones, so nothing of it is stored.
+    #[error(
+        "{topic}/{partition}: the stored position is {stored}, past this batch's first offset \
+         {first} (another instance of the consumer wrote it); the batch is dropped"
+    )]
+    Fenced {
+        topic: String,
+        partition: i32,
+        stored: i64,
+        first: i64,
+    },
 }
 
 /// What a batch did.
@@ -149,12 +178,18 @@ pub struct BatchStats {
 
 /// Applies `batch` and stores the offsets under `consumer`, all in one transaction. Leaves the
 /// batch as it is: after an error the same batch can be written again.
+///
+/// The batch is fenced: its partitions' stored positions are locked first, and if one is past the
+/// batch's first offset (an instance that lost the partition in a rebalance writing late, or a
+/// new owner that started from an older position) nothing is written and
+/// [`WriteError::Fenced`] tells the caller to read again from the stored positions.
 pub async fn write_batch(
     pool: &PgPool,
     consumer: &str,
     batch: &Batch,
-) -> Result<BatchStats, sqlx::Error> {
+) -> Result<BatchStats, WriteError> {
     let mut tx = pool.begin().await?;
+    fence(&mut tx, consumer, batch).await?;
     pgcopy::prepare_staging(&mut tx).await?;
     let mut stats = BatchStats {
         cursors: batch.cursors.clone(),
@@ -224,6 +259,39 @@ pub async fn write_batch(
     }
     tx.commit().await?;
     Ok(stats)
+}
+
+/// Locks the stored positions of the batch's partitions (so two instances never write one
+/// partition at once) and checks that none is past the batch's start.
+async fn fence(conn: &mut PgConnection, consumer: &str, batch: &Batch) -> Result<(), WriteError> {
+    let topics: Vec<&str> = batch.offsets.iter().map(|(t, ..)| t.as_str()).collect();
+    let partitions: Vec<i32> = batch.offsets.iter().map(|(_, p, ..)| *p).collect();
+    let stored: Vec<(String, i32, i64)> = sqlx::query_as(
+        "SELECT topic, partition, next_offset FROM sink_offsets
+         WHERE consumer = $1 AND (topic, partition) IN (SELECT * FROM unnest($2::text[], $3::int[]))
+         ORDER BY topic, partition FOR UPDATE",
+    )
+    .bind(consumer)
+    .bind(&topics)
+    .bind(&partitions)
+    .fetch_all(&mut *conn)
+    .await?;
+    for (topic, partition, stored) in stored {
+        let first = batch
+            .offsets
+            .iter()
+            .find(|(t, p, ..)| *p == partition && *t == topic)
+            .map_or(i64::MAX, |e| e.2);
+        if stored > first {
+            return Err(WriteError::Fenced {
+                topic,
+                partition,
+                stored,
+                first,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Removes the orphaned blocks' rows. Keyed by block hash, so replaying an old retraction never
