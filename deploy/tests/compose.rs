@@ -312,6 +312,33 @@ fn images_run_the_tested_versions() {
     );
 }
 
+/// The compose broker is the Apache Kafka release the tests run (scripts/kafka): its image tag is
+/// `kafka.version` of deploy/kafka/pom.xml, the one place that version is pinned.
+#[test]
+fn kafka_image_runs_the_tested_version() {
+    let pom = std::fs::read_to_string(root().join("deploy/kafka/pom.xml")).unwrap();
+    // The line scripts/lib.sh (kafka_version) reads.
+    let version = pom
+        .lines()
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("<kafka.version>")?
+                .strip_suffix("</kafka.version>")
+        })
+        .map(str::trim)
+        .expect("deploy/kafka/pom.xml has no <kafka.version>...</kafka.version> line");
+    assert!(
+        !version.is_empty() && version.chars().all(|c| c.is_ascii_digit() || c == '.'),
+        "kafka.version {version:?} in deploy/kafka/pom.xml is not a release number"
+    );
+    let image = compose().service("kafka").unwrap().image.clone().unwrap();
+    assert_eq!(
+        image,
+        format!("apache/kafka:{version}"),
+        "the kafka service runs {image}, the tests run Apache Kafka {version} (deploy/kafka/pom.xml)"
+    );
+}
+
 #[test]
 fn the_image_holds_every_program_the_compose_file_runs() {
     let c = compose();

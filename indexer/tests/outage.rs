@@ -1,6 +1,8 @@
 //! A4: Postgres, then the Kafka broker, unreachable for 10 s while blocks keep coming: both
 //! processes report unhealthy, retry with capped exponential backoff, recover by themselves, and
-//! Postgres ends equal to the chain.
+//! Postgres ends equal to the chain. The broker outage uses the mock's `broker_down` hook, so
+//! this test always runs on the mock; the real broker's process is killed in
+//! `deploy/tests/kafka.rs`.
 
 mod common;
 
@@ -48,7 +50,7 @@ async fn all_healthy(procs: &[&Proc], timeout: Duration) -> anyhow::Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_then_broker_outage_recovers_without_loss() -> anyhow::Result<()> {
-    let mut env = Env::new().await?;
+    let mut env = Env::on_mock().await?;
     let proxy = TcpProxy::start(env.db.server_addr()).await?;
     env.pg_url = Some(env.db.url_via(proxy.addr()));
     env.traffic(20, 5).await?;
@@ -75,17 +77,10 @@ async fn postgres_then_broker_outage_recovers_without_loss() -> anyhow::Result<(
         proxy.restore();
         all_healthy(&procs, Duration::from_secs(30)).await?;
 
-        let kafka_seen = if env.kafka.is_mock() {
-            env.kafka.broker_down().await?;
-            let seen = watch_health(&procs, "kafka", Duration::from_secs(10)).await;
-            env.kafka.broker_up().await?;
-            all_healthy(&procs, Duration::from_secs(60)).await?;
-            seen
-        } else {
-            // A real broker cannot be stopped from here.
-            println!("KAFKA_BROKERS is set: broker outage skipped");
-            vec![true, true]
-        };
+        env.kafka.broker_down().await?;
+        let kafka_seen = watch_health(&procs, "kafka", Duration::from_secs(10)).await;
+        env.kafka.broker_up().await?;
+        all_healthy(&procs, Duration::from_secs(60)).await?;
         anyhow::Ok((pg_seen, kafka_seen))
     };
     let (streamed, outcome) = tokio::join!(streaming, scenario);

@@ -172,7 +172,14 @@ async fn a_batch_applies_its_records_in_stream_order_and_a_replay_changes_nothin
     // lost, or a second instance that read it too): fenced, nothing written.
     let err = write_batch(db.pool(), CONSUMER, &batch).await.unwrap_err();
     assert!(
-        matches!(err, WriteError::Fenced { stored: 112, first: 100, .. }),
+        matches!(
+            err,
+            WriteError::Fenced {
+                stored: 112,
+                first: 100,
+                ..
+            }
+        ),
         "{err}"
     );
     assert_eq!(stored_logs(&db).await?, logs);
@@ -198,9 +205,11 @@ async fn a_failed_write_stores_nothing_and_the_same_batch_is_stored_later() -> a
     let batch = reorg_batch();
     // Storing the offsets is the last statement of the transaction: everything before it
     // succeeds (the fence only reads them).
-    sqlx::query("ALTER TABLE sink_offsets ADD CONSTRAINT refuse_all CHECK (next_offset < 0) NOT VALID")
-        .execute(db.pool())
-        .await?;
+    sqlx::query(
+        "ALTER TABLE sink_offsets ADD CONSTRAINT refuse_all CHECK (next_offset < 0) NOT VALID",
+    )
+    .execute(db.pool())
+    .await?;
     let err = write_batch(db.pool(), CONSUMER, &batch).await.unwrap_err();
     assert!(err.to_string().contains("sink_offsets"), "{err}");
     for table in ["logs", "blocks", "reorgs", "dead_letters", "sink_cursors"] {

@@ -38,6 +38,8 @@ pub struct Record {
 pub struct TestKafka {
     brokers: String,
     mock: Option<MockHandle>,
+    /// A broker this value started (see [`TestKafka::real`]).
+    own: Option<crate::broker::KafkaBroker>,
 }
 
 impl TestKafka {
@@ -49,10 +51,74 @@ impl TestKafka {
                 return Ok(TestKafka {
                     brokers,
                     mock: None,
+                    own: None,
                 });
             }
         }
         Self::start_mock()
+    }
+
+    /// A real Apache Kafka broker: `KAFKA_BROKERS` if set, otherwise one started for this value
+    /// (`scripts/kafka`, installed by `scripts/install-tools`). For tests whose point is the real
+    /// broker's behaviour: they never fall back to the mock.
+    pub fn real() -> anyhow::Result<TestKafka> {
+        if let Ok(brokers) = std::env::var("KAFKA_BROKERS") {
+            if !brokers.trim().is_empty() {
+                return Ok(TestKafka {
+                    brokers,
+                    mock: None,
+                    own: None,
+                });
+            }
+        }
+        let broker = crate::broker::KafkaBroker::start()?;
+        Ok(TestKafka {
+            brokers: broker.brokers(),
+            mock: None,
+            own: Some(broker),
+        })
+    }
+
+    /// Sets topic-level configs (e.g. `retention.ms`) through the admin API. Real broker only.
+    pub async fn set_topic_config(
+        &self,
+        topic: &str,
+        configs: &[(&str, &str)],
+    ) -> anyhow::Result<()> {
+        use rdkafka::admin::{AlterConfig, ResourceSpecifier};
+        if self.mock.is_some() {
+            bail!("topic configs need a real broker");
+        }
+        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+            .set("bootstrap.servers", &self.brokers)
+            .create()
+            .context("creating Kafka admin client")?;
+        let mut alter = AlterConfig::new(ResourceSpecifier::Topic(topic));
+        for (k, v) in configs {
+            alter = alter.set(k, v);
+        }
+        let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+        for result in admin.alter_configs([&alter], &opts).await? {
+            result.map_err(|(res, code)| anyhow!("alter configs of {res:?}: {code}"))?;
+        }
+        Ok(())
+    }
+
+    /// (low, high) watermarks of `topic`/`partition`.
+    pub async fn watermarks(&self, topic: &str, partition: i32) -> anyhow::Result<(i64, i64)> {
+        let brokers = self.brokers.clone();
+        let topic = topic.to_owned();
+        tokio::task::spawn_blocking(move || {
+            let consumer: BaseConsumer = ClientConfig::new()
+                .set("bootstrap.servers", &brokers)
+                .create()
+                .context("creating Kafka consumer")?;
+            consumer
+                .fetch_watermarks(&topic, partition, METADATA_TIMEOUT)
+                .with_context(|| format!("watermarks of {topic}/{partition}"))
+        })
+        .await
+        .context("watermarks worker panicked")?
     }
 
     /// Always starts the mock cluster, ignoring `KAFKA_BROKERS`; for fault
@@ -62,7 +128,14 @@ impl TestKafka {
         Ok(TestKafka {
             brokers,
             mock: Some(mock),
+            own: None,
         })
+    }
+
+    /// The broker this value started itself, to kill and restart ([`TestKafka::real`] without
+    /// `KAFKA_BROKERS`).
+    pub fn own_broker(&self) -> Option<&crate::broker::KafkaBroker> {
+        self.own.as_ref()
     }
 
     /// `bootstrap.servers` value for clients under test.

@@ -3,7 +3,8 @@
 //! Each module wraps one external dependency so tests can start it, break it and
 //! inspect it without ceremony: [`anvil`] (a local EVM node), [`alertmanager`] (a real
 //! Prometheus Alertmanager), [`postgres`]
-//! (throwaway databases), [`kafka`] (a real broker or librdkafka's mock cluster),
+//! (throwaway databases), [`kafka`] (a real broker or librdkafka's mock cluster), [`broker`]
+//! (an Apache Kafka broker of the test's own, to kill and restart),
 //! [`proxy`] (a TCP forwarder that can be cut to simulate outages), [`rpc_proxy`]
 //! (a JSON-RPC proxy that injects the faults public providers produce), plus
 //! [`contracts`] and [`abi`] for the demo contracts in `contracts/`.
@@ -11,6 +12,7 @@
 pub mod abi;
 pub mod alertmanager;
 pub mod anvil;
+pub mod broker;
 pub mod contracts;
 pub mod kafka;
 pub mod postgres;

@@ -1,7 +1,12 @@
-//! The watchdog process: reads every chain topic at the stored position, feeds each log and block
-//! marker once to the detectors, turns findings into incidents, stores them and posts them to
-//! Alertmanager at once (re-sent while firing), and checkpoints detector state with the stream
-//! position so a restart neither re-learns nor counts twice.
+//! The watchdog process: joins the `[watchdog] consumer` group for the chain topics, reads the
+//! topics Kafka gives it at their stored positions, feeds each log and block marker once to the
+//! detectors, turns findings into incidents, stores them and posts them to Alertmanager at once
+//! (re-sent while firing), and checkpoints detector state with the stream position so a restart
+//! neither re-learns nor counts twice.
+//!
+//! State is kept per topic (a [`Scope`]): several watchdog instances share the topics, and the one
+//! a rebalance gives a topic loads its detectors, seen records, position and incidents from
+//! Postgres. A revoked topic is checkpointed and let go before another instance reads it.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -9,15 +14,14 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use metrics::{counter, gauge, histogram};
-use rdkafka::{
-    consumer::{Consumer, StreamConsumer},
-    message::Message,
-    Offset, TopicPartitionList,
-};
+use rdkafka::{consumer::Consumer, message::Message};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 use tripwire_indexer::health::{Health, Status};
-use tripwire_indexer::kafka;
+use tripwire_indexer::kafka::{
+    self,
+    group::{self, GroupConsumer, Partition, Rebalanced},
+};
 use tripwire_schema::StreamRecord;
 
 use crate::alerts::{self, Changes, Incident, IncidentBook, Render, State};
@@ -42,20 +46,35 @@ pub enum WatchdogError {
     Client(#[from] reqwest::Error),
 }
 
+/// One chain topic as this instance follows it.
+struct Scope {
+    /// The chains whose records the topic carries (one with a `{chain}` topic template).
+    chains: Vec<u64>,
+    detectors: DetectorSet,
+    seen: Seen,
+    /// Next offset per partition of the topic that this instance owns.
+    offsets: BTreeMap<i32, i64>,
+}
+
 /// One running watchdog.
 pub struct Watchdog {
     consumer_name: String,
     pool: PgPool,
-    consumer: Arc<StreamConsumer>,
-    detectors: DetectorSet,
+    consumer: Arc<GroupConsumer>,
+    /// The detectors' configs, for the detector sets of the scopes.
+    detector_configs: Vec<crate::detect::DetectorConfig>,
+    /// Chains per topic, from the config.
+    topics: BTreeMap<String, Vec<u64>>,
+    /// The topics this instance owns now.
+    scopes: BTreeMap<String, Scope>,
+    /// Owned partitions, as the group gave them.
+    owned: std::collections::BTreeSet<Partition>,
     /// Actions per detector name (e.g. `pause`), carried by its incidents.
     actions: BTreeMap<String, Vec<String>>,
     book: IncidentBook,
     render: Render,
     client: alerts::Client,
     health: Health,
-    seen: Seen,
-    offsets: BTreeMap<(String, i32), i64>,
     /// Incidents whose latest state has not reached every Alertmanager yet.
     undelivered: BTreeMap<String, Incident>,
     resend_every: Duration,
@@ -67,7 +86,7 @@ pub struct Watchdog {
 }
 
 impl Watchdog {
-    /// Restores the saved state and assigns the chain topics at the saved position.
+    /// Connects and joins the consumer group; the topics' state is loaded as Kafka assigns them.
     pub async fn new(
         ws: &WatchdogSettings,
         brokers: &str,
@@ -76,33 +95,14 @@ impl Watchdog {
         proposer: Option<Arc<Proposer>>,
     ) -> Result<Watchdog, WatchdogError> {
         let w = &ws.watchdog;
-        let saved = store::load(&pool, &w.consumer).await?;
-        let mut detectors = DetectorSet::new(&w.detectors)?;
-        if let Some(state) = saved.detectors {
-            let reset = detectors.restore(state)?;
-            for name in &reset {
-                tracing::warn!(detector = %name, "saved state does not fit the detector's config: it learns again");
-            }
-            tracing::info!(
-                restored = detectors.len() - reset.len(),
-                reset = reset.len(),
-                "detector state restored from the last checkpoint"
-            );
-        }
-        let seen = match saved.seen {
-            Some(v) => serde_json::from_value(v).unwrap_or_else(|e| {
-                tracing::warn!(error = %e, "saved seen-records unreadable: starting empty");
-                Seen::new(crate::seen::DEFAULT_DEPTH)
-            }),
-            None => Seen::new(crate::seen::DEFAULT_DEPTH),
-        };
+        // Checks the detectors' configs once, before anything is consumed.
+        DetectorSet::new(&w.detectors)?;
         let am = &w.alertmanager;
         let mut book = IncidentBook::new(alerts::Policy {
             hold: Duration::from_secs(am.resolve_after_s),
             cooldown: Duration::from_secs(am.cooldown_s),
             max_per_minute: am.max_alerts_per_minute,
         });
-        book.load(saved.incidents);
         book.forget_old(Utc::now());
         let render = Render {
             chains: ws
@@ -122,82 +122,173 @@ impl Watchdog {
             am.bearer_token.clone(),
         )?;
 
-        let kafka_cfg = &ws.settings.config.kafka;
-        let mut c = kafka::client_config(kafka_cfg, brokers);
-        for (k, v) in [
-            ("group.id", w.consumer.as_str()),
-            ("enable.auto.commit", "false"),
-            ("enable.auto.offset.store", "false"),
-            // A position retention removed: continue from the oldest record still held.
-            ("auto.offset.reset", "earliest"),
-            ("enable.partition.eof", "false"),
-            ("fetch.wait.max.ms", "20"),
-        ] {
-            if !kafka_cfg.properties.contains_key(k) {
-                c.set(k, v);
-            }
-        }
-        let consumer: StreamConsumer = c.create()?;
-        let mut tpl = TopicPartitionList::new();
-        let mut offsets = BTreeMap::new();
+        let consumer = kafka::group_consumer(
+            &ws.settings.config.kafka,
+            brokers,
+            &w.consumer,
+            &[
+                // A position retention removed: continue from the oldest record still held.
+                ("auto.offset.reset", "earliest"),
+                ("enable.partition.eof", "false"),
+                ("fetch.wait.max.ms", "20"),
+            ],
+        )?;
+        let mut topics: BTreeMap<String, Vec<u64>> = BTreeMap::new();
         for chain in &ws.settings.config.chains {
-            let topic = ws.settings.topic(chain);
-            let partitions = partitions_of(&consumer, &topic, brokers).await?;
-            for p in 0..partitions {
-                let offset = match saved.offsets.get(&(topic.clone(), p)) {
-                    Some(o) => {
-                        offsets.insert((topic.clone(), p), *o);
-                        Offset::Offset(*o)
-                    }
-                    None => Offset::Beginning,
-                };
-                tpl.add_partition_offset(&topic, p, offset)?;
-                tracing::info!(topic, partition = p, ?offset, "watchdog assigned");
-            }
+            topics
+                .entry(ws.settings.topic(chain))
+                .or_default()
+                .push(chain.chain_id);
         }
-        consumer.assign(&tpl)?;
+        for topic in topics.keys() {
+            partitions_of(&consumer, topic, brokers).await?;
+        }
+        let names: Vec<&str> = topics.keys().map(String::as_str).collect();
+        consumer.subscribe(&names)?;
+        tracing::info!(group = %w.consumer, topics = ?names, "watchdog joined its consumer group");
         let actions = w
             .detectors
             .iter()
             .map(|d| (d.name.clone(), d.actions.clone()))
             .collect();
-        gauge!(m::ALERTS_FIRING).set(book.firing().count() as f64);
-        // Firing incidents of the previous run are sent again at once: Alertmanager may have
-        // expired them while the watchdog was down.
-        let undelivered = book.firing().map(|i| (i.key.clone(), i.clone())).collect();
-        // A crash between storing an incident and its proposal: the proposal is made now (the
-        // store keeps it to one per incident).
-        let to_propose = match &proposer {
-            Some(p) => book
-                .firing()
-                .filter(|i| wants_pause(i, p))
-                .filter_map(|i| Some((i.id?, i.summary.clone())))
-                .collect(),
-            None => BTreeMap::new(),
-        };
+        gauge!(m::ALERTS_FIRING).set(0.0);
         Ok(Watchdog {
             consumer_name: w.consumer.clone(),
             pool,
             consumer: Arc::new(consumer),
-            detectors,
+            detector_configs: w.detectors.clone(),
+            topics,
+            scopes: BTreeMap::new(),
+            owned: Default::default(),
             actions,
             book,
             render,
             client,
             health,
-            seen,
-            offsets,
-            undelivered,
+            undelivered: BTreeMap::new(),
             resend_every: am.resend_interval(),
             checkpoint_every: Duration::from_secs(w.checkpoint_interval_s.max(1)),
             proposer,
-            to_propose,
+            to_propose: BTreeMap::new(),
+        })
+    }
+
+    /// Applies what the group changed: revoked topics are checkpointed and let go, newly
+    /// assigned ones loaded from Postgres (retrying while it is away), then every owned partition
+    /// continues from its scope's position.
+    async fn rebalance(&mut self, shutdown: &CancellationToken) -> Result<(), WatchdogError> {
+        let changes = self.consumer.context().take();
+        for change in &changes {
+            if let Rebalanced::Revoked(parts) = change {
+                for (topic, _) in parts {
+                    if let Some(scope) = self.scopes.remove(topic) {
+                        self.save_scope(topic, &scope).await;
+                        self.book.drop_chains(&scope.chains);
+                        self.undelivered
+                            .retain(|_, i| !scope.chains.contains(&i.chain_id));
+                        tracing::info!(topic, "watchdog let go of the topic");
+                    }
+                }
+            }
+        }
+        group::apply(&mut self.owned, &changes);
+        let wanted: std::collections::BTreeSet<String> =
+            self.owned.iter().map(|(t, _)| t.clone()).collect();
+        for topic in wanted {
+            if self.scopes.contains_key(&topic) {
+                continue;
+            }
+            let chains = self.topics.get(&topic).cloned().unwrap_or_default();
+            let mut wait = Duration::from_millis(200);
+            let scope = loop {
+                match self.open_scope(&topic, &chains).await {
+                    Ok(scope) => break scope,
+                    Err(WatchdogError::Store(e)) if !shutdown.is_cancelled() => {
+                        self.health
+                            .set("postgres", Status::Unhealthy, e.to_string());
+                        tracing::warn!(topic, error = %e, retry_in = ?wait, "loading the topic's state failed");
+                        tokio::select! {
+                            _ = shutdown.cancelled() => return Ok(()),
+                            _ = tokio::time::sleep(wait) => {}
+                        }
+                        wait = (wait * 2).min(Duration::from_secs(10));
+                    }
+                    Err(e) => return Err(e),
+                }
+            };
+            self.scopes.insert(topic, scope);
+        }
+        let parts: Vec<Partition> = self.owned.iter().cloned().collect();
+        let stored: BTreeMap<Partition, i64> = self
+            .scopes
+            .iter()
+            .flat_map(|(t, s)| s.offsets.iter().map(move |(p, o)| ((t.clone(), *p), *o)))
+            .collect();
+        group::resume_at(&self.consumer, &parts, &stored).await?;
+        gauge!(tripwire_indexer::metrics::PARTITIONS_OWNED).set(parts.len() as f64);
+        tracing::info!(
+            partitions = parts.len(),
+            "watchdog owns {} partitions",
+            parts.len()
+        );
+        gauge!(m::ALERTS_FIRING).set(self.book.firing().count() as f64);
+        Ok(())
+    }
+
+    /// Loads a topic's saved state and takes back its chains' incidents.
+    async fn open_scope(&mut self, topic: &str, chains: &[u64]) -> Result<Scope, WatchdogError> {
+        let (saved, legacy) = store::load(&self.pool, &self.consumer_name, topic, chains).await?;
+        let mut detectors = DetectorSet::new(&self.detector_configs)?;
+        if let Some(state) = saved.detectors {
+            let reset = detectors.restore(state)?;
+            for name in &reset {
+                tracing::warn!(detector = %name, topic, "saved state does not fit the detector's config: it learns again");
+            }
+            tracing::info!(
+                topic,
+                restored = detectors.len() - reset.len(),
+                reset = reset.len(),
+                "detector state restored from the last checkpoint"
+            );
+        }
+        // The row of an earlier version mixed every chain's blocks: only with one chain does its
+        // seen set belong to this topic alone.
+        let seen = match saved.seen {
+            Some(v) if !legacy || self.topics.len() == 1 => serde_json::from_value(v)
+                .unwrap_or_else(|e| {
+                    tracing::warn!(topic, error = %e, "saved seen-records unreadable: starting empty");
+                    Seen::new(crate::seen::DEFAULT_DEPTH)
+                }),
+            _ => Seen::new(crate::seen::DEFAULT_DEPTH),
+        };
+        let mut incidents = saved.incidents;
+        let now = Utc::now();
+        // Firing incidents are sent again at once: Alertmanager may have expired them while no
+        // instance had the topic. A crash between storing an incident and its proposal: the
+        // proposal is made now (the store keeps it to one per incident).
+        for i in incidents.iter_mut().filter(|i| i.state == State::Firing) {
+            self.undelivered.insert(i.key.clone(), i.clone());
+            if let (Some(p), Some(id)) = (&self.proposer, i.id) {
+                if wants_pause(i, p) {
+                    self.to_propose.insert(id, i.summary.clone());
+                }
+            }
+        }
+        self.book.load(incidents);
+        self.book.forget_old(now);
+        tracing::info!(topic, offsets = ?saved.offsets, "watchdog took the topic");
+        Ok(Scope {
+            chains: chains.to_vec(),
+            detectors,
+            seen,
+            offsets: saved.offsets,
         })
     }
 
     /// Runs until `shutdown`; saves a last checkpoint on the way out.
     pub async fn run(mut self, shutdown: CancellationToken) -> Result<(), WatchdogError> {
         let consumer = self.consumer.clone();
+        let context = consumer.context().clone();
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_checkpoint = Instant::now();
@@ -213,6 +304,7 @@ impl Watchdog {
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
+                _ = context.changed() => self.rebalance(&shutdown).await?,
                 msg = consumer.recv() => match msg {
                     Ok(msg) => {
                         let changes = self.handle(msg.topic(), msg.partition(), msg.offset(), msg.payload());
@@ -259,7 +351,8 @@ impl Watchdog {
         Ok(())
     }
 
-    /// Feeds one record to the detectors (once) and returns what changed in the incidents.
+    /// Feeds one record to the detectors of its topic's scope (once) and returns what changed
+    /// in the incidents.
     fn handle(
         &mut self,
         topic: &str,
@@ -267,8 +360,11 @@ impl Watchdog {
         offset: i64,
         payload: Option<&[u8]>,
     ) -> Changes {
-        self.offsets
-            .insert((topic.to_owned(), partition), offset + 1);
+        let Some(scope) = self.scopes.get_mut(topic) else {
+            // A record of a topic this instance no longer owns (fetched before the rebalance).
+            return Changes::default();
+        };
+        scope.offsets.insert(partition, offset + 1);
         let record = match payload.map(StreamRecord::from_json) {
             Some(Ok(r)) => r,
             Some(Err(e)) => {
@@ -279,41 +375,39 @@ impl Watchdog {
             None => return Changes::default(),
         };
         let now = Utc::now();
+        let seen = &mut scope.seen;
         let findings = match &record {
             StreamRecord::Log(log) => {
                 counter!(m::RECORDS_CONSUMED, "type" => "log").increment(1);
-                if self.seen.is_history(log.block_number)
-                    && !self.seen.has_block(log.block_number, log.block_hash)
+                if seen.is_history(log.block_number)
+                    && !seen.has_block(log.block_number, log.block_hash)
                 {
                     counter!(m::HISTORY).increment(1);
                     return Changes::default();
                 }
-                if !self
-                    .seen
-                    .first_log(log.block_number, log.block_hash, log.log_index)
-                {
+                if !seen.first_log(log.block_number, log.block_hash, log.log_index) {
                     counter!(m::DUPLICATES).increment(1);
                     return Changes::default();
                 }
                 counter!(m::EVALUATIONS).increment(1);
-                self.detectors.observe_log(log)
+                scope.detectors.observe_log(log)
             }
             StreamRecord::Block(b) => {
                 counter!(m::RECORDS_CONSUMED, "type" => "block").increment(1);
-                if self.seen.is_history(b.number) && !self.seen.has_block(b.number, b.hash) {
+                if seen.is_history(b.number) && !seen.has_block(b.number, b.hash) {
                     counter!(m::HISTORY).increment(1);
                     return Changes::default();
                 }
-                if !self.seen.first_block(b.number, b.hash) {
+                if !seen.first_block(b.number, b.hash) {
                     counter!(m::DUPLICATES).increment(1);
                     return Changes::default();
                 }
-                self.detectors.observe_block(b)
+                scope.detectors.observe_block(b)
             }
             StreamRecord::Retraction(r) => {
                 counter!(m::RECORDS_CONSUMED, "type" => "retraction").increment(1);
                 let orphaned: Vec<_> = r.orphaned.iter().map(|b| (b.number, b.hash)).collect();
-                self.seen.retract(&orphaned);
+                seen.retract(&orphaned);
                 return self.book.on_retraction(r.chain_id, &orphaned, now);
             }
         };
@@ -449,43 +543,76 @@ impl Watchdog {
         }
     }
 
-    /// Saves detector state, seen records and the position together; false if it failed.
+    /// Saves every owned scope's detector state, seen records and position; false if one failed.
     async fn checkpoint(&mut self) -> bool {
-        let detectors = self.detectors.snapshot();
-        let seen = match serde_json::to_value(&self.seen) {
+        let mut ok = true;
+        let mut fenced = false;
+        for (topic, scope) in &self.scopes {
+            match self.save_scope(topic, scope).await {
+                Saved::Ok => {}
+                Saved::Failed => ok = false,
+                Saved::Fenced => fenced = true,
+            }
+        }
+        if fenced {
+            // Another instance owns a topic this one still reads: read from the stored positions
+            // (the group tells this instance soon what it owns).
+            let topics: Vec<String> = self.scopes.keys().cloned().collect();
+            for topic in topics {
+                if let Some(scope) = self.scopes.remove(&topic) {
+                    self.book.drop_chains(&scope.chains);
+                }
+            }
+            self.consumer.context().poke();
+        }
+        ok
+    }
+
+    /// Saves one scope (fenced by the stored position).
+    async fn save_scope(&self, topic: &str, scope: &Scope) -> Saved {
+        let detectors = scope.detectors.snapshot();
+        let seen = match serde_json::to_value(&scope.seen) {
             Ok(v) => v,
             Err(e) => {
                 tracing::error!(error = %e, "seen records do not serialize");
-                return false;
+                return Saved::Failed;
             }
         };
         match store::checkpoint(
             &self.pool,
             &self.consumer_name,
+            topic,
             &detectors,
             &seen,
-            &self.offsets,
+            &scope.offsets,
         )
         .await
         {
             Ok(()) => {
                 counter!(m::CHECKPOINTS).increment(1);
                 self.health.healthy("postgres");
-                true
+                Saved::Ok
+            }
+            Err(e @ store::StoreError::Fenced { .. }) => {
+                tracing::warn!(error = %e, "checkpoint fenced: another instance owns the topic");
+                Saved::Fenced
             }
             Err(e) => {
                 self.health
                     .set("postgres", Status::Unhealthy, e.to_string());
                 tracing::warn!(error = %e, "checkpoint failed");
-                false
+                Saved::Failed
             }
         }
     }
 
     async fn report_lag(&self) {
         let consumer = self.consumer.clone();
-        let positions: Vec<((String, i32), i64)> =
-            self.offsets.iter().map(|(k, v)| (k.clone(), *v)).collect();
+        let positions: Vec<((String, i32), i64)> = self
+            .scopes
+            .iter()
+            .flat_map(|(t, s)| s.offsets.iter().map(move |(p, o)| ((t.clone(), *p), *o)))
+            .collect();
         let lags = tokio::task::spawn_blocking(move || {
             positions
                 .into_iter()
@@ -505,6 +632,13 @@ impl Watchdog {
     }
 }
 
+/// How saving a scope ended.
+enum Saved {
+    Ok,
+    Failed,
+    Fenced,
+}
+
 /// An incident of a detector with the `pause` action, severe enough for the Safe's threshold.
 fn wants_pause(i: &Incident, p: &Proposer) -> bool {
     i.actions.iter().any(|a| a == "pause") && i.severity >= p.min_severity()
@@ -512,7 +646,7 @@ fn wants_pause(i: &Incident, p: &Proposer) -> bool {
 
 /// Partition count of `topic`, waiting up to 30 s for it to appear (the ingest creates it).
 async fn partitions_of(
-    consumer: &StreamConsumer,
+    consumer: &GroupConsumer,
     topic: &str,
     brokers: &str,
 ) -> Result<i32, WatchdogError> {

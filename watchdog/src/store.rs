@@ -1,6 +1,7 @@
-//! The watchdog's Postgres state: detector snapshots, recently seen records and the stream
-//! position are saved in one transaction (a checkpoint), so after a restart the detectors continue
-//! from exactly the records they had counted; incidents are written as they change.
+//! The watchdog's Postgres state, per scope (a chain topic): detector snapshots, recently seen
+//! records and the stream position are saved in one transaction (a checkpoint), so after a restart,
+//! or in the instance a rebalance gives the topic to, the detectors continue from exactly the
+//! records they had counted; incidents are written as they change.
 
 use std::collections::BTreeMap;
 
@@ -8,14 +9,14 @@ use sqlx::PgPool;
 
 use crate::alerts::{Incident, State};
 
-/// What a previous run left.
+/// What earlier runs (of any instance) left for one scope: a chain topic.
 #[derive(Debug, Default)]
 pub struct Saved {
     pub detectors: Option<serde_json::Value>,
     pub seen: Option<serde_json::Value>,
-    /// Next offset to read per (topic, partition).
-    pub offsets: BTreeMap<(String, i32), i64>,
-    /// The newest incident of every key.
+    /// Next offset to read per partition of the topic.
+    pub offsets: BTreeMap<i32, i64>,
+    /// The newest incident of every key of the scope's chains.
     pub incidents: Vec<Incident>,
 }
 
@@ -29,32 +30,56 @@ pub enum StoreError {
         #[source]
         source: serde_json::Error,
     },
+    /// Another instance stored a later position of the topic: it owns the topic now.
+    #[error(
+        "{topic}/{partition}: another instance stored position {stored}, past this one's {ours}"
+    )]
+    Fenced {
+        topic: String,
+        partition: i32,
+        stored: i64,
+        ours: i64,
+    },
 }
 
-pub async fn load(pool: &PgPool, consumer: &str) -> Result<Saved, StoreError> {
+/// Loads the scope `topic` (whose records are those of `chains`). A scope that was never saved
+/// starts from the single row of an earlier version when there is one (`legacy` says so).
+pub async fn load(
+    pool: &PgPool,
+    consumer: &str,
+    topic: &str,
+    chains: &[u64],
+) -> Result<(Saved, bool), StoreError> {
     let mut saved = Saved::default();
-    if let Some((detectors, seen)) = sqlx::query_as::<_, (serde_json::Value, serde_json::Value)>(
-        "SELECT detectors, seen FROM watchdog_state WHERE consumer = $1",
+    let mut legacy = false;
+    let rows: Vec<(String, serde_json::Value, serde_json::Value)> = sqlx::query_as(
+        "SELECT topic, detectors, seen FROM watchdog_state
+         WHERE consumer = $1 AND topic IN ($2, '') ORDER BY topic DESC",
     )
     .bind(consumer)
-    .fetch_optional(pool)
-    .await?
-    {
+    .bind(topic)
+    .fetch_all(pool)
+    .await?;
+    if let Some((t, detectors, seen)) = rows.into_iter().next() {
+        legacy = t.is_empty();
         saved.detectors = Some(detectors);
         saved.seen = Some(seen);
     }
-    let rows: Vec<(String, i32, i64)> = sqlx::query_as(
-        "SELECT topic, partition, next_offset FROM sink_offsets WHERE consumer = $1",
+    let rows: Vec<(i32, i64)> = sqlx::query_as(
+        "SELECT partition, next_offset FROM sink_offsets WHERE consumer = $1 AND topic = $2",
     )
     .bind(consumer)
+    .bind(topic)
     .fetch_all(pool)
     .await?;
-    saved.offsets = rows.into_iter().map(|(t, p, o)| ((t, p), o)).collect();
+    saved.offsets = rows.into_iter().collect();
+    let chains: Vec<i64> = chains.iter().map(|c| *c as i64).collect();
     let incidents: Vec<(i64, serde_json::Value)> = sqlx::query_as(
         "SELECT DISTINCT ON (key) id, detail FROM watchdog_incidents
-         WHERE consumer = $1 ORDER BY key, id DESC",
+         WHERE consumer = $1 AND chain_id = ANY($2) ORDER BY key, id DESC",
     )
     .bind(consumer)
+    .bind(&chains)
     .fetch_all(pool)
     .await?;
     for (id, detail) in incidents {
@@ -63,30 +88,53 @@ pub async fn load(pool: &PgPool, consumer: &str) -> Result<Saved, StoreError> {
         i.id = Some(id);
         saved.incidents.push(i);
     }
-    Ok(saved)
+    Ok((saved, legacy))
 }
 
-/// Saves the detectors, the seen records and the stream position together.
+/// Saves a scope's detectors, seen records and position together. Fenced: when another instance
+/// stored a later position of one of its partitions, nothing is saved.
 pub async fn checkpoint(
     pool: &PgPool,
     consumer: &str,
+    topic: &str,
     detectors: &serde_json::Value,
     seen: &serde_json::Value,
-    offsets: &BTreeMap<(String, i32), i64>,
+    offsets: &BTreeMap<i32, i64>,
 ) -> Result<(), StoreError> {
     let mut tx = pool.begin().await?;
+    let stored: Vec<(i32, i64)> = sqlx::query_as(
+        "SELECT partition, next_offset FROM sink_offsets
+         WHERE consumer = $1 AND topic = $2 ORDER BY partition FOR UPDATE",
+    )
+    .bind(consumer)
+    .bind(topic)
+    .fetch_all(&mut *tx)
+    .await?;
+    for (partition, stored) in stored {
+        if let Some(&ours) = offsets.get(&partition) {
+            if stored > ours {
+                return Err(StoreError::Fenced {
+                    topic: topic.to_owned(),
+                    partition,
+                    stored,
+                    ours,
+                });
+            }
+        }
+    }
     sqlx::query(
-        "INSERT INTO watchdog_state (consumer, detectors, seen, updated_at)
-         VALUES ($1, $2, $3, now())
-         ON CONFLICT (consumer) DO UPDATE SET
+        "INSERT INTO watchdog_state (consumer, topic, detectors, seen, updated_at)
+         VALUES ($1, $2, $3, $4, now())
+         ON CONFLICT (consumer, topic) DO UPDATE SET
              detectors = EXCLUDED.detectors, seen = EXCLUDED.seen, updated_at = now()",
     )
     .bind(consumer)
+    .bind(topic)
     .bind(detectors)
     .bind(seen)
     .execute(&mut *tx)
     .await?;
-    for ((topic, partition), next) in offsets {
+    for (partition, next) in offsets {
         sqlx::query(
             "INSERT INTO sink_offsets (consumer, topic, partition, next_offset, updated_at)
              VALUES ($1, $2, $3, $4, now())

@@ -62,6 +62,12 @@ impl GroupContext {
         self.notify.notified().await;
     }
 
+    /// Wakes [`GroupContext::changed`] with no change: the reader repositions its partitions
+    /// (after a write or checkpoint was fenced).
+    pub fn poke(&self) {
+        self.notify.notify_one();
+    }
+
     fn push(&self, change: Rebalanced) {
         tracing::info!(?change, "kafka group rebalanced");
         self.changes
@@ -81,7 +87,10 @@ impl ConsumerContext for GroupContext {
         err: RDKafkaRespErr,
         tpl: &mut TopicPartitionList,
     ) {
-        let cooperative = matches!(consumer.rebalance_protocol(), RebalanceProtocol::Cooperative);
+        let cooperative = matches!(
+            consumer.rebalance_protocol(),
+            RebalanceProtocol::Cooperative
+        );
         let parts = partitions(tpl);
         match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
@@ -155,7 +164,9 @@ pub async fn resume_at(
     }
     let mut tpl = TopicPartitionList::new();
     for p in parts {
-        let offset = stored.get(p).map_or(Offset::Beginning, |o| Offset::Offset(*o));
+        let offset = stored
+            .get(p)
+            .map_or(Offset::Beginning, |o| Offset::Offset(*o));
         tpl.add_partition_offset(&p.0, p.1, offset)?;
         tracing::info!(topic = %p.0, partition = p.1, ?offset, "reading from the stored position");
     }

@@ -58,9 +58,9 @@ pub fn client_config(cfg: &KafkaConfig, brokers: &str) -> ClientConfig {
 /// A consumer in group `group_id` (the `[sink]` or `[watchdog]` consumer name), for instances that
 /// share the partitions of the chain topics. Positions live in Postgres: Kafka's auto-commit and
 /// offset store are off, and a rebalance goes through [`group::GroupContext`]. `defaults` are set
-/// unless the user's `kafka.properties` has them. The round-robin assignor spreads the topics'
-/// partitions over the instances (the range assignor would give every one-partition topic to the
-/// same instance).
+/// unless the user's `kafka.properties` has them (`session.timeout.ms`, or `group.instance.id` for
+/// static membership, say). The round-robin assignor spreads the topics' partitions over the
+/// instances (the range assignor would give every one-partition topic to the same instance).
 pub fn group_consumer(
     cfg: &KafkaConfig,
     brokers: &str,
@@ -73,6 +73,12 @@ pub fn group_consumer(
         ("enable.auto.commit", "false"),
         ("enable.auto.offset.store", "false"),
         ("partition.assignment.strategy", "roundrobin"),
+        // An instance that died (SIGKILL, a lost host) holds its partitions until the broker
+        // gives up on it: 10 s instead of librdkafka's 45 s, so a restarted or surviving
+        // instance takes over quickly. A clean stop leaves the group at once. Kafka's default
+        // group.min.session.timeout.ms (6 s) allows it.
+        ("session.timeout.ms", "10000"),
+        ("heartbeat.interval.ms", "1000"),
     ];
     for (k, v) in fixed.iter().chain(defaults) {
         if !cfg.properties.contains_key(*k) {

@@ -153,11 +153,17 @@ impl Sink {
             shared.writer_idle.store(false, Ordering::Relaxed);
             let _writing = shared.writing.lock().await;
             if epoch != shared.epoch.load(Ordering::SeqCst) {
-                tracing::debug!(records = batch.len(), "batch of an earlier assignment dropped");
+                tracing::debug!(
+                    records = batch.len(),
+                    "batch of an earlier assignment dropped"
+                );
                 continue;
             }
             tracing::debug!(records = batch.len(), waited = ?idle_since.elapsed(), "sink writing a batch");
-            match self.write_until_stored(&batch, epoch, &shared, &shutdown).await {
+            match self
+                .write_until_stored(&batch, epoch, &shared, &shutdown)
+                .await
+            {
                 Written::Stored | Written::Dropped => {}
                 Written::Fenced => shared.request_resync(),
                 Written::Shutdown => break,
@@ -231,7 +237,10 @@ impl Sink {
                         _ = tokio::time::sleep(delay) => {}
                     }
                     if epoch != shared.epoch.load(Ordering::SeqCst) {
-                        tracing::info!(records = batch.len(), "partitions reassigned while retrying: batch dropped");
+                        tracing::info!(
+                            records = batch.len(),
+                            "partitions reassigned while retrying: batch dropped"
+                        );
                         return Written::Dropped;
                     }
                 }
@@ -403,7 +412,12 @@ impl Reader {
         };
         let parts: Vec<Partition> = owned.iter().cloned().collect();
         group::resume_at(&self.consumer, &parts, &stored).await?;
-        tracing::info!(partitions = parts.len(), "sink owns {} partitions", parts.len());
+        metrics::gauge!(m::PARTITIONS_OWNED).set(parts.len() as f64);
+        tracing::info!(
+            partitions = parts.len(),
+            "sink owns {} partitions",
+            parts.len()
+        );
         Ok(true)
     }
 

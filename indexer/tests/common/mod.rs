@@ -49,8 +49,22 @@ impl Env {
     }
 
     pub async fn with_anvil(anvil: Anvil) -> Result<Env> {
+        Self::with(anvil, TestKafka::start()?).await
+    }
+
+    /// On librdkafka's mock broker whatever `KAFKA_BROKERS` says: for tests that need its fault
+    /// hooks.
+    pub async fn on_mock() -> Result<Env> {
+        Self::with(Anvil::spawn().await?, TestKafka::start_mock()?).await
+    }
+
+    /// On a real Apache Kafka broker (`KAFKA_BROKERS`, or one started for the test).
+    pub async fn on_real_broker() -> Result<Env> {
+        Self::with(Anvil::spawn().await?, TestKafka::real()?).await
+    }
+
+    pub async fn with(anvil: Anvil, kafka: TestKafka) -> Result<Env> {
         let db = TestDb::create().await?;
-        let kafka = TestKafka::start()?;
         let topic = kafka.unique_topic("tripwire-test");
         kafka.create_topic(&topic, 1).await?;
         let token = anvil.deploy("DemoToken", &[]).await?;

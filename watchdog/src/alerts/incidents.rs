@@ -189,6 +189,12 @@ impl IncidentBook {
         }
     }
 
+    /// Lets go of the incidents of `chains` (their topic went to another instance, which loads
+    /// them).
+    pub fn drop_chains(&mut self, chains: &[u64]) {
+        self.by_key.retain(|_, i| !chains.contains(&i.chain_id));
+    }
+
     pub fn firing(&self) -> impl Iterator<Item = &Incident> {
         self.by_key.values().filter(|i| i.state == State::Firing)
     }

@@ -248,6 +248,7 @@ explorer_tx_url = "https://explorer.invalid/tx/{{tx_hash}}"
         // The lag gauge is refreshed every checkpoint interval (1 s here): only a reading taken
         // well after the ingest stored the head covers every record it published.
         let mut ingested_at: Option<Instant> = None;
+        let mut caught_up_at: Option<f64> = None;
         loop {
             let lag = wd.metric("tripwire_watchdog_consumer_lag_records").await?;
             let consumed = wd
@@ -262,10 +263,18 @@ explorer_tx_url = "https://explorer.invalid/tx/{{tx_hash}}"
             if stored == Some(head as i64) {
                 let since = *ingested_at.get_or_insert_with(Instant::now);
                 if consumed > 0.0 && lag == 0.0 && since.elapsed() >= Duration::from_millis(2500) {
-                    return Ok(());
+                    // Caught up; and a checkpoint after that saved it (the partition may have
+                    // been assigned only moments ago).
+                    let checkpoints = wd.metric("tripwire_watchdog_checkpoints_total").await?;
+                    match caught_up_at {
+                        None => caught_up_at = Some(checkpoints),
+                        Some(at) if checkpoints > at => return Ok(()),
+                        Some(_) => {}
+                    }
                 }
             } else {
                 ingested_at = None;
+                caught_up_at = None;
             }
             if Instant::now() > deadline {
                 bail!(
