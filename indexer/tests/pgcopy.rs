@@ -1,6 +1,6 @@
 //! Integration tests of the binary COPY writer against a real Postgres. Every test works in a
 //! database of its own, created through `TRIPWIRE_TEST_PG_ADMIN_URL` (as for the testkit; default
-//! `postgres://postgres@127.0.0.1:5432/test`) and dropped again when the test ends.
+//! `postgres://postgres@127.0.0.1:5432/postgres`, a database every cluster has) and dropped again when the test ends.
 //!
 //! `cargo test --release -p tripwire-indexer --test pgcopy -- --ignored --nocapture copy_throughput`
 //! measures the write rate.
@@ -18,10 +18,9 @@ use tripwire_indexer::sink::pgcopy::{
 };
 use tripwire_schema::{BlockMarker, DecodedEvent, LogRecord};
 
-const DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
 
 fn admin_options() -> PgConnectOptions {
-    let url = std::env::var("TRIPWIRE_TEST_PG_ADMIN_URL").unwrap_or_else(|_| DEFAULT_URL.into());
+    let url = std::env::var("TRIPWIRE_TEST_PG_ADMIN_URL").unwrap_or_else(|_| testkit::postgres::DEFAULT_ADMIN_URL.into());
     PgConnectOptions::from_str(&url).expect("TRIPWIRE_TEST_PG_ADMIN_URL is a Postgres URL")
 }
 
