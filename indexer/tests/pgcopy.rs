@@ -18,9 +18,9 @@ use tripwire_indexer::sink::pgcopy::{
 };
 use tripwire_schema::{BlockMarker, DecodedEvent, LogRecord};
 
-
 fn admin_options() -> PgConnectOptions {
-    let url = std::env::var("TRIPWIRE_TEST_PG_ADMIN_URL").unwrap_or_else(|_| testkit::postgres::DEFAULT_ADMIN_URL.into());
+    let url = std::env::var("TRIPWIRE_TEST_PG_ADMIN_URL")
+        .unwrap_or_else(|_| testkit::postgres::DEFAULT_ADMIN_URL.into());
     PgConnectOptions::from_str(&url).expect("TRIPWIRE_TEST_PG_ADMIN_URL is a Postgres URL")
 }
 

@@ -46,30 +46,28 @@ impl TestKafka {
     /// Uses `KAFKA_BROKERS` if set, otherwise starts a one-broker mock cluster
     /// that lives as long as the returned value.
     pub fn start() -> anyhow::Result<TestKafka> {
-        if let Ok(brokers) = std::env::var("KAFKA_BROKERS") {
-            if !brokers.trim().is_empty() {
-                return Ok(TestKafka {
-                    brokers,
-                    mock: None,
-                    own: None,
-                });
-            }
+        match Self::from_env() {
+            Some(kafka) => Ok(kafka),
+            None => Self::start_mock(),
         }
-        Self::start_mock()
+    }
+
+    /// The broker `KAFKA_BROKERS` names, if it is set.
+    fn from_env() -> Option<TestKafka> {
+        let brokers = std::env::var("KAFKA_BROKERS").ok()?;
+        (!brokers.trim().is_empty()).then_some(TestKafka {
+            brokers,
+            mock: None,
+            own: None,
+        })
     }
 
     /// A real Apache Kafka broker: `KAFKA_BROKERS` if set, otherwise one started for this value
     /// (`scripts/kafka`, installed by `scripts/install-tools`). For tests whose point is the real
     /// broker's behaviour: they never fall back to the mock.
     pub fn real() -> anyhow::Result<TestKafka> {
-        if let Ok(brokers) = std::env::var("KAFKA_BROKERS") {
-            if !brokers.trim().is_empty() {
-                return Ok(TestKafka {
-                    brokers,
-                    mock: None,
-                    own: None,
-                });
-            }
+        if let Some(kafka) = Self::from_env() {
+            return Ok(kafka);
         }
         let broker = crate::broker::KafkaBroker::start()?;
         Ok(TestKafka {
