@@ -15,8 +15,9 @@ use crate::detect::DetectorConfig;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WatchdogConfig {
-    /// Name of the watchdog's stored stream position and state (and its Kafka consumer group).
-    /// Two watchdogs with different names watch the same stream independently.
+    /// Name of the watchdog's stored stream position and state, and its Kafka consumer group.
+    /// Watchdogs of one name share the chain topics (each topic's state goes with it); two with
+    /// different names watch the same stream independently.
     #[serde(default = "default_consumer")]
     pub consumer: String,
     /// `/metrics` and `/health` of the watchdog process.

@@ -133,7 +133,8 @@ impl Default for ServerConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SinkConfig {
-    /// Name under which the sink stores its Kafka positions in Postgres (and its Kafka group id).
+    /// Name under which the sink stores its Kafka positions in Postgres, and its Kafka group id:
+    /// every sink of this name shares the chain topics' partitions (see `kafka::group`).
     #[serde(default = "default_consumer")]
     pub consumer: String,
     /// Largest number of records written in one Postgres transaction.
