@@ -224,7 +224,14 @@ impl Watchdog {
             .iter()
             .flat_map(|(t, s)| s.offsets.iter().map(move |(p, o)| ((t.clone(), *p), *o)))
             .collect();
-        group::resume_at(&self.consumer, &parts, &stored).await?;
+        if let Err(e) = group::resume_at(&self.consumer, &parts, &stored).await {
+            // E.g. a rebalance began meanwhile: it is served by the next poll, and the partitions
+            // are positioned again after it.
+            tracing::warn!(error = %e, "positioning the partitions failed; trying again");
+            self.consumer.context().poke();
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            return Ok(());
+        }
         gauge!(tripwire_indexer::metrics::PARTITIONS_OWNED).set(parts.len() as f64);
         tracing::info!(
             partitions = parts.len(),

@@ -152,16 +152,20 @@ pub fn apply(owned: &mut std::collections::BTreeSet<Partition>, changes: &[Rebal
     }
 }
 
-/// Moves each of `parts` to its stored next offset (the beginning when none is stored) and lets
-/// it deliver again. The seek also discards whatever librdkafka had fetched for the partition.
+/// Moves each of `parts` (every partition the instance owns) to its stored next offset (the
+/// beginning when none is stored) and lets it deliver again.
+///
+/// With the eager protocol (the default, round-robin) the whole assignment is set again with
+/// explicit offsets: each partition's fetch starts afresh at that offset, and whatever librdkafka
+/// had fetched or asked for under the old start is discarded (a seek instead can lose a race
+/// with the pending lookup of the paused start, and then reads from the beginning that lookup
+/// found, which is past a position that retention removed). The cooperative protocol allows only
+/// incremental changes, so there the partitions are sought.
 pub async fn resume_at(
     consumer: &GroupConsumer,
     parts: &[Partition],
     stored: &BTreeMap<Partition, i64>,
 ) -> Result<(), KafkaError> {
-    if parts.is_empty() {
-        return Ok(());
-    }
     let mut tpl = TopicPartitionList::new();
     for p in parts {
         let offset = stored
@@ -169,6 +173,20 @@ pub async fn resume_at(
             .map_or(Offset::Beginning, |o| Offset::Offset(*o));
         tpl.add_partition_offset(&p.0, p.1, offset)?;
         tracing::info!(topic = %p.0, partition = p.1, ?offset, "reading from the stored position");
+    }
+    if !matches!(
+        consumer.rebalance_protocol(),
+        RebalanceProtocol::Cooperative
+    ) {
+        consumer.assign(&tpl)?;
+        return if parts.is_empty() {
+            Ok(())
+        } else {
+            consumer.resume(&tpl)
+        };
+    }
+    if parts.is_empty() {
+        return Ok(());
     }
     // A partition whose assignment librdkafka is still setting up refuses a seek for a moment
     // ("erroneous state"): try again briefly.
@@ -182,12 +200,12 @@ pub async fn resume_at(
                 let failed: Vec<_> = done
                     .elements()
                     .iter()
-                    .filter_map(|e| e.error().err().map(|err| (e.topic().to_owned(), err)))
+                    .filter_map(|e| e.error().err())
                     .collect();
-                if failed.is_empty() {
-                    return consumer.resume(&tpl);
+                match failed.into_iter().next() {
+                    None => return consumer.resume(&tpl),
+                    Some(e) => last = Some(e),
                 }
-                last = Some(failed[0].1.clone());
             }
             Err(e) => last = Some(e),
         }

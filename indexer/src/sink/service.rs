@@ -411,7 +411,16 @@ impl Reader {
             }
         };
         let parts: Vec<Partition> = owned.iter().cloned().collect();
-        group::resume_at(&self.consumer, &parts, &stored).await?;
+        self.check_still_kept(&parts, &stored)?;
+        if let Err(e) = group::resume_at(&self.consumer, &parts, &stored).await {
+            // E.g. a rebalance began meanwhile: it is served by the next poll, and the partitions
+            // are positioned again after it.
+            counter!(m::KAFKA_ERRORS, "op" => "reposition").increment(1);
+            tracing::warn!(error = %e, "positioning the partitions failed; trying again");
+            self.shared.request_resync();
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            return Ok(true);
+        }
         metrics::gauge!(m::PARTITIONS_OWNED).set(parts.len() as f64);
         tracing::info!(
             partitions = parts.len(),
@@ -419,6 +428,42 @@ impl Reader {
             parts.len()
         );
         Ok(true)
+    }
+
+    /// Stops with [`SinkError::PositionLost`] when a stored position is below what the broker
+    /// still keeps. librdkafka's `auto.offset.reset = error` alone does not always say so: a
+    /// real broker whose retention emptied the partition answered nothing at all.
+    fn check_still_kept(
+        &self,
+        parts: &[Partition],
+        stored: &std::collections::BTreeMap<Partition, i64>,
+    ) -> Result<(), SinkError> {
+        for part in parts {
+            let Some(&next) = stored.get(part) else {
+                continue;
+            };
+            let watermarks = tokio::task::block_in_place(|| {
+                self.consumer
+                    .fetch_watermarks(&part.0, part.1, Duration::from_secs(10))
+            });
+            match watermarks {
+                Ok((low, _)) if next < low => {
+                    counter!(m::KAFKA_ERRORS, "op" => "position_lost").increment(1);
+                    return Err(SinkError::PositionLost {
+                        reason: format!(
+                            "{}/{}: stored offset {next}, the oldest record kept is {low}",
+                            part.0, part.1
+                        ),
+                    });
+                }
+                Ok(_) => {}
+                // Unknown now: the fetch itself reports a lost position.
+                Err(e) => {
+                    tracing::warn!(topic = %part.0, partition = part.1, error = %e, "watermarks unavailable")
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Gathers up to `batch_records` messages, waiting at most `wait` after the first one, or
