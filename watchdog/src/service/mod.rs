@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use tripwire_indexer::health::{Health, Status};
 use tripwire_indexer::kafka::{
     self,
-    group::{self, GroupConsumer, Partition, Rebalanced},
+    group::{GroupConsumer, Partition},
 };
 use tripwire_schema::StreamRecord;
 
@@ -29,8 +29,10 @@ use crate::config::WatchdogSettings;
 use crate::detect::DetectorSet;
 use crate::metrics as m;
 use crate::safe::Proposer;
-use crate::seen::Seen;
 use crate::store;
+
+mod scope;
+use scope::Scope;
 
 #[derive(Debug, thiserror::Error)]
 pub enum WatchdogError {
@@ -44,16 +46,6 @@ pub enum WatchdogError {
     Detect(#[from] crate::detect::DetectError),
     #[error("alertmanager client: {0}")]
     Client(#[from] reqwest::Error),
-}
-
-/// One chain topic as this instance follows it.
-struct Scope {
-    /// The chains whose records the topic carries (one with a `{chain}` topic template).
-    chains: Vec<u64>,
-    detectors: DetectorSet,
-    seen: Seen,
-    /// Next offset per partition of the topic that this instance owns.
-    offsets: BTreeMap<i32, i64>,
 }
 
 /// One running watchdog.
@@ -170,125 +162,6 @@ impl Watchdog {
             checkpoint_every: Duration::from_secs(w.checkpoint_interval_s.max(1)),
             proposer,
             to_propose: BTreeMap::new(),
-        })
-    }
-
-    /// Applies what the group changed: revoked topics are checkpointed and let go, newly
-    /// assigned ones loaded from Postgres (retrying while it is away), then every owned partition
-    /// continues from its scope's position.
-    async fn rebalance(&mut self, shutdown: &CancellationToken) -> Result<(), WatchdogError> {
-        let changes = self.consumer.context().take();
-        for change in &changes {
-            if let Rebalanced::Revoked(parts) = change {
-                for (topic, _) in parts {
-                    if let Some(scope) = self.scopes.remove(topic) {
-                        self.save_scope(topic, &scope).await;
-                        self.book.drop_chains(&scope.chains);
-                        self.undelivered
-                            .retain(|_, i| !scope.chains.contains(&i.chain_id));
-                        tracing::info!(topic, "watchdog let go of the topic");
-                    }
-                }
-            }
-        }
-        group::apply(&mut self.owned, &changes);
-        let wanted: std::collections::BTreeSet<String> =
-            self.owned.iter().map(|(t, _)| t.clone()).collect();
-        for topic in wanted {
-            if self.scopes.contains_key(&topic) {
-                continue;
-            }
-            let chains = self.topics.get(&topic).cloned().unwrap_or_default();
-            let mut wait = Duration::from_millis(200);
-            let scope = loop {
-                match self.open_scope(&topic, &chains).await {
-                    Ok(scope) => break scope,
-                    Err(WatchdogError::Store(e)) if !shutdown.is_cancelled() => {
-                        self.health
-                            .set("postgres", Status::Unhealthy, e.to_string());
-                        tracing::warn!(topic, error = %e, retry_in = ?wait, "loading the topic's state failed");
-                        tokio::select! {
-                            _ = shutdown.cancelled() => return Ok(()),
-                            _ = tokio::time::sleep(wait) => {}
-                        }
-                        wait = (wait * 2).min(Duration::from_secs(10));
-                    }
-                    Err(e) => return Err(e),
-                }
-            };
-            self.scopes.insert(topic, scope);
-        }
-        let parts: Vec<Partition> = self.owned.iter().cloned().collect();
-        let stored: BTreeMap<Partition, i64> = self
-            .scopes
-            .iter()
-            .flat_map(|(t, s)| s.offsets.iter().map(move |(p, o)| ((t.clone(), *p), *o)))
-            .collect();
-        if let Err(e) = group::resume_at(&self.consumer, &parts, &stored).await {
-            // E.g. a rebalance began meanwhile: it is served by the next poll, and the partitions
-            // are positioned again after it.
-            tracing::warn!(error = %e, "positioning the partitions failed; trying again");
-            self.consumer.context().poke();
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            return Ok(());
-        }
-        gauge!(tripwire_indexer::metrics::PARTITIONS_OWNED).set(parts.len() as f64);
-        tracing::info!(
-            partitions = parts.len(),
-            "watchdog owns {} partitions",
-            parts.len()
-        );
-        gauge!(m::ALERTS_FIRING).set(self.book.firing().count() as f64);
-        Ok(())
-    }
-
-    /// Loads a topic's saved state and takes back its chains' incidents.
-    async fn open_scope(&mut self, topic: &str, chains: &[u64]) -> Result<Scope, WatchdogError> {
-        let (saved, legacy) = store::load(&self.pool, &self.consumer_name, topic, chains).await?;
-        let mut detectors = DetectorSet::new(&self.detector_configs)?;
-        if let Some(state) = saved.detectors {
-            let reset = detectors.restore(state)?;
-            for name in &reset {
-                tracing::warn!(detector = %name, topic, "saved state does not fit the detector's config: it learns again");
-            }
-            tracing::info!(
-                topic,
-                restored = detectors.len() - reset.len(),
-                reset = reset.len(),
-                "detector state restored from the last checkpoint"
-            );
-        }
-        // The row of an earlier version mixed every chain's blocks: only with one chain does its
-        // seen set belong to this topic alone.
-        let seen = match saved.seen {
-            Some(v) if !legacy || self.topics.len() == 1 => serde_json::from_value(v)
-                .unwrap_or_else(|e| {
-                    tracing::warn!(topic, error = %e, "saved seen-records unreadable: starting empty");
-                    Seen::new(crate::seen::DEFAULT_DEPTH)
-                }),
-            _ => Seen::new(crate::seen::DEFAULT_DEPTH),
-        };
-        let mut incidents = saved.incidents;
-        let now = Utc::now();
-        // Firing incidents are sent again at once: Alertmanager may have expired them while no
-        // instance had the topic. A crash between storing an incident and its proposal: the
-        // proposal is made now (the store keeps it to one per incident).
-        for i in incidents.iter_mut().filter(|i| i.state == State::Firing) {
-            self.undelivered.insert(i.key.clone(), i.clone());
-            if let (Some(p), Some(id)) = (&self.proposer, i.id) {
-                if wants_pause(i, p) {
-                    self.to_propose.insert(id, i.summary.clone());
-                }
-            }
-        }
-        self.book.load(incidents);
-        self.book.forget_old(now);
-        tracing::info!(topic, offsets = ?saved.offsets, "watchdog took the topic");
-        Ok(Scope {
-            chains: chains.to_vec(),
-            detectors,
-            seen,
-            offsets: saved.offsets,
         })
     }
 
@@ -550,69 +423,6 @@ impl Watchdog {
         }
     }
 
-    /// Saves every owned scope's detector state, seen records and position; false if one failed.
-    async fn checkpoint(&mut self) -> bool {
-        let mut ok = true;
-        let mut fenced = false;
-        for (topic, scope) in &self.scopes {
-            match self.save_scope(topic, scope).await {
-                Saved::Ok => {}
-                Saved::Failed => ok = false,
-                Saved::Fenced => fenced = true,
-            }
-        }
-        if fenced {
-            // Another instance owns a topic this one still reads: read from the stored positions
-            // (the group tells this instance soon what it owns).
-            let topics: Vec<String> = self.scopes.keys().cloned().collect();
-            for topic in topics {
-                if let Some(scope) = self.scopes.remove(&topic) {
-                    self.book.drop_chains(&scope.chains);
-                }
-            }
-            self.consumer.context().poke();
-        }
-        ok
-    }
-
-    /// Saves one scope (fenced by the stored position).
-    async fn save_scope(&self, topic: &str, scope: &Scope) -> Saved {
-        let detectors = scope.detectors.snapshot();
-        let seen = match serde_json::to_value(&scope.seen) {
-            Ok(v) => v,
-            Err(e) => {
-                tracing::error!(error = %e, "seen records do not serialize");
-                return Saved::Failed;
-            }
-        };
-        match store::checkpoint(
-            &self.pool,
-            &self.consumer_name,
-            topic,
-            &detectors,
-            &seen,
-            &scope.offsets,
-        )
-        .await
-        {
-            Ok(()) => {
-                counter!(m::CHECKPOINTS).increment(1);
-                self.health.healthy("postgres");
-                Saved::Ok
-            }
-            Err(e @ store::StoreError::Fenced { .. }) => {
-                tracing::warn!(error = %e, "checkpoint fenced: another instance owns the topic");
-                Saved::Fenced
-            }
-            Err(e) => {
-                self.health
-                    .set("postgres", Status::Unhealthy, e.to_string());
-                tracing::warn!(error = %e, "checkpoint failed");
-                Saved::Failed
-            }
-        }
-    }
-
     async fn report_lag(&self) {
         let consumer = self.consumer.clone();
         let positions: Vec<((String, i32), i64)> = self
@@ -637,13 +447,6 @@ impl Watchdog {
             gauge!(m::CONSUMER_LAG, "topic" => t, "partition" => p.to_string()).set(lag as f64);
         }
     }
-}
-
-/// How saving a scope ended.
-enum Saved {
-    Ok,
-    Failed,
-    Fenced,
 }
 
 /// An incident of a detector with the `pause` action, severe enough for the Safe's threshold.
