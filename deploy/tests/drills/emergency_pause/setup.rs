@@ -198,6 +198,27 @@ contract = "treasury"
         )
         .await
         .with_context(|| watchdog.output())?;
+        // The runbooks read the watchdog's lag: it exists once the group gave it its topic.
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let metrics = watchdog
+                .get("/metrics")
+                .await
+                .map(|r| r.1)
+                .unwrap_or_default();
+            if metrics
+                .lines()
+                .any(|l| l.starts_with("tripwire_watchdog_consumer_lag_records"))
+            {
+                break;
+            }
+            anyhow::ensure!(
+                std::time::Instant::now() < deadline,
+                "the watchdog reported no consumer lag within 60 s:\n{}",
+                watchdog.output()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
         Ok(Stack {
             config: config.display().to_string(),
             _ingest: ingest,
