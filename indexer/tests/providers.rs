@@ -355,11 +355,29 @@ async fn b4_all_providers_down_then_back() -> Result<()> {
     );
     let age = p.metric("tripwire_chain_head_age_seconds").await?;
     ensure!(age >= 10.0, "head age not growing: {age}");
-    let (_, metrics) = p.get("/metrics").await?;
+    // Gauges are refreshed by the ingest's steps and probes: read them over a few seconds of the
+    // continuing outage, not at one instant.
+    let exported = |m: &str| {
+        m.contains("tripwire_lag_blocks{")
+            && m.contains("tripwire_rpc_providers_in_rotation{chain=\"devnet\"} 0")
+    };
+    let mut metrics = p.get("/metrics").await?.1;
+    for _ in 0..25 {
+        if exported(&metrics) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        metrics = p.get("/metrics").await?.1;
+    }
     ensure!(
-        metrics.contains("tripwire_lag_blocks{")
-            && metrics.contains("tripwire_rpc_providers_in_rotation{chain=\"devnet\"} 0"),
-        "lag and rotation gauges must stay exported"
+        exported(&metrics),
+        "lag and rotation gauges must stay exported:\n{}",
+        metrics
+            .lines()
+            .filter(|l| l.starts_with("tripwire_lag_blocks")
+                || l.starts_with("tripwire_rpc_providers_in_rotation"))
+            .collect::<Vec<_>>()
+            .join("\n")
     );
 
     a.set_mode(Mode::Pass);
