@@ -213,3 +213,22 @@ pub async fn resume_at(
     }
     Err(last.expect("at least one attempt"))
 }
+
+/// Waits up to 30 s for `topic` to exist with partitions (the ingest creates it); `false` if it
+/// did not appear.
+pub async fn wait_for_topic(consumer: &GroupConsumer, topic: &str) -> Result<bool, KafkaError> {
+    for _ in 0..30 {
+        let md = tokio::task::block_in_place(|| {
+            consumer.fetch_metadata(Some(topic), Duration::from_secs(5))
+        })?;
+        if md
+            .topics()
+            .iter()
+            .any(|t| t.name() == topic && t.error().is_none() && !t.partitions().is_empty())
+        {
+            return Ok(true);
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    Ok(false)
+}

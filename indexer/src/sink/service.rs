@@ -95,7 +95,12 @@ impl Sink {
             ],
         )?;
         for topic in topics {
-            partitions_of(&consumer, topic, brokers).await?;
+            if !group::wait_for_topic(&consumer, topic).await? {
+                return Err(SinkError::MissingTopic {
+                    topic: topic.clone(),
+                    brokers: brokers.to_owned(),
+                });
+            }
         }
         let names: Vec<&str> = topics.iter().map(String::as_str).collect();
         consumer.subscribe(&names)?;
@@ -536,25 +541,4 @@ impl Reader {
         }
         Ok(Gathered::Batch(batch))
     }
-}
-
-/// Partition count of `topic`, waiting up to 30 s for it to appear (the ingest creates it).
-async fn partitions_of(
-    consumer: &GroupConsumer,
-    topic: &str,
-    brokers: &str,
-) -> Result<i32, SinkError> {
-    for _ in 0..30 {
-        let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(5))?;
-        if let Some(t) = md.topics().iter().find(|t| t.name() == topic) {
-            if t.error().is_none() && !t.partitions().is_empty() {
-                return Ok(t.partitions().len() as i32);
-            }
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
-    Err(SinkError::MissingTopic {
-        topic: topic.to_owned(),
-        brokers: brokers.to_owned(),
-    })
 }

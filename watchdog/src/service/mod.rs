@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use tripwire_indexer::health::{Health, Status};
 use tripwire_indexer::kafka::{
     self,
-    group::{GroupConsumer, Partition},
+    group::{self, GroupConsumer, Partition},
 };
 use tripwire_schema::StreamRecord;
 
@@ -133,7 +133,12 @@ impl Watchdog {
                 .push(chain.chain_id);
         }
         for topic in topics.keys() {
-            partitions_of(&consumer, topic, brokers).await?;
+            if !group::wait_for_topic(&consumer, topic).await? {
+                return Err(WatchdogError::MissingTopic {
+                    topic: topic.clone(),
+                    brokers: brokers.to_owned(),
+                });
+            }
         }
         let names: Vec<&str> = topics.keys().map(String::as_str).collect();
         consumer.subscribe(&names)?;
@@ -452,27 +457,4 @@ impl Watchdog {
 /// An incident of a detector with the `pause` action, severe enough for the Safe's threshold.
 fn wants_pause(i: &Incident, p: &Proposer) -> bool {
     i.actions.iter().any(|a| a == "pause") && i.severity >= p.min_severity()
-}
-
-/// Partition count of `topic`, waiting up to 30 s for it to appear (the ingest creates it).
-async fn partitions_of(
-    consumer: &GroupConsumer,
-    topic: &str,
-    brokers: &str,
-) -> Result<i32, WatchdogError> {
-    for _ in 0..30 {
-        let md = tokio::task::block_in_place(|| {
-            consumer.fetch_metadata(Some(topic), Duration::from_secs(5))
-        })?;
-        if let Some(t) = md.topics().iter().find(|t| t.name() == topic) {
-            if t.error().is_none() && !t.partitions().is_empty() {
-                return Ok(t.partitions().len() as i32);
-            }
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
-    Err(WatchdogError::MissingTopic {
-        topic: topic.to_owned(),
-        brokers: brokers.to_owned(),
-    })
 }
