@@ -4,6 +4,7 @@
 
 pub mod app;
 pub mod config;
+pub mod faults;
 pub mod health;
 pub mod ingest;
 pub mod kafka;

@@ -93,6 +93,10 @@ struct ServeArgs {
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     app::init_tracing(&cli.log_format, "info");
+    if let Err(e) = tripwire_indexer::faults::setup() {
+        eprintln!("error: {e}");
+        return ExitCode::FAILURE;
+    }
     match run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -13,6 +13,8 @@ pub const BLOCKS_PRODUCED: &str = "tripwire_blocks_produced_total";
 pub const LOGS_WRITTEN: &str = "tripwire_logs_written_total";
 pub const RECORDS_CONSUMED: &str = "tripwire_records_consumed_total";
 pub const DEAD_LETTERS: &str = "tripwire_dead_letters_total";
+/// Blocks retracted at start because they were published before a crash and replaced meanwhile.
+pub const PENDING_RETRACTED: &str = "tripwire_ingest_pending_retracted_total";
 pub const REORGS: &str = "tripwire_reorgs_total";
 pub const REORG_DEPTH: &str = "tripwire_reorg_depth_blocks";
 pub const RETRACTIONS_APPLIED: &str = "tripwire_retractions_applied_total";

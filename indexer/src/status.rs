@@ -30,6 +30,8 @@ pub struct ProviderRow {
     pub error_rate: f64,
     pub latency_ms: f64,
     pub reason: Option<String>,
+    /// Answers caught contradicting the evidence since the ingest started.
+    pub inconsistent_answers: i64,
     /// Seconds since the ingest stored this row (a large value: the ingest is not running).
     pub age_s: f64,
 }
@@ -43,7 +45,7 @@ pub async fn read(pool: &PgPool) -> Result<Vec<ChainStatus>, sqlx::Error> {
     .await?;
     let providers: Vec<ProviderRow> = sqlx::query_as(
         "SELECT chain_id, provider, weight, in_rotation, head_block, error_rate, latency_ms, reason,
-                extract(epoch FROM now() - updated_at)::float8 AS age_s
+                inconsistent_answers, extract(epoch FROM now() - updated_at)::float8 AS age_s
          FROM rpc_providers ORDER BY chain_id, provider",
     )
     .fetch_all(pool)
@@ -93,11 +95,17 @@ pub fn render(rows: &[ChainStatus], lag_threshold: u64) -> String {
             "CHAIN", "PROVIDER", "WEIGHT", "HEAD", "ERRORS", "LATENCY", "AGE", "STATE"
         ));
         for (chain, p) in providers {
-            let state = if p.in_rotation {
+            let mut state = if p.in_rotation {
                 "in rotation".to_owned()
             } else {
                 format!("OUT: {}", p.reason.as_deref().unwrap_or("-"))
             };
+            if p.inconsistent_answers > 0 {
+                state.push_str(&format!(
+                    "; {} INCONSISTENT ANSWERS",
+                    p.inconsistent_answers
+                ));
+            }
             out.push_str(&format!(
                 "{:<16} {:<32} {:>6} {:>12} {:>6.0}% {:>7.0}ms {:>5.0}s  {}\n",
                 chain,

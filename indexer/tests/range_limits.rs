@@ -17,7 +17,7 @@ use testkit::{
 };
 use tripwire_indexer::{
     config::ChainConfig,
-    rpc::{ChainRpc, RpcError},
+    rpc::{ChainRpc, Interest, RpcError},
 };
 
 fn chain(urls: &[String], range_blocks: u64) -> Result<ChainConfig> {
@@ -50,7 +50,9 @@ async fn b3_every_providers_wording_adapts_the_range() -> Result<()> {
     let anvil = Anvil::spawn().await?;
     let (token, head) = history(&anvil).await?;
     let direct = ChainRpc::new(&chain(&[anvil.url()], 1000)?)?;
-    let truth = direct.fetch_range(0, head, &[token]).await?;
+    let truth = direct
+        .fetch_range(0, head, &Interest::raw(&[token]))
+        .await?;
     ensure!(truth.logs.len() >= 180, "only {} logs", truth.logs.len());
 
     let mut recognised = 0;
@@ -62,7 +64,7 @@ async fn b3_every_providers_wording_adapts_the_range() -> Result<()> {
         });
         let rpc = ChainRpc::new(&chain(&[proxy.url()], 64)?)?;
         let got = rpc
-            .fetch_range(0, head, &[token])
+            .fetch_range(0, head, &Interest::raw(&[token]))
             .await
             .with_context(|| format!("{style:?}"))?;
         ensure!(
@@ -99,7 +101,8 @@ async fn b3_every_providers_wording_adapts_the_range() -> Result<()> {
         let mut fetches = 0;
         while fetches < 300 && rpc.range_blocks() <= before * 4 {
             let span = rpc.range_blocks();
-            rpc.fetch_range(0, (span - 1).min(head), &[token]).await?;
+            rpc.fetch_range(0, (span - 1).min(head), &Interest::raw(&[token]))
+                .await?;
             fetches += 1;
         }
         ensure!(
@@ -127,7 +130,7 @@ async fn b3_a_single_block_too_large_is_reported_not_retried_forever() -> Result
     });
     let rpc = ChainRpc::new(&chain(&[proxy.url()], 16)?)?;
     let err = rpc
-        .fetch_range(head - 3, head, &[token])
+        .fetch_range(head - 3, head, &Interest::raw(&[token]))
         .await
         .expect_err("no provider can serve the block");
     ensure!(

@@ -182,10 +182,7 @@ pub async fn run(
         .contracts_of(&plan.chain.name)
         .cloned()
         .collect();
-    let addresses: Vec<Address> = all_contracts
-        .iter()
-        .flat_map(|c| c.addresses.iter().copied())
-        .collect();
+    let interest = records::interest(&all_contracts);
     let mut fired = Vec::new();
     let mut evaluated = 0u64;
     let mut progress = Progress::new(plan.to - start + 1, 0, "detect");
@@ -197,7 +194,7 @@ pub async fn run(
         // Blocks Postgres does not hold come from RPC, proven like the ingest's.
         let missing: Vec<u64> = (next..=end).filter(|n| !recs.contains_key(n)).collect();
         if let (Some(&lo), Some(&hi)) = (missing.first(), missing.last()) {
-            let data = rpc.fetch_range(lo, hi, &addresses).await?;
+            let data = rpc.fetch_range(lo, hi, &interest).await?;
             let built = records::build(
                 chain_id,
                 &plan.chain.name,

@@ -101,6 +101,7 @@ pub async fn run(
         .flat_map(|c| c.addresses.iter().copied())
         .collect();
     let addr_bytes: Vec<Vec<u8>> = addresses.iter().map(|a| a.to_vec()).collect();
+    let interest = records::interest(&plan.contracts);
 
     let (run_id, mut next, resumed) = if opts.dry_run {
         (0, plan.from, false)
@@ -130,7 +131,7 @@ pub async fn run(
             return Err(ReplayError::Interrupted { next });
         }
         let end = plan.to.min(next + step - 1);
-        let data = rpc.fetch_range(next, end, &addresses).await?;
+        let data = rpc.fetch_range(next, end, &interest).await?;
         let canonical: BTreeMap<u64, B256> =
             data.headers.iter().map(|h| (h.number, h.hash)).collect();
         let recs = records::build(

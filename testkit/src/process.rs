@@ -24,6 +24,18 @@ impl Proc {
         dir: &Path,
         rust_log: &str,
     ) -> Result<Proc> {
+        Self::spawn_with_env(bin, config, role, dir, rust_log, &[])
+    }
+
+    /// [`Proc::spawn`] with extra environment variables (e.g. `FAILPOINTS`).
+    pub fn spawn_with_env(
+        bin: &Path,
+        config: &Path,
+        role: &str,
+        dir: &Path,
+        rust_log: &str,
+        env: &[(&str, &str)],
+    ) -> Result<Proc> {
         let log = dir.join(format!("{role}-{}.log", crate::random_hex(8)));
         let file = std::fs::File::create(&log)?;
         let child = Command::new(bin)
@@ -31,6 +43,7 @@ impl Proc {
             .arg(config)
             .arg(role)
             .env("RUST_LOG", rust_log)
+            .envs(env.iter().copied())
             .stdout(Stdio::from(file.try_clone()?))
             .stderr(Stdio::from(file))
             .spawn()

@@ -46,6 +46,9 @@ pub enum Mode {
     RangeLimit { max_blocks: u64, style: RangeStyle },
     /// Corrupt every block hash in the answers (`hash`, `parentHash`, `blockHash`).
     WrongHash,
+    /// A log index that lags the headers: each `eth_getLogs` answer is replaced by `[]` with
+    /// probability `per_mille / 1000` (1000: always), while headers and receipts stay true.
+    EmptyLogs { per_mille: u32 },
 }
 
 /// The range/size-limit errors of common providers and node implementations, in their own words.
@@ -124,7 +127,7 @@ pub enum Outcome {
     /// Answered by the node, unchanged.
     Forwarded,
     /// A fault was injected: `rate_limited`, `server_error`, `reset`, `hang`, `stale_head`,
-    /// `empty_logs`, `range_limit` or `wrong_hash`.
+    /// `empty_logs`, `range_limit`, `wrong_hash` or `lying_logs`.
     Faulted(&'static str),
 }
 
@@ -389,6 +392,19 @@ async fn handle(
                 Err(status) => (status, Bytes::from_static(b"upstream failed")),
             }
         }
+        Mode::EmptyLogs { per_mille } => {
+            let (status, text) = forward_raw(shared, body).await;
+            match serde_json::from_slice::<Value>(&text) {
+                Ok(mut v) if status.is_success() => {
+                    if hide_logs(&mut v, &calls, per_mille) {
+                        record(Outcome::Faulted("lying_logs"));
+                        return reply(status, v.to_string());
+                    }
+                    (status, text)
+                }
+                _ => (status, text),
+            }
+        }
         Mode::RateLimited { .. } | Mode::ServerError | Mode::Reset | Mode::Hang => {
             unreachable!("HTTP-level faults answered above")
         }
@@ -605,6 +621,33 @@ async fn range_limited(
         })
         .collect();
     Ok(Some((StatusCode::OK, shape(request, out).to_string())))
+}
+
+/// Empties the result of each `eth_getLogs` answer in `v` (one answer or a batch) with
+/// probability `per_mille / 1000`; true if a non-empty answer was emptied.
+fn hide_logs(v: &mut Value, calls: &[Value], per_mille: u32) -> bool {
+    let log_ids: Vec<&Value> = calls
+        .iter()
+        .filter(|c| c["method"] == "eth_getLogs")
+        .map(|c| &c["id"])
+        .collect();
+    let answers: Vec<&mut Value> = match v {
+        Value::Array(items) => items.iter_mut().collect(),
+        one @ Value::Object(_) => vec![one],
+        _ => Vec::new(),
+    };
+    let mut any = false;
+    for a in answers {
+        if !log_ids.contains(&&a["id"]) {
+            continue;
+        }
+        let lie = per_mille >= 1000 || rand::random_range(0..1000) < per_mille;
+        if lie && a["result"].as_array().is_some_and(|l| !l.is_empty()) {
+            a["result"] = json!([]);
+            any = true;
+        }
+    }
+    any
 }
 
 /// Flips the last byte of every block hash in `v`; true if there was any.

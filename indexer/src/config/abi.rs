@@ -23,6 +23,8 @@ pub struct EventAbi {
 #[derive(Debug, Clone, Default)]
 pub struct ContractAbi {
     by_topic: HashMap<B256, Vec<EventAbi>>,
+    /// Some event is anonymous: the contract's logs cannot be told apart by topic0.
+    anonymous: bool,
 }
 
 impl ContractAbi {
@@ -63,6 +65,7 @@ impl ContractAbi {
     fn add(&mut self, event: Event) -> Result<(), String> {
         if event.anonymous {
             // Anonymous events carry no topic0 to match on; their logs stay raw.
+            self.anonymous = true;
             return Ok(());
         }
         let resolved = event
@@ -83,6 +86,15 @@ impl ContractAbi {
     /// Number of distinct events known.
     pub fn len(&self) -> usize {
         self.by_topic.values().map(Vec::len).sum()
+    }
+
+    /// The topic0 of every known event, when they describe all the contract's logs of interest
+    /// (`None` for a raw contract, or one with anonymous events).
+    pub fn topic0s(&self) -> Option<Vec<B256>> {
+        if self.by_topic.is_empty() || self.anonymous {
+            return None;
+        }
+        Some(self.by_topic.keys().copied().collect())
     }
 
     /// True when no event is known (the contract is indexed raw).

@@ -520,6 +520,7 @@ impl Config {
             }
         }
         let mut contract_names = HashSet::new();
+        let mut owners: std::collections::HashMap<(&str, Address), usize> = Default::default();
         let mut specs = Vec::with_capacity(self.contracts.len());
         for (i, c) in self.contracts.iter().enumerate() {
             let field = |f: &str| format!("contracts[{i}] ({}).{f}", c.name);
@@ -552,6 +553,22 @@ impl Config {
                 .iter()
                 .map(|a| parse_address(a).map_err(|m| ConfigError::invalid(field("addresses"), m)))
                 .collect::<Result<Vec<_>, _>>()?;
+            // Rows are attributed to a contract by address: one address under two names would
+            // silently give every row the later name.
+            for a in &addresses {
+                if let Some(first) = owners.insert((c.chain.as_str(), *a), i) {
+                    let message = if first == i {
+                        format!("lists {a} twice")
+                    } else {
+                        format!(
+                            "{a} is also an address of contracts[{first}] ({}) on chain {}: \
+                             an address belongs to one contract",
+                            self.contracts[first].name, c.chain
+                        )
+                    };
+                    return Err(ConfigError::invalid(field("addresses"), message));
+                }
+            }
             let abi_path = c.abi.as_ref().map(|p| base.join(p));
             let abi = ContractAbi::load(abi_path.as_deref(), &c.events).map_err(|m| {
                 ConfigError::invalid(

@@ -189,3 +189,39 @@ fn abi_decodes_transfer_and_keeps_bad_data_raw() {
     assert!(abi.decode(&topics, &[1, 2, 3, 4, 5]).is_none());
     assert!(abi.decode(&[B256::ZERO], &[]).is_none());
 }
+
+#[test]
+fn one_address_in_two_contracts_of_a_chain_names_both() {
+    let contract = |name: &str, address: &str| {
+        format!(
+            "\n[[contracts]]\nname = \"{name}\"\nchain = \"devnet\"\naddresses = [\"{address}\"]\n"
+        )
+    };
+    let a = "0x5fbdb2315678afecb367f032d93f642f64180aa3";
+    // The same address, once lowercase and once checksummed: still one address.
+    let e = err(&format!(
+        "{MINIMAL}{}{}",
+        contract("token", a),
+        contract("vault", "0x5FbDB2315678afecb367f032d93F642f64180aa3")
+    ));
+    assert!(
+        e.contains("contracts[1] (vault).addresses")
+            && e.contains("contracts[0] (token)")
+            && e.to_lowercase().contains(a),
+        "{e}"
+    );
+    let e = err(&format!(
+        "{MINIMAL}\n[[contracts]]\nname = \"token\"\nchain = \"devnet\"\naddresses = [\"{a}\", \"{a}\"]\n"
+    ));
+    assert!(
+        e.contains("(token).addresses") && e.contains("twice"),
+        "{e}"
+    );
+    // Different addresses are fine.
+    let ok = format!(
+        "{MINIMAL}{}{}",
+        contract("token", a),
+        contract("vault", "0xe7f1725e7734ce288f8367e1bb143e90bb3f0512")
+    );
+    parse(&ok).expect("distinct addresses are accepted");
+}

@@ -13,6 +13,9 @@ use tripwire_schema::BlockRef;
 pub struct Cursor {
     /// Canonical blocks already published, lowest first; the last one is the tip.
     pub recent: VecDeque<BlockRef>,
+    /// Blocks beyond the tip whose records may be in Kafka: handed to the producer before a
+    /// crash that left no cursor for them (`ingest_pending`). Empty once resolved.
+    pub pending: Vec<BlockRef>,
 }
 
 impl Cursor {
@@ -43,15 +46,51 @@ pub async fn load(pool: &PgPool, chain_id: u64) -> Result<Cursor, sqlx::Error> {
             .bind(chain_id as i64)
             .fetch_optional(pool)
             .await?;
-    let Some((recent,)) = row else {
-        return Ok(Cursor::default());
+    let recent: VecDeque<BlockRef> = match row {
+        Some((recent,)) => serde_json::from_value(recent)
+            .map_err(|e| sqlx::Error::Decode(format!("ingest_cursors.recent: {e}").into()))?,
+        None => VecDeque::new(),
     };
-    let recent: VecDeque<BlockRef> = serde_json::from_value(recent)
-        .map_err(|e| sqlx::Error::Decode(format!("ingest_cursors.recent: {e}").into()))?;
-    Ok(Cursor { recent })
+    let pending: Option<(serde_json::Value,)> =
+        sqlx::query_as("SELECT blocks FROM ingest_pending WHERE chain_id = $1")
+            .bind(chain_id as i64)
+            .fetch_optional(pool)
+            .await?;
+    let pending = match pending {
+        Some((blocks,)) => serde_json::from_value(blocks)
+            .map_err(|e| sqlx::Error::Decode(format!("ingest_pending.blocks: {e}").into()))?,
+        None => Vec::new(),
+    };
+    Ok(Cursor { recent, pending })
 }
 
-/// Stores the cursor (only after Kafka acknowledged everything up to its tip).
+/// Records the blocks about to be handed to Kafka, before any of their records is sent: after a
+/// crash before [`save`], they tell the restarted ingest what Kafka may hold beyond its cursor.
+pub async fn save_pending(
+    pool: &PgPool,
+    chain_id: u64,
+    headers: &[crate::rpc::Header],
+) -> Result<(), sqlx::Error> {
+    let blocks: Vec<BlockRef> = headers
+        .iter()
+        .map(|h| BlockRef {
+            number: h.number,
+            hash: h.hash,
+        })
+        .collect();
+    sqlx::query(
+        "INSERT INTO ingest_pending (chain_id, blocks, updated_at) VALUES ($1, $2, now())
+         ON CONFLICT (chain_id) DO UPDATE SET blocks = EXCLUDED.blocks, updated_at = now()",
+    )
+    .bind(chain_id as i64)
+    .bind(serde_json::to_value(&blocks).expect("block refs serialise"))
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// Stores the cursor (only after Kafka acknowledged everything up to its tip) and, in the same
+/// statement, forgets the pending blocks: the cursor now accounts for them.
 pub async fn save(
     pool: &PgPool,
     chain_id: u64,
@@ -61,7 +100,8 @@ pub async fn save(
     match cursor.tip() {
         Some(tip) => {
             sqlx::query(
-                "INSERT INTO ingest_cursors (chain_id, block_number, block_hash, recent, head_block, updated_at)
+                "WITH done AS (DELETE FROM ingest_pending WHERE chain_id = $1)
+                 INSERT INTO ingest_cursors (chain_id, block_number, block_hash, recent, head_block, updated_at)
                  VALUES ($1, $2, $3, $4, $5, now())
                  ON CONFLICT (chain_id) DO UPDATE SET block_number = EXCLUDED.block_number,
                    block_hash = EXCLUDED.block_hash, recent = EXCLUDED.recent,
@@ -77,10 +117,13 @@ pub async fn save(
         }
         None => {
             // Everything ingested was retracted down to before the start block.
-            sqlx::query("DELETE FROM ingest_cursors WHERE chain_id = $1")
-                .bind(chain_id as i64)
-                .execute(pool)
-                .await?;
+            sqlx::query(
+                "WITH done AS (DELETE FROM ingest_pending WHERE chain_id = $1)
+                 DELETE FROM ingest_cursors WHERE chain_id = $1",
+            )
+            .bind(chain_id as i64)
+            .execute(pool)
+            .await?;
         }
     }
     Ok(())
@@ -131,12 +174,14 @@ pub async fn save_providers(
     for p in providers {
         sqlx::query(
             "INSERT INTO rpc_providers
-                 (chain_id, provider, weight, in_rotation, head_block, error_rate, latency_ms, reason, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, now())
+                 (chain_id, provider, weight, in_rotation, head_block, error_rate, latency_ms, reason,
+                  inconsistent_answers, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, now())
              ON CONFLICT (chain_id, provider) DO UPDATE SET
                  weight = EXCLUDED.weight, in_rotation = EXCLUDED.in_rotation,
                  head_block = EXCLUDED.head_block, error_rate = EXCLUDED.error_rate,
-                 latency_ms = EXCLUDED.latency_ms, reason = EXCLUDED.reason, updated_at = now()",
+                 latency_ms = EXCLUDED.latency_ms, reason = EXCLUDED.reason,
+                 inconsistent_answers = EXCLUDED.inconsistent_answers, updated_at = now()",
         )
         .bind(chain_id as i64)
         .bind(&p.provider)
@@ -146,6 +191,7 @@ pub async fn save_providers(
         .bind(p.error_rate)
         .bind(p.latency_ms)
         .bind(&p.reason)
+        .bind(p.inconsistent_answers as i64)
         .execute(&mut *tx)
         .await?;
     }

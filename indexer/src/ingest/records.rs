@@ -7,7 +7,11 @@ use alloy::{primitives::Address, rpc::types::Log};
 use metrics::counter;
 use tripwire_schema::{BlockMarker, LogRecord, StreamRecord};
 
-use crate::{config::ContractSpec, metrics as m, rpc::Header};
+use crate::{
+    config::ContractSpec,
+    metrics as m,
+    rpc::{Header, Interest},
+};
 
 /// Address -> index into the chain's contracts.
 pub type AddressBook = HashMap<Address, usize>;
@@ -19,6 +23,19 @@ pub fn address_book(contracts: &[ContractSpec]) -> AddressBook {
         .enumerate()
         .flat_map(|(i, c)| c.addresses.iter().map(move |a| (*a, i)))
         .collect()
+}
+
+/// What to ask the providers for (and to check their answers against): every address of
+/// `contracts`, with its events' topic0s when the ABI describes all of its logs.
+pub fn interest<'a>(contracts: impl IntoIterator<Item = &'a ContractSpec>) -> Interest {
+    let mut entries = Vec::new();
+    for c in contracts {
+        let topics = c.abi.topic0s();
+        for a in &c.addresses {
+            entries.push((*a, topics.clone()));
+        }
+    }
+    Interest::new(entries.iter().map(|(a, t)| (*a, t.as_deref())))
 }
 
 /// Why a range answer cannot be used as is.

@@ -5,11 +5,13 @@
 
 use std::time::Duration;
 
-use alloy::primitives::Address;
 use backon::{BackoffBuilder, ExponentialBuilder};
 use futures::StreamExt;
 use metrics::{counter, gauge, histogram};
-use rdkafka::{error::KafkaError, producer::FutureProducer, producer::FutureRecord};
+use rdkafka::{
+    error::KafkaError,
+    producer::{FutureProducer, FutureRecord, Producer},
+};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 use tripwire_schema::{BlockRef, Retraction, StreamRecord};
@@ -20,6 +22,7 @@ use super::{
 };
 use crate::{
     config::{ChainConfig, ContractSpec},
+    faults,
     health::{Health, Status},
     metrics as m,
     rpc::{ChainRpc, ProviderId, RpcError},
@@ -34,6 +37,9 @@ pub enum IngestError {
     Kafka(#[from] KafkaError),
     #[error("postgres: {0}")]
     Postgres(#[from] sqlx::Error),
+    /// A test stopped the process at a fault point (see `faults.rs`).
+    #[error(transparent)]
+    Stopped(#[from] crate::faults::Stopped),
     #[error("chain {chain}: inconsistent RPC answer for blocks {from}..={to}: {source}")]
     Inconsistent {
         chain: String,
@@ -64,11 +70,24 @@ impl IngestError {
         }
     }
 
+    /// The fault in an operator's words (see [`RpcError::fault`]).
+    pub fn fault(&self) -> String {
+        match self {
+            IngestError::Rpc(e) => e.fault(),
+            IngestError::Kafka(e) => format!("Kafka error ({e})"),
+            IngestError::Postgres(_) => "Postgres error".into(),
+            IngestError::Stopped(_) => "stopped".into(),
+            IngestError::Inconsistent { .. } => "inconsistent answers".into(),
+            IngestError::ReorgTooDeep { .. } => "reorg too deep".into(),
+        }
+    }
+
     fn component(&self) -> &'static str {
         match self {
             IngestError::Rpc(_) | IngestError::Inconsistent { .. } => "rpc",
             IngestError::Kafka(_) => "kafka",
             IngestError::Postgres(_) => "postgres",
+            IngestError::Stopped(_) => "ingest",
             IngestError::ReorgTooDeep { .. } => "reorg",
         }
     }
@@ -109,6 +128,8 @@ pub struct ChainIngest {
     providers_saved: Option<std::time::Instant>,
     /// Next offset per partition after the last acknowledged record, as Kafka reported it.
     produced: std::collections::BTreeMap<i32, i64>,
+    /// The fault of the last failed step, until a later step stored something.
+    recovering: Option<String>,
 }
 
 impl ChainIngest {
@@ -145,6 +166,7 @@ impl ChainIngest {
             backpressure: None,
             providers_saved: None,
             produced: Default::default(),
+            recovering: None,
         })
     }
 
@@ -154,13 +176,15 @@ impl ChainIngest {
         self
     }
 
-    /// Records between what Kafka acknowledged and what the sink stored, when over the limit.
-    async fn sink_lead(&self) -> Result<Option<(u64, u64)>, IngestError> {
-        let Some(bp) = &self.backpressure else {
+    /// Records between what is in the topic and what the sink stored (`None`: no limit set).
+    /// Before the first acknowledgement of this process the topic's end offsets stand in for
+    /// what it produced, so a restarted ingest is held back exactly like a running one.
+    async fn sink_lead(&mut self) -> Result<Option<(u64, u64)>, IngestError> {
+        let Some(bp) = self.backpressure.clone() else {
             return Ok(None);
         };
         if self.produced.is_empty() {
-            return Ok(None);
+            self.produced = self.topic_ends().await?;
         }
         let rows: Vec<(i32, i64)> = sqlx::query_as(
             "SELECT partition, next_offset FROM sink_offsets WHERE consumer = $1 AND topic = $2",
@@ -177,8 +201,29 @@ impl ChainIngest {
                 (next - sunk).max(0)
             })
             .sum();
-        let lead = lead as u64;
-        Ok((lead > bp.max_lead_records).then_some((lead, bp.max_lead_records)))
+        Ok(Some((lead as u64, bp.max_lead_records)))
+    }
+
+    /// The end offset of every partition of the chain's topic, as the broker reports it.
+    async fn topic_ends(&self) -> Result<std::collections::BTreeMap<i32, i64>, IngestError> {
+        let producer = self.producer.clone();
+        let topic = self.topic.clone();
+        let ends = tokio::task::spawn_blocking(move || -> Result<_, KafkaError> {
+            let timeout = Duration::from_secs(10);
+            let client = producer.client();
+            let metadata = client.fetch_metadata(Some(&topic), timeout)?;
+            let mut ends = std::collections::BTreeMap::new();
+            for t in metadata.topics().iter().filter(|t| t.name() == topic) {
+                for p in t.partitions() {
+                    let (_, high) = client.fetch_watermarks(&topic, p.id(), timeout)?;
+                    ends.insert(p.id(), high);
+                }
+            }
+            Ok(ends)
+        })
+        .await
+        .map_err(|_| IngestError::Kafka(KafkaError::Canceled))?;
+        Ok(ends?)
     }
 
     fn label(&self) -> String {
@@ -197,6 +242,12 @@ impl ChainIngest {
         let mut delays = backoff.build();
         while !shutdown.is_cancelled() {
             let result = self.step().await;
+            match &result {
+                // Health is good again only once work is: a range stored, or the head checked.
+                Ok(Step::Progressed | Step::Idle) => self.recovering = None,
+                Ok(Step::Backpressure) => {}
+                Err(e) => self.recovering = Some(e.fault()),
+            }
             self.report_providers(result.is_ok()).await;
             let wait = match result {
                 Ok(step) => {
@@ -270,15 +321,31 @@ impl ChainIngest {
                 )
             })
             .collect();
+        let mut notes: Vec<String> = snapshot
+            .iter()
+            .filter_map(|p| {
+                let (ago, what) = p.recent_inconsistency.as_ref()?;
+                Some(format!(
+                    "{} gave {} inconsistent answers (last {:.0}s ago: {what})",
+                    p.provider,
+                    p.inconsistent_answers,
+                    ago.as_secs_f64()
+                ))
+            })
+            .collect();
+        if let Some(fault) = &self.recovering {
+            notes.push(format!("recovering after {fault}: nothing stored since"));
+        }
         if step_ok {
-            if out.is_empty() {
+            let all: Vec<String> = out.iter().chain(&notes).cloned().collect();
+            if all.is_empty() {
                 self.health.healthy(&component);
             } else if out.len() == snapshot.len() {
                 self.health
-                    .set(&component, Status::Unhealthy, out.join("; "));
+                    .set(&component, Status::Unhealthy, all.join("; "));
             } else {
                 self.health
-                    .set(&component, Status::Degraded, out.join("; "));
+                    .set(&component, Status::Degraded, all.join("; "));
             }
         }
         if self
@@ -293,15 +360,20 @@ impl ChainIngest {
         }
     }
 
-    fn addresses_for(&self, to: u64) -> Vec<Address> {
-        self.contracts
-            .iter()
-            .filter(|c| c.start_block.is_none_or(|s| s <= to))
-            .flat_map(|c| c.addresses.iter().copied())
-            .collect()
+    /// The contracts deployed by block `to` (a contract with a later `start_block` is not asked
+    /// for yet).
+    fn interest_for(&self, to: u64) -> crate::rpc::Interest {
+        records::interest(
+            self.contracts
+                .iter()
+                .filter(|c| c.start_block.is_none_or(|s| s <= to)),
+        )
     }
 
     async fn step(&mut self) -> Result<Step, IngestError> {
+        if !self.cursor.pending.is_empty() {
+            self.resolve_pending().await?;
+        }
         let heads = self.rpc.heads().await?;
         let head = heads.best;
         self.head = head;
@@ -336,7 +408,8 @@ impl ChainIngest {
             return Ok(Step::Idle);
         }
         let component = format!("backpressure:{}", self.chain.name);
-        if let Some((lead, max)) = self.sink_lead().await? {
+        let lead = self.sink_lead().await?;
+        if let Some((lead, max)) = lead.filter(|(lead, max)| lead > max) {
             self.health.set(
                 &component,
                 Status::Degraded,
@@ -359,10 +432,10 @@ impl ChainIngest {
             from = to + 1;
         }
         let last_to = ranges.last().map_or(next, |r| r.1);
-        let addresses = self.addresses_for(last_to);
+        let interest = self.interest_for(last_to);
         let rpc = &self.rpc;
         let fetched: Vec<_> = futures::stream::iter(ranges.iter().copied())
-            .map(|(f, t)| rpc.fetch_range(f, t, &addresses))
+            .map(|(f, t)| rpc.fetch_range(f, t, &interest))
             .buffered(self.chain.ranges_in_flight)
             .collect()
             .await;
@@ -372,6 +445,11 @@ impl ChainIngest {
         let mut recs = Vec::new();
         let mut headers = Vec::new();
         for ((from, to), data) in ranges.into_iter().zip(fetched) {
+            // With a lead limit, the group ends with the range that reaches it: the limit is
+            // overshot by one range at most, and the later ranges are fetched again later.
+            if lead.is_some_and(|(lead, max)| lead + recs.len() as u64 > max) {
+                break;
+            }
             let data = match data {
                 Ok(d) => d,
                 // Keep what precedes a failed range; the error surfaces at the next step.
@@ -418,7 +496,9 @@ impl ChainIngest {
             .iter()
             .filter(|r| matches!(r, StreamRecord::Log(_)))
             .count();
+        cursor::save_pending(&self.pool, self.chain.chain_id, &headers).await?;
         self.publish(&recs).await?;
+        faults::point(faults::points::INGEST_AFTER_ACK)?;
         for h in &headers {
             self.cursor.push(
                 BlockRef {
@@ -438,6 +518,62 @@ impl ChainIngest {
         self.report_lag();
         tracing::debug!(chain = %self.chain.name, from = next, to, logs, "ranges published");
         Ok(Step::Progressed)
+    }
+
+    /// After a crash between handing records to Kafka and storing the cursor, Kafka may hold
+    /// blocks beyond the cursor that nobody will retract when the chain replaces them. Those the
+    /// chain still has are simply published again by the next steps; those it replaced meanwhile
+    /// are retracted now, before anything else is published.
+    async fn resolve_pending(&mut self) -> Result<(), IngestError> {
+        let pending = self.cursor.pending.clone();
+        let (Some(lo), Some(hi)) = (pending.first().copied(), pending.last().copied()) else {
+            return Ok(());
+        };
+        let (current, source) = self.rpc.headers(lo.number, hi.number, None).await?;
+        let mut orphaned = Vec::new();
+        for b in &pending {
+            match current
+                .get((b.number - lo.number) as usize)
+                .copied()
+                .flatten()
+            {
+                Some(h) if h.hash == b.hash => {}
+                Some(_) => orphaned.push(*b),
+                // A provider that has not reached the block says nothing about a reorg.
+                None => {
+                    return Err(RpcError::MissingBlock {
+                        provider: self.rpc.label(source).to_owned(),
+                        block: b.number,
+                    }
+                    .into())
+                }
+            }
+        }
+        if !orphaned.is_empty() {
+            let ancestor = self.cursor.tip().unwrap_or(BlockRef {
+                number: self.chain.start_block.saturating_sub(1),
+                hash: UNKNOWN_HASH,
+            });
+            tracing::warn!(
+                chain = %self.chain.name,
+                blocks = orphaned.len(),
+                from = orphaned[0].number,
+                "blocks published before a crash were replaced meanwhile: retracting them"
+            );
+            let retraction = StreamRecord::Retraction(Retraction {
+                chain_id: self.chain.chain_id,
+                common_ancestor: ancestor,
+                orphaned: orphaned.clone(),
+            });
+            self.publish(std::slice::from_ref(&retraction)).await?;
+            counter!(m::PENDING_RETRACTED, "chain" => self.label())
+                .increment(orphaned.len() as u64);
+        } else {
+            tracing::info!(chain = %self.chain.name, blocks = pending.len(), "blocks published before a crash are still canonical");
+        }
+        self.cursor.pending.clear();
+        cursor::save(&self.pool, self.chain.chain_id, &self.cursor, self.head).await?;
+        Ok(())
     }
 
     fn report_lag(&self) {
@@ -474,6 +610,7 @@ impl ChainIngest {
                 }
             }
         }
+        faults::point(faults::points::INGEST_AFTER_PUBLISH)?;
         let all = futures::future::join_all(pending);
         tokio::pin!(all);
         let results = loop {

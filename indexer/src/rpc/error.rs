@@ -55,6 +55,37 @@ pub enum RpcError {
     },
     #[error("{provider}: does not have block {block} yet (behind the chain)")]
     MissingBlock { provider: String, block: u64 },
+    /// The answer contradicts the block's own commitments (its `logsBloom`) or a second source.
+    #[error("{provider}: inconsistent answer for block {block}: {detail}")]
+    Inconsistent {
+        provider: String,
+        block: u64,
+        detail: String,
+    },
+    /// The only provider keeps contradicting the evidence for a block.
+    #[error(
+        "chain {chain}: {provider}, the only provider, answered block {block} wrongly {times} \
+         times ({detail}). Stopping rather than store the block without its logs: fix the \
+         provider or add a second one"
+    )]
+    Contradicted {
+        chain: String,
+        provider: String,
+        block: u64,
+        times: u32,
+        detail: String,
+    },
+    /// A block's bloom says it may hold logs of interest, the answer has none, and no second
+    /// source (another provider, the block's receipts) could tell a lie from a false positive.
+    #[error(
+        "{provider}: block {block}: its logsBloom may hold logs of the configured contracts but \
+         the answer has none, and no second source could settle it ({detail})"
+    )]
+    Unsettled {
+        provider: String,
+        block: u64,
+        detail: String,
+    },
     #[error("{provider}: {method}: {message}")]
     Invalid {
         provider: String,
@@ -71,7 +102,13 @@ pub enum RpcError {
     #[error("chain {chain}: no RPC provider in rotation ({reason})")]
     NoProvider { chain: String, reason: String },
     #[error("chain {chain}: no RPC provider answered: {errors}")]
-    AllFailed { chain: String, errors: String },
+    AllFailed {
+        chain: String,
+        errors: String,
+        /// Every provider gave an answer nothing recognises (see
+        /// [`RpcError::is_unrecognised_answer`]).
+        unrecognised: bool,
+    },
     #[error(
         "chain {chain}: block {block} alone holds more logs of {address} than any provider returns \
          in one answer ({errors}). Add a provider without this limit or raise it"
@@ -95,7 +132,9 @@ impl RpcError {
     pub fn is_fatal(&self) -> bool {
         matches!(
             self,
-            RpcError::WrongChain { .. } | RpcError::BlockTooLarge { .. }
+            RpcError::WrongChain { .. }
+                | RpcError::BlockTooLarge { .. }
+                | RpcError::Contradicted { .. }
         )
     }
 
@@ -109,7 +148,41 @@ impl RpcError {
                 | RpcError::AllFailed { .. }
                 | RpcError::BlockTooLarge { .. }
                 | RpcError::WrongChain { .. }
+                | RpcError::Contradicted { .. }
+                | RpcError::Unsettled { .. }
         )
+    }
+
+    /// An answer the provider did give, but one nothing here recognises: a JSON-RPC error
+    /// object outside the wording tables, an HTTP error status other than the rate limits, or
+    /// all providers failing with such answers. Repeated on the same range it is read as a limit.
+    pub fn is_unrecognised_answer(&self) -> bool {
+        match self {
+            RpcError::Response { .. } | RpcError::Http { .. } => true,
+            RpcError::AllFailed { unrecognised, .. } => *unrecognised,
+            _ => false,
+        }
+    }
+
+    /// The provider the error is about, when it is about one.
+    pub fn provider(&self) -> Option<&str> {
+        match self {
+            RpcError::Timeout { provider, .. }
+            | RpcError::Transport { provider, .. }
+            | RpcError::Http { provider, .. }
+            | RpcError::RateLimited { provider, .. }
+            | RpcError::RangeLimit { provider, .. }
+            | RpcError::Response { provider, .. }
+            | RpcError::MissingBlock { provider, .. }
+            | RpcError::Invalid { provider, .. }
+            | RpcError::Inconsistent { provider, .. }
+            | RpcError::Contradicted { provider, .. }
+            | RpcError::Unsettled { provider, .. }
+            | RpcError::WrongChain { provider, .. } => Some(provider),
+            RpcError::NoProvider { .. }
+            | RpcError::AllFailed { .. }
+            | RpcError::BlockTooLarge { .. } => None,
+        }
     }
 
     /// The delay the provider asked for (`Retry-After`).
@@ -117,6 +190,38 @@ impl RpcError {
         match self {
             RpcError::RateLimited { retry_after, .. } => *retry_after,
             _ => None,
+        }
+    }
+
+    /// The fault in an operator's words, for health and `status`: timeout, connection reset,
+    /// HTTP status, rate limit, inconsistent answers, behind the chain...
+    pub fn fault(&self) -> String {
+        match self {
+            RpcError::Timeout { after, .. } => format!("timeout after {after:?}"),
+            RpcError::Transport { message, .. } => {
+                let lower = message.to_ascii_lowercase();
+                if lower.contains("reset") {
+                    "connection reset".into()
+                } else if lower.contains("refused") {
+                    "connection refused".into()
+                } else {
+                    "connection failed".into()
+                }
+            }
+            RpcError::Http { status, .. } => format!("HTTP {status}"),
+            RpcError::RateLimited { .. } => "rate limited".into(),
+            RpcError::RangeLimit { .. } => "range limit".into(),
+            RpcError::Response { code, .. } => format!("JSON-RPC error {code}"),
+            RpcError::MissingBlock { .. } => "behind the chain".into(),
+            RpcError::Inconsistent { .. } | RpcError::Contradicted { .. } => {
+                "inconsistent answers".into()
+            }
+            RpcError::Unsettled { .. } => "unsettled logs".into(),
+            RpcError::Invalid { .. } => "invalid answer".into(),
+            RpcError::WrongChain { .. } => "wrong chain".into(),
+            RpcError::NoProvider { .. } => "no provider in rotation".into(),
+            RpcError::AllFailed { .. } => "every provider failed".into(),
+            RpcError::BlockTooLarge { .. } => "block too large".into(),
         }
     }
 
@@ -131,6 +236,9 @@ impl RpcError {
             RpcError::Response { .. } => "response",
             RpcError::MissingBlock { .. } => "missing_block",
             RpcError::Invalid { .. } => "invalid",
+            RpcError::Inconsistent { .. } => "inconsistent",
+            RpcError::Contradicted { .. } => "contradicted",
+            RpcError::Unsettled { .. } => "unsettled",
             RpcError::WrongChain { .. } => "wrong_chain",
             RpcError::NoProvider { .. } => "no_provider",
             RpcError::AllFailed { .. } => "all_failed",

@@ -7,9 +7,11 @@
 //! provider and move the call to the next one.
 
 mod error;
+pub mod evidence;
 mod layers;
 pub mod limits;
 mod pool;
+mod settle;
 mod types;
 
 use std::{
@@ -18,7 +20,7 @@ use std::{
 };
 
 use alloy::{
-    primitives::{Address, U64},
+    primitives::U64,
     rpc::{
         client::{BatchRequest, ClientBuilder, Waiter},
         types::{Filter, Log},
@@ -28,6 +30,7 @@ use alloy::{
 use metrics::{counter, gauge};
 
 pub use error::RpcError;
+pub use evidence::Interest;
 pub use pool::ProviderStatus;
 pub use types::Header;
 
@@ -68,6 +71,10 @@ struct Inner {
     range: limits::AdaptiveRange,
     verify_ranges: bool,
     last_heads: Mutex<Option<(Instant, Heads)>>,
+    /// The last range that failed with an error no wording matched, and how often in a row.
+    unrecognised: Mutex<Option<(u64, u64, u32)>>,
+    /// Times the only provider was caught answering a block wrongly (see `settle.rs`).
+    contradictions: Mutex<std::collections::HashMap<u64, u32>>,
 }
 
 /// Heads younger than this are not asked again (ranges in flight share one refresh).
@@ -128,6 +135,8 @@ impl ChainRpc {
                 range: limits::AdaptiveRange::new(chain.range_blocks),
                 verify_ranges: chain.verify_ranges,
                 last_heads: Mutex::new(None),
+                unrecognised: Mutex::new(None),
+                contradictions: Mutex::default(),
             }),
         })
     }
@@ -202,6 +211,7 @@ impl ChainRpc {
             return Err(RpcError::AllFailed {
                 chain: self.chain().to_owned(),
                 errors: errors.join("; "),
+                unrecognised: false,
             });
         }
         Ok(())
@@ -273,11 +283,11 @@ impl ChainRpc {
                     answered += 1;
                     deadline.get_or_insert_with(|| tokio::time::Instant::now() + HEADS_GRACE);
                 }
-                Some(Err(e)) => errors.push(e.to_string()),
+                Some(Err(e)) => errors.push(e),
             }
         }
         if answered == 0 && !errors.is_empty() {
-            return Err(self.all_failed(errors));
+            return Err(self.all_failed(&errors));
         }
         let serving = pool
             .candidates(None)
@@ -385,18 +395,19 @@ impl ChainRpc {
         &self,
         from: u64,
         to: u64,
-        addresses: &[Address],
+        interest: &Interest,
     ) -> Result<RangeData, RpcError> {
         let mut out = RangeData::default();
         let mut next = from;
         while next <= to {
             let end = to.min(next + self.inner.range.current() - 1);
-            match self
-                .with_failover(Some(end), None, |i| self.range_on(i, next, end, addresses))
-                .await
-            {
+            let attempt = self
+                .with_failover(Some(end), None, |i| self.range_on(i, next, end, interest))
+                .await;
+            match self.limit_if_repeated(next, end, attempt) {
                 Ok(data) => {
                     self.inner.range.success(end - next + 1);
+                    self.forget_contradictions(end);
                     if next == from {
                         out.provider = data.provider;
                     }
@@ -413,7 +424,8 @@ impl ChainRpc {
                     tracing::debug!(chain = %self.chain(), from = next, to = end, span, "range limit: shrinking");
                 }
                 Err(e @ RpcError::RangeLimit { .. }) => {
-                    let data = self.fetch_block_split(next, addresses, e).await?;
+                    let data = self.fetch_block_split(next, interest, e).await?;
+                    self.forget_contradictions(end);
                     if next == from {
                         out.provider = data.provider;
                     }
@@ -429,26 +441,84 @@ impl ChainRpc {
         Ok(out)
     }
 
+    /// An error the wording table does not know, seen twice in a row for the same range of more
+    /// than one block, is taken for a limit: the range halves instead of failing for good.
+    fn limit_if_repeated<T>(
+        &self,
+        from: u64,
+        to: u64,
+        result: Result<T, RpcError>,
+    ) -> Result<T, RpcError> {
+        let mut last = self
+            .inner
+            .unrecognised
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let e = match result {
+            Ok(v) => {
+                *last = None;
+                return Ok(v);
+            }
+            Err(e) if to > from && e.is_unrecognised_answer() => e,
+            Err(e) => return Err(e),
+        };
+        let seen = match *last {
+            Some((f, t, n)) if (f, t) == (from, to) => n + 1,
+            _ => 1,
+        };
+        *last = Some((from, to, seen));
+        if seen < 2 {
+            return Err(e);
+        }
+        *last = None;
+        tracing::warn!(chain = %self.chain(), from, to, error = %e, "unrecognised error repeated on the same range: treating it as a range limit");
+        Err(RpcError::RangeLimit {
+            provider: e.provider().unwrap_or("-").to_owned(),
+            method: "eth_getLogs",
+            style: "unrecognised-repeated",
+            max_blocks: None,
+            message: e.to_string(),
+        })
+    }
+
     /// One block whose logs exceed a limit: fetch them address by address, each from the first
-    /// provider that accepts it.
+    /// provider that accepts it. Every configured provider is asked, a benched one once its bench
+    /// is over (waiting up to the RPC timeout for it): the block is reported too large only when
+    /// every provider refused it with a limit. Any other failure leaves it to a later attempt.
     async fn fetch_block_split(
         &self,
         block: u64,
-        addresses: &[Address],
+        interest: &Interest,
         first: RpcError,
     ) -> Result<RangeData, RpcError> {
         let mut out = RangeData::default();
-        for (n, address) in addresses.iter().enumerate() {
-            let mut errors = vec![first.to_string()];
+        for (n, address) in interest.addresses().iter().enumerate() {
+            let only = interest.only(*address);
+            let mut errors = vec![first.clone()];
             let mut done = None;
-            for i in self.pool().candidates(Some(block)) {
+            let mut order = self.pool().candidates(Some(block));
+            let rest: Vec<ProviderId> = (0..self.provider_count())
+                .filter(|i| !order.contains(i))
+                .collect();
+            order.extend(rest);
+            for i in order {
+                if let Some(wait) = self.pool().bench_remaining(i) {
+                    if wait > self.inner.timeout {
+                        errors.push(RpcError::Invalid {
+                            provider: self.label(i).to_owned(),
+                            method: "eth_getLogs",
+                            message: format!(
+                                "out of rotation for another {:.1}s, not asked",
+                                wait.as_secs_f64()
+                            ),
+                        });
+                        continue;
+                    }
+                    tokio::time::sleep(wait).await;
+                }
                 let started = Instant::now();
                 match self
-                    .timed(
-                        i,
-                        "eth_getLogs",
-                        self.range_on(i, block, block, std::slice::from_ref(address)),
-                    )
+                    .timed(i, "eth_getLogs", self.range_on(i, block, block, &only))
                     .await
                 {
                     Ok(d) => {
@@ -458,16 +528,36 @@ impl ChainRpc {
                     }
                     Err(e) => {
                         self.pool().record_failure(i, &e);
-                        errors.push(e.to_string());
+                        errors.push(e);
                     }
                 }
             }
             let Some(d) = done else {
-                return Err(RpcError::BlockTooLarge {
+                let text = errors
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                // Refused by every provider: a fact about the block, not a passing fault.
+                let refused: std::collections::BTreeSet<&str> = errors
+                    .iter()
+                    .filter(|e| matches!(e, RpcError::RangeLimit { .. }))
+                    .filter_map(RpcError::provider)
+                    .collect();
+                if refused.len() >= self.provider_count() {
+                    return Err(RpcError::BlockTooLarge {
+                        chain: self.chain().to_owned(),
+                        block,
+                        address: address.to_string(),
+                        errors: text,
+                    });
+                }
+                return Err(RpcError::AllFailed {
                     chain: self.chain().to_owned(),
-                    block,
-                    address: address.to_string(),
-                    errors: errors.join("; "),
+                    errors: format!(
+                        "block {block} of {address}: not every provider could be asked: {text}"
+                    ),
+                    unrecognised: false,
                 });
             };
             if n == 0 {
@@ -487,26 +577,28 @@ impl ChainRpc {
         Ok(out)
     }
 
-    /// One batch on provider `i`: the headers of `from..=to` and their logs.
+    /// One batch on provider `i`: the headers of `from..=to` and their logs, checked against the
+    /// headers' blooms; blocks the bloom says may hold logs the answer lacks are settled by a
+    /// second source before the answer is used.
     async fn range_on(
         &self,
         i: ProviderId,
         from: u64,
         to: u64,
-        addresses: &[Address],
+        interest: &Interest,
     ) -> Result<RangeData, RpcError> {
         let p = &self.pool().providers[i];
         let mut batch = p.client.new_batch();
         let header_waiters = self.add_header_calls(i, &mut batch, from, to)?;
         // With no address nothing is asked for logs: an unfiltered eth_getLogs returns every log
         // of the chain.
-        let logs_waiter = if addresses.is_empty() {
+        let logs_waiter = if interest.is_empty() {
             None
         } else {
             let filter = Filter::new()
                 .from_block(from)
                 .to_block(to)
-                .address(addresses.to_vec());
+                .address(interest.addresses());
             Some(
                 batch
                     .add_call::<_, Vec<Log>>("eth_getLogs", &(filter,))
@@ -542,6 +634,15 @@ impl ChainRpc {
                         })
                     }
                 },
+            }
+        }
+        if self.inner.verify_ranges && !interest.is_empty() {
+            let findings = evidence::check(&headers, &logs, interest).map_err(|detail| {
+                self.caught(i, headers.first().map_or(from, |h| h.number), detail)
+            })?;
+            if !findings.suspects.is_empty() {
+                let suspects: Vec<Header> = findings.suspects.iter().map(|k| headers[*k]).collect();
+                self.settle(i, &suspects, interest).await?;
             }
         }
         Ok(RangeData {
@@ -638,10 +739,15 @@ impl ChainRpc {
         }
     }
 
-    fn all_failed(&self, errors: Vec<String>) -> RpcError {
+    fn all_failed(&self, errors: &[RpcError]) -> RpcError {
         RpcError::AllFailed {
             chain: self.chain().to_owned(),
-            errors: errors.join("; "),
+            errors: errors
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; "),
+            unrecognised: !errors.is_empty() && errors.iter().all(RpcError::is_unrecognised_answer),
         }
     }
 
@@ -695,6 +801,6 @@ impl ChainRpc {
         if errors.len() == 1 {
             return Err(errors.pop().expect("one error"));
         }
-        Err(self.all_failed(errors.iter().map(ToString::to_string).collect()))
+        Err(self.all_failed(&errors))
     }
 }

@@ -21,6 +21,11 @@ const BENCH_BASE: Duration = Duration::from_millis(500);
 const BENCH_MAX: Duration = Duration::from_secs(30);
 /// Longest `Retry-After` honoured (a provider asking for an hour is treated as down for 10 min).
 const RETRY_AFTER_MAX: Duration = Duration::from_secs(600);
+/// Shortest bench of a provider caught answering wrongly: it looked healthy while lying, so a
+/// quick probe proves nothing.
+const INCONSISTENT_BENCH: Duration = Duration::from_secs(30);
+/// How long a wrong answer keeps the provider named in health.
+pub const INCONSISTENT_MEMORY: Duration = Duration::from_secs(600);
 /// Weight of the newest observation in the error-rate and latency averages.
 const EWMA_ALPHA: f64 = 0.1;
 
@@ -47,6 +52,9 @@ struct State {
     error_rate: f64,
     latency_ms: f64,
     last_error: Option<String>,
+    /// Answers caught contradicting the evidence, and when the last one was.
+    inconsistent: u64,
+    last_inconsistent: Option<(Instant, String)>,
 }
 
 /// A provider's state for `status` and the `rpc_providers` table.
@@ -60,6 +68,11 @@ pub struct ProviderStatus {
     pub latency_ms: f64,
     /// Why it is out of rotation, or its last error.
     pub reason: Option<String>,
+    /// Answers caught contradicting the evidence since the process started.
+    pub inconsistent_answers: u64,
+    /// The latest such answer, when it is recent (within [`INCONSISTENT_MEMORY`]): how long ago,
+    /// and what was wrong.
+    pub recent_inconsistency: Option<(Duration, String)>,
 }
 
 /// How usable a provider is for a request, best first.
@@ -176,6 +189,13 @@ impl Pool {
             .unwrap_or_default()
     }
 
+    /// How long provider `i` stays benched (`None`: it may be asked now).
+    pub fn bench_remaining(&self, i: usize) -> Option<Duration> {
+        let until = self.providers[i].lock().benched_until?;
+        let left = until.saturating_duration_since(Instant::now());
+        (!left.is_zero()).then_some(left)
+    }
+
     /// Why nothing can be asked now (for [`RpcError::NoProvider`]).
     pub fn unavailable_reason(&self) -> String {
         let now = Instant::now();
@@ -270,14 +290,21 @@ impl Pool {
                 s.consecutive_failures = s.consecutive_failures.saturating_add(1);
             }
             s.last_error = Some(e.to_string());
-            delay = match e.retry_after() {
+            let own = match e.retry_after() {
                 Some(d) => d.min(RETRY_AFTER_MAX),
                 None => backoff(s.consecutive_failures),
+            };
+            delay = if let RpcError::Inconsistent { .. } = e {
+                s.inconsistent += 1;
+                s.last_inconsistent = Some((Instant::now(), e.to_string()));
+                own.max(INCONSISTENT_BENCH)
+            } else {
+                own
             };
             let until = Instant::now() + delay;
             s.benched_until = Some(s.benched_until.map_or(until, |u| u.max(until)));
             s.bench_requested = e.retry_after().is_some();
-            s.reason = Some(format!("{}: {e}", e.kind()));
+            s.reason = Some(format!("{}: {e}", e.fault()));
         }
         if newly_benched {
             tracing::warn!(chain = %self.chain, provider = %p.label, error = %e, back_in = ?delay, "RPC provider out of rotation");
@@ -298,12 +325,16 @@ impl Pool {
                 let lagging = behind > self.max_lag;
                 let changed = lagging != s.lagging;
                 s.lagging = lagging;
-                if lagging {
+                // A provider that failed and has not answered since keeps its fault as the
+                // reason: its head is old because it does not answer, not because its node is
+                // behind.
+                let failing = s.benched_until.is_some();
+                if lagging && !failing {
                     s.reason = Some(format!(
                         "lagging {behind} blocks behind the best head {best} (max_provider_lag_blocks = {})",
                         self.max_lag
                     ));
-                } else if changed && s.benched_until.is_none() {
+                } else if changed && !failing {
                     s.reason = None;
                 }
                 changed
@@ -385,6 +416,12 @@ impl Pool {
                     } else {
                         s.reason.clone().or_else(|| s.last_error.clone())
                     },
+                    inconsistent_answers: s.inconsistent,
+                    recent_inconsistency: s
+                        .last_inconsistent
+                        .as_ref()
+                        .map(|(at, what)| (at.elapsed(), what.clone()))
+                        .filter(|(ago, _)| *ago < INCONSISTENT_MEMORY),
                 }
             })
             .collect()

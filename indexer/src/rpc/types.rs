@@ -1,10 +1,10 @@
-//! The slice of an RPC block the indexer needs. Deserialising only these four fields keeps header
+//! The slice of an RPC block the indexer needs. Deserialising only these fields keeps header
 //! batches cheap (a full block carries hundreds of transaction hashes).
 
-use alloy::primitives::{B256, U64};
+use alloy::primitives::{Bloom, B256, U64};
 use serde::Deserialize;
 
-/// Number, hash, parent hash and timestamp of a block.
+/// Number, hash, parent hash and timestamp of a block, and what it commits to about its logs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Header {
@@ -14,6 +14,13 @@ pub struct Header {
     pub parent_hash: B256,
     #[serde(deserialize_with = "quantity")]
     pub timestamp: u64,
+    /// Bloom of every log's address and topics (`None`: the provider did not send one, so log
+    /// answers for the block cannot be checked against it).
+    #[serde(default)]
+    pub logs_bloom: Option<Bloom>,
+    /// Root of the block's receipts trie (`None`: not sent).
+    #[serde(default)]
+    pub receipts_root: Option<B256>,
 }
 
 fn quantity<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {

@@ -99,6 +99,26 @@ WHERE (blocks.hash, blocks.parent_hash, blocks.\"timestamp\", blocks.log_count) 
     IS DISTINCT FROM (EXCLUDED.hash, EXCLUDED.parent_hash, EXCLUDED.\"timestamp\", EXCLUDED.log_count); \
 TRUNCATE pg_temp.tripwire_staging_blocks";
 
+/// Before markers are merged: the logs of every height whose block the batch replaces (a stored
+/// block of another hash at that height, or two hashes for it within the batch) that are not of
+/// the batch's final block there. Normally a retraction removed them already; this also covers a
+/// replaced block that was never retracted (its records reached Kafka just before a crash that
+/// lost the ingest's memory of them), so no height ever keeps the logs of two blocks. The
+/// candidate heights are found from the staged markers first, so batches that replace nothing
+/// never read `logs`.
+const DELETE_REPLACED_LOGS: &str = "\
+DELETE FROM logs l USING ( \
+    SELECT f.chain_id, f.number, f.hash FROM ( \
+        SELECT DISTINCT ON (chain_id, number) chain_id, number, hash \
+        FROM pg_temp.tripwire_staging_blocks ORDER BY chain_id, number, seq DESC \
+    ) f \
+    WHERE EXISTS (SELECT 1 FROM blocks b \
+                  WHERE b.chain_id = f.chain_id AND b.number = f.number AND b.hash <> f.hash) \
+       OR EXISTS (SELECT 1 FROM pg_temp.tripwire_staging_blocks s \
+                  WHERE s.chain_id = f.chain_id AND s.number = f.number AND s.hash <> f.hash) \
+) r \
+WHERE l.chain_id = r.chain_id AND l.block_number = r.number AND l.block_hash <> r.hash";
+
 /// Binary `COPY` data: the header, then one tuple per pushed row. The trailer is sent separately
 /// (see [`copy_in`]), so the buffer can be sent any number of times.
 #[derive(Debug)]
@@ -406,6 +426,8 @@ struct Target {
     copy_direct: Option<&'static str>,
     /// `COPY` into the staging table.
     copy_staging: &'static str,
+    /// Run on the staged rows before the merge.
+    before_merge: Option<&'static str>,
     /// Merge of the staging table into the real table, emptying the staging table.
     merge: &'static str,
 }
@@ -413,12 +435,14 @@ struct Target {
 const LOGS: Target = Target {
     copy_direct: Some(COPY_LOGS_DIRECT),
     copy_staging: COPY_LOGS,
+    before_merge: None,
     merge: MERGE_LOGS,
 };
 
 const BLOCKS: Target = Target {
     copy_direct: None,
     copy_staging: COPY_BLOCKS,
+    before_merge: Some(DELETE_REPLACED_LOGS),
     merge: MERGE_BLOCKS,
 };
 
@@ -469,6 +493,15 @@ async fn write(
     prepare_staging(conn).await?;
     let copied = copy_in(conn, target.copy_staging, stream).await?;
     debug_assert_eq!(copied, rows, "COPY stored a different number of rows");
+    if let Some(before) = target.before_merge {
+        let removed = sqlx::raw_sql(before).execute(&mut *conn).await?;
+        if removed.rows_affected() > 0 {
+            tracing::warn!(
+                logs = removed.rows_affected(),
+                "logs of replaced blocks removed (no retraction preceded their replacement)"
+            );
+        }
+    }
     let merged = sqlx::raw_sql(target.merge).execute(&mut *conn).await?;
     Ok(merged.rows_affected())
 }

@@ -227,6 +227,10 @@ impl Sink {
                     tracing::warn!(error = %e, "sink batch fenced: reading again from the stored positions");
                     return Written::Fenced;
                 }
+                Err(WriteError::Stopped(e)) => {
+                    tracing::warn!(error = %e, "sink stopped inside a batch");
+                    return Written::Shutdown;
+                }
                 Err(WriteError::Postgres(e)) => {
                     counter!(m::POSTGRES_ERRORS, "op" => "write_batch").increment(1);
                     self.health.set(

@@ -7,6 +7,7 @@
 //! `dead_letters`, and stores the sink cursors and the Kafka offsets, all in one transaction. A
 //! prepared batch does not change: a failed write is retried with exactly the same batch.
 
+use crate::faults;
 use std::collections::BTreeMap;
 
 use alloy::primitives::B256;
@@ -163,6 +164,9 @@ pub enum WriteError {
         stored: i64,
         first: i64,
     },
+    /// A test stopped the process at a fault point (see `faults.rs`).
+    #[error(transparent)]
+    Stopped(#[from] crate::faults::Stopped),
 }
 
 /// What a batch did.
@@ -224,6 +228,7 @@ pub async fn write_batch(
         }
     }
     stats.logs_inserted += pgcopy::store_logs(&mut tx, &batch.logs).await?;
+    faults::point(faults::points::SINK_INSIDE_COPY)?;
     stats.blocks_written += pgcopy::store_blocks(&mut tx, &batch.blocks).await?;
     for (chain_id, at) in &stats.cursors {
         // Markers of older blocks (a replay re-publishing history) never move the cursor back;
@@ -258,6 +263,7 @@ pub async fn write_batch(
         .await?;
     }
     tx.commit().await?;
+    faults::point(faults::points::SINK_AFTER_COMMIT)?;
     Ok(stats)
 }
 

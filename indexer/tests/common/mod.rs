@@ -180,12 +180,18 @@ addresses = ["{registry}"]
 
     /// Starts `tripwire-indexer <role>` with this environment's config.
     pub fn spawn(&self, role: &str) -> Result<Proc> {
-        Proc::spawn(
+        self.spawn_with_env(role, &[])
+    }
+
+    /// [`Env::spawn`] with extra environment variables (e.g. `FAILPOINTS`).
+    pub fn spawn_with_env(&self, role: &str, env: &[(&str, &str)]) -> Result<Proc> {
+        Proc::spawn_with_env(
             std::path::Path::new(BIN),
             &self.config(),
             role,
             self.dir.path(),
             "info,tripwire_indexer=debug",
+            env,
         )
     }
 
