@@ -400,3 +400,103 @@ async fn b4_all_providers_down_then_back() -> Result<()> {
     }
     Ok(())
 }
+
+/// B6: health names the fault each provider showed (a hang is a timeout, a reset a reset, not
+/// "lagging"), and after an outage it stays degraded until the ingest has stored something again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn b6_health_names_the_fault_and_recovers_only_after_a_write() -> Result<()> {
+    let mut env = Env::new().await?;
+    let hung = FaultProxy::start(&env.anvil.url()).await?;
+    let reset = FaultProxy::start(&env.anvil.url()).await?;
+    let steady = FaultProxy::start(&env.anvil.url()).await?;
+    env.rpc_urls = Some(vec![]);
+    env.rpc_timeout_s = 1;
+    env.chain_extra = format!(
+        "{}\nmax_provider_lag_blocks = 2",
+        providers(&[
+            ("hung", &hung, 3),
+            ("reset", &reset, 2),
+            ("steady", &steady, 1)
+        ])
+    );
+    env.traffic(10, 2).await?;
+    let p = env.spawn("run")?;
+    env.wait_synced_with(Duration::from_secs(60), &[&p]).await?;
+    hung.set_mode(Mode::Hang);
+    reset.set_mode(Mode::Reset);
+    // The chain moves on, so that the two silent providers' last heads fall behind.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let body = loop {
+        env.traffic(1, 1).await?;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let (_, body) = p.get("/health").await?;
+        if body.contains("hung out of rotation") && body.contains("reset out of rotation") {
+            break body;
+        }
+        ensure!(Instant::now() < deadline, "faults never named: {body}");
+    };
+    println!("B6 health while one provider hangs and one resets: {body}");
+    ensure!(
+        body.contains("timeout"),
+        "the hang is not named a timeout: {body}"
+    );
+    ensure!(
+        body.contains("connection reset"),
+        "the reset is not named: {body}"
+    );
+    ensure!(
+        !body.contains("lagging"),
+        "silent providers blamed for lag: {body}"
+    );
+
+    // Every provider down, then back: healthy only once a range was stored after the return.
+    steady.set_mode(Mode::ServerError);
+    hung.set_mode(Mode::ServerError);
+    reset.set_mode(Mode::ServerError);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        env.traffic(1, 1).await?;
+        let (code, _) = p.get("/health").await?;
+        if code == 503 {
+            break;
+        }
+        ensure!(Instant::now() < deadline, "the outage never showed");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    for _ in 0..5 {
+        env.traffic(1, 1).await?;
+    }
+    for proxy in [&steady, &hung, &reset] {
+        proxy.set_mode(Mode::Pass);
+    }
+    let back: f64 = sqlx::query_scalar("SELECT extract(epoch FROM clock_timestamp())::float8")
+        .fetch_one(env.db.pool())
+        .await?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut seen = Vec::new();
+    loop {
+        let (_, body) = p.get("/health").await?;
+        if body.contains("\"status\":\"healthy\"") {
+            let stored: f64 = sqlx::query_scalar(
+                "SELECT extract(epoch FROM updated_at)::float8 FROM ingest_cursors WHERE chain_id = 31337",
+            )
+            .fetch_one(env.db.pool())
+            .await?;
+            ensure!(
+                stored > back,
+                "healthy before anything was stored after the outage (cursor stored at \
+                 {stored}, providers back at {back}); states seen: {seen:#?}"
+            );
+            break;
+        }
+        if seen.last() != Some(&body) {
+            seen.push(body.clone());
+        }
+        ensure!(Instant::now() < deadline, "never healthy again: {body}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    println!("B6 states between the return and healthy: {seen:#?}");
+    env.wait_matches_chain(Duration::from_secs(60), &[&p])
+        .await?;
+    Ok(())
+}

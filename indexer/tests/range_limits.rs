@@ -162,3 +162,85 @@ async fn b3_a_single_block_too_large_is_reported_not_retried_forever() -> Result
     );
     Ok(())
 }
+
+/// One provider refuses every block of the range (a cap it cannot meet) while the other is
+/// briefly out of rotation: the ingest waits for the other instead of stopping with "block N
+/// alone holds more logs than any provider returns", and Postgres ends equal to the chain.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refusal_while_the_other_provider_is_benched_is_not_a_stop() -> Result<()> {
+    let mut env = Env::new().await?;
+    env.traffic(20, 6).await?;
+    let capped = FaultProxy::start(&env.anvil.url()).await?;
+    capped.set_mode(Mode::RangeLimit {
+        max_blocks: 0,
+        style: RangeStyle::QuickNode,
+    });
+    let other = FaultProxy::start(&env.anvil.url()).await?;
+    other.set_mode(Mode::ServerError);
+    env.rpc_urls = Some(vec![]);
+    env.rpc_timeout_s = 2;
+    env.chain_extra = format!(
+        "providers = [{{ url = \"{}\", name = \"capped\", weight = 5 }}, {{ url = \"{}\", name = \"other\", weight = 1 }}]",
+        capped.url(),
+        other.url()
+    );
+    let mut p = env.spawn("run")?;
+    // The other provider fails for a while: every block is refused by one provider and not
+    // answered by the other.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    ensure!(
+        p.is_running(),
+        "the ingest stopped although a provider never refused the block:\n{}",
+        p.output()
+    );
+    ensure!(
+        !p.output().contains("alone holds more logs"),
+        "reported the block as too large:\n{}",
+        p.output()
+    );
+    other.set_mode(Mode::Pass);
+    let rows = env
+        .wait_matches_chain(Duration::from_secs(60), &[&p])
+        .await?;
+    println!("capped + briefly benched provider: {rows} rows equal to the chain, no stop");
+    Ok(())
+}
+
+/// A refusal in words no table knows, repeated on the same range, halves the range instead of
+/// stopping progress for good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unrecognised_error_repeated_on_one_range_halves_it() -> Result<()> {
+    let anvil = Anvil::spawn().await?;
+    let (token, head) = history(&anvil).await?;
+    let proxy = FaultProxy::start(&anvil.url()).await?;
+    proxy.set_mode(Mode::RangeLimit {
+        max_blocks: 5,
+        style: RangeStyle::Unrecognised,
+    });
+    let rpc = ChainRpc::new(&chain(&[proxy.url()], 64)?)?;
+    let interest = Interest::raw(&[token]);
+    let mut failures = 0;
+    let got = loop {
+        match rpc.fetch_range(0, head, &interest).await {
+            Ok(d) => break d,
+            Err(e) => {
+                ensure!(!e.is_fatal(), "{e}");
+                failures += 1;
+                ensure!(failures < 40, "never adapted: {e}");
+                // The ingest's backoff; the provider's bench is short.
+                tokio::time::sleep(Duration::from_millis(600)).await;
+            }
+        }
+    };
+    ensure!(got.headers.len() as u64 == head + 1);
+    ensure!(
+        rpc.range_blocks() <= 5,
+        "range {} after an unrecognised refusal of more than 5",
+        rpc.range_blocks()
+    );
+    println!(
+        "unrecognised wording: range 64 -> {} after {failures} failed attempts",
+        rpc.range_blocks()
+    );
+    Ok(())
+}

@@ -266,3 +266,87 @@ async fn offsets_are_kept_per_partition() -> anyhow::Result<()> {
     assert_eq!(rows, 25);
     Ok(())
 }
+
+/// A block replaced without a retraction before it (its records reached Kafka just before a
+/// crash the ingest could not account for): the replacing marker takes the replaced block's logs
+/// with it, whether the two are in one batch or in two, and a block of the same hash again (a
+/// replay) removes nothing.
+#[tokio::test]
+async fn a_marker_that_replaces_a_block_removes_the_replaced_blocks_logs() -> anyhow::Result<()> {
+    let db = migrated_db().await?;
+    let batch_of = |first: i64, records: Vec<StreamRecord>| {
+        let mut batch = Batch::new();
+        for (i, r) in records.iter().enumerate() {
+            let payload = r.to_json();
+            batch.push(TOPIC, 0, first + i as i64, Some(b"31337"), Some(&payload));
+        }
+        batch
+    };
+    // Two batches: fork 1 of block 11, then fork 2 of it.
+    write_batch(
+        db.pool(),
+        CONSUMER,
+        &batch_of(
+            0,
+            vec![
+                log(10, 0, 0),
+                marker(10, 0, 1),
+                log(11, 1, 0),
+                log(11, 1, 1),
+                marker(11, 1, 2),
+            ],
+        ),
+    )
+    .await?;
+    write_batch(
+        db.pool(),
+        CONSUMER,
+        &batch_of(5, vec![log(11, 2, 0), marker(11, 2, 1)]),
+    )
+    .await?;
+    assert_eq!(stored_logs(&db).await?, vec![(10, 0, 0), (11, 2, 0)]);
+    assert_eq!(stored_blocks(&db).await?, vec![(10, 0), (11, 2)]);
+
+    // One batch: fork 3 of block 12 and its replacement, fork 4, with no marker stored before.
+    write_batch(
+        db.pool(),
+        CONSUMER,
+        &batch_of(
+            7,
+            vec![
+                log(12, 3, 0),
+                log(12, 3, 1),
+                marker(12, 3, 2),
+                log(12, 4, 0),
+                marker(12, 4, 1),
+            ],
+        ),
+    )
+    .await?;
+    assert_eq!(
+        stored_logs(&db).await?,
+        vec![(10, 0, 0), (11, 2, 0), (12, 4, 0)]
+    );
+    assert_eq!(stored_blocks(&db).await?, vec![(10, 0), (11, 2), (12, 4)]);
+
+    // The canonical blocks again (a replay): nothing removed.
+    write_batch(
+        db.pool(),
+        CONSUMER,
+        &batch_of(
+            12,
+            vec![
+                log(11, 2, 0),
+                marker(11, 2, 1),
+                log(12, 4, 0),
+                marker(12, 4, 1),
+            ],
+        ),
+    )
+    .await?;
+    assert_eq!(
+        stored_logs(&db).await?,
+        vec![(10, 0, 0), (11, 2, 0), (12, 4, 0)]
+    );
+    Ok(())
+}

@@ -65,10 +65,15 @@ pub enum RangeStyle {
     ResponseSize,
     /// A gateway refusing the body outright with HTTP 413.
     Http413,
+    /// Cloudflare's gateway: "Exceeded maximum block range: N".
+    Cloudflare,
+    /// A wording no table knows (not in [`RangeStyle::ALL`]): only its repetition on the same
+    /// range tells that it is a limit.
+    Unrecognised,
 }
 
 impl RangeStyle {
-    pub const ALL: [RangeStyle; 9] = [
+    pub const ALL: [RangeStyle; 10] = [
         RangeStyle::Alchemy,
         RangeStyle::Infura,
         RangeStyle::QuickNode,
@@ -78,6 +83,7 @@ impl RangeStyle {
         RangeStyle::Besu,
         RangeStyle::ResponseSize,
         RangeStyle::Http413,
+        RangeStyle::Cloudflare,
     ];
 
     /// The `(code, message)` this style answers for a range starting at `from` when at most
@@ -117,6 +123,11 @@ impl RangeStyle {
             ),
             RangeStyle::ResponseSize => (-32008, "response size exceeded".to_string()),
             RangeStyle::Http413 => (413, "Request Entity Too Large".to_string()),
+            RangeStyle::Cloudflare => (
+                -32047,
+                format!("Exceeded maximum block range: {max_blocks}"),
+            ),
+            RangeStyle::Unrecognised => (-32000, "backend busy: request too heavy".to_string()),
         }
     }
 }

@@ -19,7 +19,7 @@ use std::{
 };
 
 use anyhow::{bail, Context, Result};
-use clap::Parser;
+use clap::{Parser, ValueEnum};
 use serde_json::{json, Value};
 use testkit::{
     abi,
@@ -102,12 +102,33 @@ struct Args {
     /// under its own name, so the difference is the provider pool's own cost.
     #[arg(long, value_delimiter = ',', default_value = "1")]
     providers: Vec<usize>,
+    /// The ingest's logsBloom check of log answers (`chains.check_logs_bloom`), as a
+    /// comma-separated list: one indexer run per value and provider count on the same chain
+    /// (`off,on` measures what the check costs).
+    #[arg(long, value_delimiter = ',', default_value = "on")]
+    bloom_check: Vec<BloomCheck>,
     /// Give up on the indexer after this many seconds.
     #[arg(long, default_value_t = 1800)]
     timeout_s: u64,
     /// `RUST_LOG` of the indexer processes (their logs go to files in the run folder).
     #[arg(long, env = "TRIPWIRE_BENCH_RUST_LOG", default_value = "info")]
     indexer_log: String,
+}
+
+/// `--bloom-check` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum BloomCheck {
+    On,
+    Off,
+}
+
+impl BloomCheck {
+    fn label(self) -> &'static str {
+        match self {
+            BloomCheck::On => "on",
+            BloomCheck::Off => "off",
+        }
+    }
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -168,20 +189,28 @@ async fn main() -> Result<()> {
     );
     let mut rates = Vec::new();
     for &providers in &args.providers {
-        println!("\n-- {providers} healthy RPC provider(s)");
-        let dir = run_dir.join(format!("providers-{providers}"));
-        std::fs::create_dir_all(&dir)?;
-        let run = run_indexer(&args, &chain, &indexer, &dir, providers).await?;
-        summary(&args, &chain, ceiling.as_ref(), &run);
-        rates.push((providers, run.end_to_end.map(|s| chain.logs as f64 / s)));
+        for &bloom in &args.bloom_check {
+            println!(
+                "\n-- {providers} healthy RPC provider(s), bloom check {}",
+                bloom.label()
+            );
+            let dir = run_dir.join(format!("providers-{providers}-bloom-{}", bloom.label()));
+            std::fs::create_dir_all(&dir)?;
+            let run = run_indexer(&args, &chain, &indexer, &dir, providers, bloom).await?;
+            summary(&args, &chain, ceiling.as_ref(), &run);
+            rates.push((
+                providers,
+                bloom,
+                run.end_to_end.map(|s| chain.logs as f64 / s),
+            ));
+        }
     }
     if rates.len() > 1 {
-        println!(
-            "\n================ backfill rate by number of healthy providers ================"
-        );
-        for (providers, rate) in rates {
+        println!("\n============ backfill rate by healthy providers and bloom check ============");
+        for (providers, bloom, rate) in rates {
             println!(
-                "{providers} provider(s)            {}",
+                "{providers} provider(s), bloom check {:<3}   {}",
+                bloom.label(),
                 rate.map_or("n/a".to_owned(), |r| format!("{r:.0} logs/s"))
             );
         }
@@ -896,6 +925,7 @@ fn config_text(
     kafka: &TestKafka,
     topic: &str,
     providers: usize,
+    bloom: BloomCheck,
 ) -> Result<String> {
     let mut props = String::new();
     for p in &args.kafka_props {
@@ -939,6 +969,7 @@ max_reorg_depth = 64
 poll_interval_ms = 100
 range_blocks = {range}
 rpc_timeout_s = 120
+check_logs_bloom = {bloom}
 {in_flight}
 [[contracts]]
 name = "spammer"
@@ -947,6 +978,7 @@ addresses = ["{spammer:#x}"]
 events = ["{PING}"]
 "#,
         pg = db.url(),
+        bloom = bloom == BloomCheck::On,
         brokers = kafka.brokers(),
         batch = args.batch_records,
         lead = if args.staged {
@@ -1083,6 +1115,7 @@ async fn run_indexer(
     bin: &Path,
     dir: &Path,
     providers: usize,
+    bloom: BloomCheck,
 ) -> Result<IndexerRun> {
     let db = TestDb::create()
         .await
@@ -1103,7 +1136,7 @@ async fn run_indexer(
     let config = dir.join("tripwire.toml");
     std::fs::write(
         &config,
-        config_text(args, chain, &db, &kafka, &topic, providers)?,
+        config_text(args, chain, &db, &kafka, &topic, providers, bloom)?,
     )?;
     let timeout = Duration::from_secs(args.timeout_s);
     let head = chain.head;

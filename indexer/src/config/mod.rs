@@ -182,6 +182,15 @@ pub struct ChainConfig {
     /// It exists so that the test suite can show that loss; never turn it off in production.
     #[serde(default = "default_true")]
     pub verify_ranges: bool,
+    /// Check every log answer against its blocks' `logsBloom` (with `verify_ranges`): a log the
+    /// bloom excludes makes the answer wrong, and a block whose bloom holds a configured address
+    /// (and event) but whose answer has no log is settled by a second source (another provider's
+    /// `eth_getLogs` by block hash, or the block's receipts checked against its `receiptsRoot`)
+    /// before the cursor moves. Catches providers whose log index lags their headers. Headers
+    /// without a bloom (or with an all-zero one) are not checked; turn it off only for a chain
+    /// whose blooms are known to be wrong.
+    #[serde(default = "default_true")]
+    pub check_logs_bloom: bool,
     /// First block to index when no cursor exists yet.
     #[serde(default)]
     pub start_block: u64,

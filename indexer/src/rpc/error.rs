@@ -200,7 +200,14 @@ impl RpcError {
             RpcError::Timeout { after, .. } => format!("timeout after {after:?}"),
             RpcError::Transport { message, .. } => {
                 let lower = message.to_ascii_lowercase();
-                if lower.contains("reset") {
+                // The HTTP client's own deadline surfaces as a transport error.
+                if lower.contains("timed out") || lower.contains("timeout") {
+                    "timeout".into()
+                } else if lower.contains("reset")
+                    || lower.contains("broken pipe")
+                    || lower.contains("closed before message completed")
+                    || lower.contains("incomplete")
+                {
                     "connection reset".into()
                 } else if lower.contains("refused") {
                     "connection refused".into()

@@ -70,6 +70,8 @@ struct Inner {
     timeout: Duration,
     range: limits::AdaptiveRange,
     verify_ranges: bool,
+    /// `verify_ranges` and `check_logs_bloom`: answers are checked against the blooms.
+    check_bloom: bool,
     last_heads: Mutex<Option<(Instant, Heads)>>,
     /// The last range that failed with an error no wording matched, and how often in a row.
     unrecognised: Mutex<Option<(u64, u64, u32)>>,
@@ -134,6 +136,7 @@ impl ChainRpc {
                 timeout,
                 range: limits::AdaptiveRange::new(chain.range_blocks),
                 verify_ranges: chain.verify_ranges,
+                check_bloom: chain.verify_ranges && chain.check_logs_bloom,
                 last_heads: Mutex::new(None),
                 unrecognised: Mutex::new(None),
                 contradictions: Mutex::default(),
@@ -636,7 +639,7 @@ impl ChainRpc {
                 },
             }
         }
-        if self.inner.verify_ranges && !interest.is_empty() {
+        if self.inner.check_bloom && !interest.is_empty() {
             let findings = evidence::check(&headers, &logs, interest).map_err(|detail| {
                 self.caught(i, headers.first().map_or(from, |h| h.number), detail)
             })?;

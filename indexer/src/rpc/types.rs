@@ -14,13 +14,18 @@ pub struct Header {
     pub parent_hash: B256,
     #[serde(deserialize_with = "quantity")]
     pub timestamp: u64,
-    /// Bloom of every log's address and topics (`None`: the provider did not send one, so log
-    /// answers for the block cannot be checked against it).
-    #[serde(default)]
+    /// Bloom of every log's address and topics (`None`: the provider sent none, or an all-zero
+    /// one, which some chains send for every block; either way log answers for the block cannot
+    /// be checked against it).
+    #[serde(default, deserialize_with = "bloom")]
     pub logs_bloom: Option<Bloom>,
     /// Root of the block's receipts trie (`None`: not sent).
     #[serde(default)]
     pub receipts_root: Option<B256>,
+}
+
+fn bloom<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Bloom>, D::Error> {
+    Ok(Option::<Bloom>::deserialize(d)?.filter(|b| !b.is_zero()))
 }
 
 fn quantity<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {

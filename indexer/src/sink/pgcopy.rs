@@ -99,24 +99,25 @@ WHERE (blocks.hash, blocks.parent_hash, blocks.\"timestamp\", blocks.log_count) 
     IS DISTINCT FROM (EXCLUDED.hash, EXCLUDED.parent_hash, EXCLUDED.\"timestamp\", EXCLUDED.log_count); \
 TRUNCATE pg_temp.tripwire_staging_blocks";
 
-/// Before markers are merged: the logs of every height whose block the batch replaces (a stored
-/// block of another hash at that height, or two hashes for it within the batch) that are not of
-/// the batch's final block there. Normally a retraction removed them already; this also covers a
-/// replaced block that was never retracted (its records reached Kafka just before a crash that
-/// lost the ingest's memory of them), so no height ever keeps the logs of two blocks. The
-/// candidate heights are found from the staged markers first, so batches that replace nothing
-/// never read `logs`.
+/// Before markers are merged: the heights whose block the batch replaces (a stored block of
+/// another hash at that height, or two hashes for it within the batch), with the batch's final
+/// block there. Normally a retraction removed the replaced block's rows already; this also covers
+/// a block replaced without one (its records reached Kafka just before a crash that lost the
+/// ingest's memory of them), so that no height keeps the logs of two blocks. It reads only the
+/// staged markers and `blocks`; `logs` is touched only for the (rare) heights it returns.
+const FIND_REPLACED: &str = "\
+SELECT f.chain_id, f.number, f.hash FROM ( \
+    SELECT DISTINCT ON (chain_id, number) chain_id, number, hash \
+    FROM pg_temp.tripwire_staging_blocks ORDER BY chain_id, number, seq DESC \
+) f \
+WHERE EXISTS (SELECT 1 FROM blocks b \
+              WHERE b.chain_id = f.chain_id AND b.number = f.number AND b.hash <> f.hash) \
+   OR EXISTS (SELECT 1 FROM pg_temp.tripwire_staging_blocks s \
+              WHERE s.chain_id = f.chain_id AND s.number = f.number AND s.hash <> f.hash)";
+
+/// The logs at those heights that are not of the final block.
 const DELETE_REPLACED_LOGS: &str = "\
-DELETE FROM logs l USING ( \
-    SELECT f.chain_id, f.number, f.hash FROM ( \
-        SELECT DISTINCT ON (chain_id, number) chain_id, number, hash \
-        FROM pg_temp.tripwire_staging_blocks ORDER BY chain_id, number, seq DESC \
-    ) f \
-    WHERE EXISTS (SELECT 1 FROM blocks b \
-                  WHERE b.chain_id = f.chain_id AND b.number = f.number AND b.hash <> f.hash) \
-       OR EXISTS (SELECT 1 FROM pg_temp.tripwire_staging_blocks s \
-                  WHERE s.chain_id = f.chain_id AND s.number = f.number AND s.hash <> f.hash) \
-) r \
+DELETE FROM logs l USING unnest($1::bigint[], $2::bigint[], $3::bytea[]) AS r (chain_id, number, hash) \
 WHERE l.chain_id = r.chain_id AND l.block_number = r.number AND l.block_hash <> r.hash";
 
 /// Binary `COPY` data: the header, then one tuple per pushed row. The trailer is sent separately
@@ -426,8 +427,8 @@ struct Target {
     copy_direct: Option<&'static str>,
     /// `COPY` into the staging table.
     copy_staging: &'static str,
-    /// Run on the staged rows before the merge.
-    before_merge: Option<&'static str>,
+    /// The staged rows are block markers: a replaced block's logs go before the merge.
+    markers: bool,
     /// Merge of the staging table into the real table, emptying the staging table.
     merge: &'static str,
 }
@@ -435,14 +436,14 @@ struct Target {
 const LOGS: Target = Target {
     copy_direct: Some(COPY_LOGS_DIRECT),
     copy_staging: COPY_LOGS,
-    before_merge: None,
+    markers: false,
     merge: MERGE_LOGS,
 };
 
 const BLOCKS: Target = Target {
     copy_direct: None,
     copy_staging: COPY_BLOCKS,
-    before_merge: Some(DELETE_REPLACED_LOGS),
+    markers: true,
     merge: MERGE_BLOCKS,
 };
 
@@ -493,17 +494,36 @@ async fn write(
     prepare_staging(conn).await?;
     let copied = copy_in(conn, target.copy_staging, stream).await?;
     debug_assert_eq!(copied, rows, "COPY stored a different number of rows");
-    if let Some(before) = target.before_merge {
-        let removed = sqlx::raw_sql(before).execute(&mut *conn).await?;
-        if removed.rows_affected() > 0 {
-            tracing::warn!(
-                logs = removed.rows_affected(),
-                "logs of replaced blocks removed (no retraction preceded their replacement)"
-            );
-        }
+    if target.markers {
+        delete_replaced_logs(conn).await?;
     }
     let merged = sqlx::raw_sql(target.merge).execute(&mut *conn).await?;
     Ok(merged.rows_affected())
+}
+
+/// See [`FIND_REPLACED`].
+async fn delete_replaced_logs(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
+    let replaced: Vec<(i64, i64, Vec<u8>)> =
+        sqlx::query_as(FIND_REPLACED).fetch_all(&mut *conn).await?;
+    if replaced.is_empty() {
+        return Ok(());
+    }
+    let chains: Vec<i64> = replaced.iter().map(|r| r.0).collect();
+    let numbers: Vec<i64> = replaced.iter().map(|r| r.1).collect();
+    let hashes: Vec<&[u8]> = replaced.iter().map(|r| r.2.as_slice()).collect();
+    let removed = sqlx::query(DELETE_REPLACED_LOGS)
+        .bind(&chains)
+        .bind(&numbers)
+        .bind(&hashes)
+        .execute(&mut *conn)
+        .await?;
+    tracing::warn!(
+        blocks = replaced.len(),
+        logs = removed.rows_affected(),
+        first = numbers.iter().min(),
+        "blocks replaced without a retraction: the replaced blocks' logs removed"
+    );
+    Ok(())
 }
 
 fn is_unique_violation(err: &sqlx::Error) -> bool {
