@@ -244,3 +244,28 @@ async fn an_unrecognised_error_repeated_on_one_range_halves_it() -> Result<()> {
     );
     Ok(())
 }
+
+/// The same through the ingest, whose ranges in flight fail side by side: the range still
+/// halves and Postgres ends equal to the chain.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ingest_adapts_to_an_unrecognised_refusal() -> Result<()> {
+    let mut env = Env::new().await?;
+    env.traffic(60, 2).await?;
+    let proxy = FaultProxy::start(&env.anvil.url()).await?;
+    proxy.set_mode(Mode::RangeLimit {
+        max_blocks: 5,
+        style: RangeStyle::Unrecognised,
+    });
+    env.rpc_urls = Some(vec![proxy.url()]);
+    env.range_blocks = 40;
+    let p = env.spawn("run")?;
+    let rows = env.wait_matches_chain(Duration::from_secs(90), &[&p]).await?;
+    let refused = proxy
+        .events()
+        .iter()
+        .filter(|e| e.outcome == Outcome::Faulted("range_limit"))
+        .count();
+    ensure!(refused > 0, "the proxy never refused: the test exercises nothing");
+    println!("ingest with an unrecognised refusal: {rows} rows equal to the chain after {refused} refusals");
+    Ok(())
+}

@@ -66,7 +66,8 @@ pub enum RpcError {
     #[error(
         "chain {chain}: {provider}, the only provider, answered block {block} wrongly {times} \
          times ({detail}). Stopping rather than store the block without its logs: fix the \
-         provider or add a second one"
+         provider or add a second one (if this chain's logsBloom does not cover these logs, set \
+         check_logs_bloom = false)"
     )]
     Contradicted {
         chain: String,

@@ -73,8 +73,9 @@ struct Inner {
     /// `verify_ranges` and `check_logs_bloom`: answers are checked against the blooms.
     check_bloom: bool,
     last_heads: Mutex<Option<(Instant, Heads)>>,
-    /// The last range that failed with an error no wording matched, and how often in a row.
-    unrecognised: Mutex<Option<(u64, u64, u32)>>,
+    /// Ranges that failed with an error no wording matched, and how often in a row (ranges in
+    /// flight fail side by side, so one "last range" would never see a repetition).
+    unrecognised: Mutex<std::collections::HashMap<(u64, u64), u32>>,
     /// Times the only provider was caught answering a block wrongly (see `settle.rs`).
     contradictions: Mutex<std::collections::HashMap<u64, u32>>,
 }
@@ -138,7 +139,7 @@ impl ChainRpc {
                 verify_ranges: chain.verify_ranges,
                 check_bloom: chain.verify_ranges && chain.check_logs_bloom,
                 last_heads: Mutex::new(None),
-                unrecognised: Mutex::new(None),
+                unrecognised: Mutex::default(),
                 contradictions: Mutex::default(),
             }),
         })
@@ -452,28 +453,28 @@ impl ChainRpc {
         to: u64,
         result: Result<T, RpcError>,
     ) -> Result<T, RpcError> {
-        let mut last = self
+        let mut failed = self
             .inner
             .unrecognised
             .lock()
             .unwrap_or_else(|p| p.into_inner());
         let e = match result {
             Ok(v) => {
-                *last = None;
+                failed.remove(&(from, to));
                 return Ok(v);
             }
             Err(e) if to > from && e.is_unrecognised_answer() => e,
             Err(e) => return Err(e),
         };
-        let seen = match *last {
-            Some((f, t, n)) if (f, t) == (from, to) => n + 1,
-            _ => 1,
-        };
-        *last = Some((from, to, seen));
-        if seen < 2 {
+        if failed.len() > 256 {
+            failed.clear();
+        }
+        let seen = failed.entry((from, to)).or_default();
+        *seen += 1;
+        if *seen < 2 {
             return Err(e);
         }
-        *last = None;
+        failed.remove(&(from, to));
         tracing::warn!(chain = %self.chain(), from, to, error = %e, "unrecognised error repeated on the same range: treating it as a range limit");
         Err(RpcError::RangeLimit {
             provider: e.provider().unwrap_or("-").to_owned(),
