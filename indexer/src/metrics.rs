@@ -102,7 +102,7 @@ pub fn describe() {
     );
     describe_counter!(
         "tripwire_rpc_errors_total",
-        "RPC failures per provider and kind (timeout, transport, http, rate_limited, range_limit, response, missing_block, invalid)."
+        "RPC failures per provider and kind (timeout, transport, http, rate_limited, range_limit, response, missing_block, inconsistent, unsettled, invalid)."
     );
     describe_counter!(
         "tripwire_rpc_failovers_total",
@@ -140,5 +140,19 @@ pub fn describe() {
     describe_counter!(
         "tripwire_rpc_range_shrinks_total",
         "Range or response-size limits that shrank the range."
+    );
+    describe_counter!(
+        "tripwire_rpc_inconsistent_answers_total",
+        "Answers of a provider caught contradicting the evidence (a log outside its block's \
+         logsBloom, or no logs where a second source shows some)."
+    );
+    describe_counter!(
+        "tripwire_rpc_bloom_suspects_total",
+        "Blocks whose logsBloom may hold configured logs but whose answer had none, by outcome \
+         (false_positive: a second source agrees; caught: it shows logs; unsettled: no source)."
+    );
+    describe_counter!(
+        PENDING_RETRACTED,
+        "Blocks retracted at start: published before a crash, replaced before the restart."
     );
 }

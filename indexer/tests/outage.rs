@@ -107,9 +107,7 @@ async fn postgres_then_broker_outage_recovers_without_loss() -> anyhow::Result<(
     // meanwhile) tried a handful of times, with growing delays, and the sink, which gets a batch
     // to write only if records were in flight when Postgres went away, no more often.
     let log = ingest.output();
-    let failures = log
-        .matches("ingest step failed")
-        .count();
+    let failures = log.matches("ingest step failed").count();
     assert!(
         (1..=30).contains(&failures),
         "{failures} failed ingest steps over both outages:\n{log}"

@@ -259,13 +259,19 @@ async fn the_ingest_adapts_to_an_unrecognised_refusal() -> Result<()> {
     env.rpc_urls = Some(vec![proxy.url()]);
     env.range_blocks = 40;
     let p = env.spawn("run")?;
-    let rows = env.wait_matches_chain(Duration::from_secs(90), &[&p]).await?;
+    env.wait_synced_with(Duration::from_secs(90), &[&p]).await?;
+    let rows = env
+        .wait_matches_chain(Duration::from_secs(30), &[&p])
+        .await?;
     let refused = proxy
         .events()
         .iter()
         .filter(|e| e.outcome == Outcome::Faulted("range_limit"))
         .count();
-    ensure!(refused > 0, "the proxy never refused: the test exercises nothing");
+    ensure!(
+        refused > 0,
+        "the proxy never refused: the test exercises nothing"
+    );
     println!("ingest with an unrecognised refusal: {rows} rows equal to the chain after {refused} refusals");
     Ok(())
 }

@@ -260,12 +260,15 @@ addresses = ["{registry}"]
         loop {
             let head = self.anvil.block_number().await?;
             let head_hash = self.anvil.block_hash(head).await?;
+            // Before the processes ran their migrations the table does not exist yet.
             let stored: Option<Vec<u8>> = sqlx::query_scalar(
                 "SELECT hash FROM blocks WHERE chain_id = 31337 AND number = $1",
             )
             .bind(head as i64)
             .fetch_optional(self.db.pool())
-            .await?;
+            .await
+            .ok()
+            .flatten();
             if stored.as_deref() == Some(head_hash.as_slice()) {
                 match self.assert_matches_chain().await {
                     Ok(n) => return Ok(n),
