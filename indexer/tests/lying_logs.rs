@@ -151,6 +151,12 @@ async fn a_single_lying_provider_stops_the_ingest_rather_than_store_empty_blocks
         log.contains("liar, the only provider, answered block") && log.contains("Stopping rather"),
         "the stop does not name the provider and the block:\n{log}"
     );
+    // The evidence was the block's receipts, which hashed to the header's receiptsRoot (a
+    // mismatch would have been no evidence, and said so).
+    ensure!(
+        log.contains("but the block's receipts (from liar) hold"),
+        "the receipts did not serve as verified evidence:\n{log}"
+    );
     // Whatever was stored holds all of its blocks' logs.
     let truth = env.ground_truth().await?;
     let stored = env.db_rows().await?;
