@@ -10,11 +10,14 @@ use futures::StreamExt;
 use metrics::{counter, gauge, histogram};
 use rdkafka::{
     error::KafkaError,
-    producer::{FutureProducer, FutureRecord, Producer},
+    producer::{FutureProducer, FutureRecord},
 };
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 use tripwire_schema::{BlockRef, Retraction, StreamRecord};
+
+mod lead;
+mod pending;
 
 use super::{
     cursor::{self, Cursor, UNKNOWN_HASH},
@@ -174,56 +177,6 @@ impl ChainIngest {
     pub fn with_backpressure(mut self, limit: Option<Backpressure>) -> Self {
         self.backpressure = limit;
         self
-    }
-
-    /// Records between what is in the topic and what the sink stored (`None`: no limit set).
-    /// Before the first acknowledgement of this process the topic's end offsets stand in for
-    /// what it produced, so a restarted ingest is held back exactly like a running one.
-    async fn sink_lead(&mut self) -> Result<Option<(u64, u64)>, IngestError> {
-        let Some(bp) = self.backpressure.clone() else {
-            return Ok(None);
-        };
-        if self.produced.is_empty() {
-            self.produced = self.topic_ends().await?;
-        }
-        let rows: Vec<(i32, i64)> = sqlx::query_as(
-            "SELECT partition, next_offset FROM sink_offsets WHERE consumer = $1 AND topic = $2",
-        )
-        .bind(&bp.consumer)
-        .bind(&self.topic)
-        .fetch_all(&self.pool)
-        .await?;
-        let lead: i64 = self
-            .produced
-            .iter()
-            .map(|(p, next)| {
-                let sunk = rows.iter().find(|(rp, _)| rp == p).map_or(0, |(_, o)| *o);
-                (next - sunk).max(0)
-            })
-            .sum();
-        Ok(Some((lead as u64, bp.max_lead_records)))
-    }
-
-    /// The end offset of every partition of the chain's topic, as the broker reports it.
-    async fn topic_ends(&self) -> Result<std::collections::BTreeMap<i32, i64>, IngestError> {
-        let producer = self.producer.clone();
-        let topic = self.topic.clone();
-        let ends = tokio::task::spawn_blocking(move || -> Result<_, KafkaError> {
-            let timeout = Duration::from_secs(10);
-            let client = producer.client();
-            let metadata = client.fetch_metadata(Some(&topic), timeout)?;
-            let mut ends = std::collections::BTreeMap::new();
-            for t in metadata.topics().iter().filter(|t| t.name() == topic) {
-                for p in t.partitions() {
-                    let (_, high) = client.fetch_watermarks(&topic, p.id(), timeout)?;
-                    ends.insert(p.id(), high);
-                }
-            }
-            Ok(ends)
-        })
-        .await
-        .map_err(|_| IngestError::Kafka(KafkaError::Canceled))?;
-        Ok(ends?)
     }
 
     fn label(&self) -> String {
@@ -518,62 +471,6 @@ impl ChainIngest {
         self.report_lag();
         tracing::debug!(chain = %self.chain.name, from = next, to, logs, "ranges published");
         Ok(Step::Progressed)
-    }
-
-    /// After a crash between handing records to Kafka and storing the cursor, Kafka may hold
-    /// blocks beyond the cursor that nobody will retract when the chain replaces them. Those the
-    /// chain still has are simply published again by the next steps; those it replaced meanwhile
-    /// are retracted now, before anything else is published.
-    async fn resolve_pending(&mut self) -> Result<(), IngestError> {
-        let pending = self.cursor.pending.clone();
-        let (Some(lo), Some(hi)) = (pending.first().copied(), pending.last().copied()) else {
-            return Ok(());
-        };
-        let (current, source) = self.rpc.headers(lo.number, hi.number, None).await?;
-        let mut orphaned = Vec::new();
-        for b in &pending {
-            match current
-                .get((b.number - lo.number) as usize)
-                .copied()
-                .flatten()
-            {
-                Some(h) if h.hash == b.hash => {}
-                Some(_) => orphaned.push(*b),
-                // A provider that has not reached the block says nothing about a reorg.
-                None => {
-                    return Err(RpcError::MissingBlock {
-                        provider: self.rpc.label(source).to_owned(),
-                        block: b.number,
-                    }
-                    .into())
-                }
-            }
-        }
-        if !orphaned.is_empty() {
-            let ancestor = self.cursor.tip().unwrap_or(BlockRef {
-                number: self.chain.start_block.saturating_sub(1),
-                hash: UNKNOWN_HASH,
-            });
-            tracing::warn!(
-                chain = %self.chain.name,
-                blocks = orphaned.len(),
-                from = orphaned[0].number,
-                "blocks published before a crash were replaced meanwhile: retracting them"
-            );
-            let retraction = StreamRecord::Retraction(Retraction {
-                chain_id: self.chain.chain_id,
-                common_ancestor: ancestor,
-                orphaned: orphaned.clone(),
-            });
-            self.publish(std::slice::from_ref(&retraction)).await?;
-            counter!(m::PENDING_RETRACTED, "chain" => self.label())
-                .increment(orphaned.len() as u64);
-        } else {
-            tracing::info!(chain = %self.chain.name, blocks = pending.len(), "blocks published before a crash are still canonical");
-        }
-        self.cursor.pending.clear();
-        cursor::save(&self.pool, self.chain.chain_id, &self.cursor, self.head).await?;
-        Ok(())
     }
 
     fn report_lag(&self) {
