@@ -34,6 +34,9 @@ impl ChainRpc {
         let Some(last) = suspects.last().map(|h| h.number) else {
             return Ok(());
         };
+        // The settlement runs inside provider `i`'s request, under its timeout: a second source
+        // that hangs must end as "unsettled" (not `i`'s fault), never as a timeout of `i`.
+        let deadline = Instant::now() + self.inner.timeout / 2;
         let mut errors = Vec::new();
         let others: Vec<ProviderId> = self
             .pool()
@@ -42,9 +45,17 @@ impl ChainRpc {
             .filter(|q| *q != i)
             .collect();
         for q in others.iter().copied() {
+            if Instant::now() >= deadline {
+                break;
+            }
             let started = Instant::now();
             match self
-                .timed(q, "eth_getLogs", self.logs_by_hash(q, suspects, interest))
+                .within(
+                    deadline,
+                    q,
+                    "eth_getLogs",
+                    self.logs_by_hash(q, suspects, interest),
+                )
                 .await
             {
                 Ok(Some(counts)) => {
@@ -66,16 +77,28 @@ impl ChainRpc {
                 }
                 Ok(None) => errors.push(format!("{}: lacks the block", self.label(q))),
                 Err(e) => {
-                    self.pool().record_failure(q, &e);
+                    // Out of the settlement's time is not the provider's fault.
+                    if !matches!(e, RpcError::Timeout { .. }) {
+                        self.pool().record_failure(q, &e);
+                    }
                     errors.push(e.to_string());
                 }
             }
         }
         // No other provider could testify: the receipts, from the same provider first.
         for q in std::iter::once(i).chain(others) {
+            if Instant::now() >= deadline {
+                errors.push("no time left to ask another source".into());
+                break;
+            }
             let started = Instant::now();
             match self
-                .timed(q, "eth_getBlockReceipts", self.receipts_of(q, suspects))
+                .within(
+                    deadline,
+                    q,
+                    "eth_getBlockReceipts",
+                    self.receipts_of(q, suspects),
+                )
                 .await
             {
                 Ok(all) => {
@@ -121,7 +144,10 @@ impl ChainRpc {
                     }
                 }
                 Err(e) => {
-                    self.pool().record_failure(q, &e);
+                    // Out of the settlement's time is not the provider's fault.
+                    if !matches!(e, RpcError::Timeout { .. }) {
+                        self.pool().record_failure(q, &e);
+                    }
                     errors.push(e.to_string());
                 }
             }
@@ -139,6 +165,25 @@ impl ChainRpc {
             block,
             detail,
         })
+    }
+
+    /// `fut` on provider `q`, given until `deadline`.
+    async fn within<T>(
+        &self,
+        deadline: Instant,
+        q: ProviderId,
+        method: &'static str,
+        fut: impl std::future::Future<Output = Result<T, RpcError>>,
+    ) -> Result<T, RpcError> {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, fut).await {
+            Ok(r) => r,
+            Err(_) => Err(RpcError::Timeout {
+                provider: self.label(q).to_owned(),
+                method,
+                after: left,
+            }),
+        }
     }
 
     /// Provider `i` answered block `block` wrongly: counted, benched by the caller's failure
