@@ -1,7 +1,9 @@
-//! The per-chain ingest loop. One step = one block range: fetch headers and logs from one provider,
-//! check the segment links to the cursor (else: reorg), publish, wait for Kafka's acknowledgements,
-//! then store the cursor. A crash anywhere re-sends at most the unacknowledged range (at least once;
-//! the sink's writes are idempotent).
+//! The per-chain ingest loop. One step = one group of block ranges: fetch headers and logs from one
+//! provider per range, check the segment links to the cursor (else: reorg), record the blocks as
+//! pending, publish, wait for Kafka's acknowledgements, then store the cursor (which clears the
+//! pending record). A crash anywhere re-sends at most the unacknowledged ranges (at least once; the
+//! sink's writes are idempotent), and blocks left pending that the chain replaced meanwhile are
+//! retracted at the next start (`pending.rs`).
 
 use std::time::Duration;
 
