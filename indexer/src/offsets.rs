@@ -101,21 +101,11 @@ pub async fn read(
     for topic in topics {
         let marks =
             tokio::task::block_in_place(|| -> Result<Vec<(i32, i64, i64)>, OffsetsError> {
-                let md = client.fetch_metadata(Some(topic), timeout)?;
-                let t = md
-                    .topics()
-                    .iter()
-                    .find(|t| {
-                        t.name() == topic && t.error().is_none() && !t.partitions().is_empty()
-                    })
-                    .ok_or_else(|| OffsetsError::NoTopic(topic.clone()))?;
-                t.partitions()
-                    .iter()
-                    .map(|p| {
-                        let (low, high) = client.fetch_watermarks(topic, p.id(), timeout)?;
-                        Ok((p.id(), low, high))
-                    })
-                    .collect()
+                let marks = crate::kafka::watermarks(client.client(), topic, timeout)?;
+                if marks.is_empty() {
+                    return Err(OffsetsError::NoTopic(topic.clone()));
+                }
+                Ok(marks)
             })?;
         for name in &names {
             for (partition, low, high) in &marks {

@@ -9,22 +9,8 @@ mod common;
 use std::time::Duration;
 
 use anyhow::{ensure, Result};
-use common::{Env, BIN};
+use common::{providers, Env, BIN};
 use testkit::rpc_proxy::{FaultProxy, Mode, Outcome};
-
-/// `[[chains.providers]]` entries as an inline array.
-fn providers(list: &[(&str, &FaultProxy, u32)]) -> String {
-    let entries: Vec<String> = list
-        .iter()
-        .map(|(name, p, weight)| {
-            format!(
-                "{{ url = \"{}\", name = \"{name}\", weight = {weight} }}",
-                p.url()
-            )
-        })
-        .collect();
-    format!("providers = [{}]", entries.join(", "))
-}
 
 /// Backfill and live blocks with the preferred provider lying `per_mille / 1000` of the time:
 /// Postgres must equal the chain, and the liar must be counted and named in health and status.

@@ -8,22 +8,8 @@ mod common;
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Result};
-use common::Env;
+use common::{providers, Env};
 use testkit::rpc_proxy::{FaultProxy, Mode, Outcome, ProxyEvent, RangeStyle};
-
-/// `[[chains.providers]]` entries as an inline array.
-fn providers(list: &[(&str, &FaultProxy, u32)]) -> String {
-    let entries: Vec<String> = list
-        .iter()
-        .map(|(name, p, weight)| {
-            format!(
-                "{{ url = \"{}\", name = \"{name}\", weight = {weight} }}",
-                p.url()
-            )
-        })
-        .collect();
-    format!("providers = [{}]", entries.join(", "))
-}
 
 /// A data request: one that carries `eth_getLogs` (the ingest's range batch).
 fn is_data(e: &ProxyEvent) -> bool {

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use alloy::primitives::Address;
 use anyhow::{ensure, Context, Result};
-use common::Env;
+use common::{providers, Env};
 use testkit::{
     abi,
     anvil::Anvil,
@@ -179,11 +179,7 @@ async fn a_refusal_while_the_other_provider_is_benched_is_not_a_stop() -> Result
     other.set_mode(Mode::ServerError);
     env.rpc_urls = Some(vec![]);
     env.rpc_timeout_s = 2;
-    env.chain_extra = format!(
-        "providers = [{{ url = \"{}\", name = \"capped\", weight = 5 }}, {{ url = \"{}\", name = \"other\", weight = 1 }}]",
-        capped.url(),
-        other.url()
-    );
+    env.chain_extra = providers(&[("capped", &capped, 5), ("other", &other, 1)]);
     let mut p = env.spawn("run")?;
     // The other provider fails for a while: every block is refused by one provider and not
     // answered by the other.

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use rdkafka::{
     admin::{AdminClient, AdminOptions, NewTopic, TopicReplication},
-    client::DefaultClientContext,
+    client::{Client, ClientContext, DefaultClientContext},
     config::ClientConfig,
     error::{KafkaError, RDKafkaErrorCode},
     mocking::MockCluster,
@@ -16,6 +16,30 @@ use rdkafka::{
 };
 
 use crate::config::KafkaConfig;
+
+/// `(partition, low, high)` watermarks of every partition of `topic` (none when the topic does
+/// not exist or has no partitions). Blocking: call it from a blocking context.
+pub fn watermarks<C: ClientContext>(
+    client: &Client<C>,
+    topic: &str,
+    timeout: Duration,
+) -> Result<Vec<(i32, i64, i64)>, KafkaError> {
+    let metadata = client.fetch_metadata(Some(topic), timeout)?;
+    let Some(t) = metadata
+        .topics()
+        .iter()
+        .find(|t| t.name() == topic && t.error().is_none())
+    else {
+        return Ok(Vec::new());
+    };
+    t.partitions()
+        .iter()
+        .map(|p| {
+            let (low, high) = client.fetch_watermarks(topic, p.id(), timeout)?;
+            Ok((p.id(), low, high))
+        })
+        .collect()
+}
 
 /// The value of `kafka.brokers` that starts the in-process broker.
 pub const EMBEDDED: &str = "embedded";

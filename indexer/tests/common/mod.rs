@@ -402,6 +402,21 @@ addresses = ["{registry}"]
     }
 }
 
+/// `[[chains.providers]]` entries as an inline array, for [`Env::chain_extra`]: each proxy with
+/// its name and weight.
+pub fn providers(list: &[(&str, &testkit::rpc_proxy::FaultProxy, u32)]) -> String {
+    let entries: Vec<String> = list
+        .iter()
+        .map(|(name, p, weight)| {
+            format!(
+                "{{ url = \"{}\", name = \"{name}\", weight = {weight} }}",
+                p.url()
+            )
+        })
+        .collect();
+    format!("providers = [{}]", entries.join(", "))
+}
+
 /// One log, in a form both sides can produce.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Row {

@@ -7,6 +7,7 @@ use std::time::Duration;
 use rdkafka::{error::KafkaError, producer::Producer};
 
 use super::{ChainIngest, IngestError};
+use crate::kafka;
 
 impl ChainIngest {
     /// Records between what is in the topic and what the sink stored (`None`: no limit set).
@@ -41,18 +42,9 @@ impl ChainIngest {
     async fn topic_ends(&self) -> Result<std::collections::BTreeMap<i32, i64>, IngestError> {
         let producer = self.producer.clone();
         let topic = self.topic.clone();
-        let ends = tokio::task::spawn_blocking(move || -> Result<_, KafkaError> {
-            let timeout = Duration::from_secs(10);
-            let client = producer.client();
-            let metadata = client.fetch_metadata(Some(&topic), timeout)?;
-            let mut ends = std::collections::BTreeMap::new();
-            for t in metadata.topics().iter().filter(|t| t.name() == topic) {
-                for p in t.partitions() {
-                    let (_, high) = client.fetch_watermarks(&topic, p.id(), timeout)?;
-                    ends.insert(p.id(), high);
-                }
-            }
-            Ok(ends)
+        let ends = tokio::task::spawn_blocking(move || {
+            let marks = kafka::watermarks(producer.client(), &topic, Duration::from_secs(10))?;
+            Ok::<_, KafkaError>(marks.into_iter().map(|(p, _, high)| (p, high)).collect())
         })
         .await
         .map_err(|_| IngestError::Kafka(KafkaError::Canceled))?;
