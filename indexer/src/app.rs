@@ -50,10 +50,19 @@ pub struct Roles {
 pub async fn connect_postgres(settings: &Settings, patience: Duration) -> Result<PgPool, AppError> {
     let url = &settings.config.postgres.url;
     let deadline = tokio::time::Instant::now() + patience;
+    let port = crate::pgsocket::port_of(url);
     loop {
         let r = PgPoolOptions::new()
             .max_connections(settings.config.postgres.max_connections)
             .acquire_timeout(Duration::from_secs(5))
+            .after_connect(move |_, _| {
+                Box::pin(async move {
+                    if let Some(port) = port {
+                        crate::pgsocket::set_nodelay_towards(port);
+                    }
+                    Ok(())
+                })
+            })
             .connect(url)
             .await;
         match r {
@@ -192,10 +201,14 @@ pub async fn run(
     tracing::info!(%bound, "serving /metrics and /health");
 
     probes::postgres(pool.clone(), health.clone(), shutdown.clone());
+    // In `run`, the sink tells the ingest at once when it stored a batch.
+    let progress = Arc::new(tokio::sync::Notify::new());
     let mut tasks: Vec<tokio::task::JoinHandle<Result<(), AppError>>> = Vec::new();
 
     if roles.ingest {
-        let producer = Arc::new(kafka::producer(&cfg.kafka, &brokers)?);
+        let flow = settings.flow();
+        let (producer, sent) = kafka::producer(&cfg.kafka, &brokers, flow.lead.bytes.is_some())?;
+        let producer = Arc::new(producer);
         probes::kafka(
             producer.clone(),
             topics[0].clone(),
@@ -209,14 +222,16 @@ pub async fn run(
                 contracts,
                 rpc,
                 (*producer).clone(),
+                sent.clone(),
                 settings.topic(chain),
                 pool.clone(),
                 health.clone(),
             )
             .await?
-            .with_backpressure(settings.max_lead_records().map(|max| Backpressure {
-                max_lead_records: max,
+            .with_backpressure((!flow.lead.is_unlimited()).then(|| Backpressure {
+                limit: flow.lead,
                 consumer: cfg.sink.consumer.clone(),
+                progress: roles.sink.then(|| progress.clone()),
             }));
             let token = shutdown.clone();
             tasks.push(tokio::spawn(async move {
@@ -237,11 +252,13 @@ pub async fn run(
             &cfg.kafka,
             &brokers,
             cfg.sink.clone(),
+            settings.flow(),
             &topics,
             pool.clone(),
             health.clone(),
         )
-        .await?;
+        .await?
+        .with_progress(progress.clone());
         if !roles.ingest {
             // In `run` the producer's probe already covers the broker.
             probes::kafka(

@@ -10,6 +10,7 @@ pub mod ingest;
 pub mod kafka;
 pub mod metrics;
 pub mod offsets;
+pub mod pgsocket;
 pub mod probes;
 pub mod rpc;
 pub mod server;

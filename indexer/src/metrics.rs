@@ -25,9 +25,41 @@ pub const PARTITIONS_OWNED: &str = "tripwire_kafka_partitions_owned";
 pub const BATCH_SECONDS: &str = "tripwire_batch_duration_seconds";
 pub const HEAD_AGE: &str = "tripwire_chain_head_age_seconds";
 pub const PROVIDER_FORKS: &str = "tripwire_rpc_provider_forks_total";
+/// The lead over the sink right after each publish (its peak), when a lead limit is set.
+pub const LEAD_RECORDS: &str = "tripwire_ingest_lead_records";
+pub const LEAD_BYTES: &str = "tripwire_ingest_lead_bytes";
+/// Publishes that took the lead past its limit (a single block larger than the limit).
+pub const LEAD_OVERRUNS: &str = "tripwire_ingest_lead_overruns_total";
+/// Blocks per `eth_getLogs` request now, and the learned density.
+pub const RANGE_BLOCKS: &str = "tripwire_rpc_range_blocks";
+pub const RANGE_LOGS_PER_BLOCK: &str = "tripwire_rpc_range_logs_per_block";
 
 /// Registers descriptions (called once when the recorder is installed).
 pub fn describe() {
+    describe_gauge!(
+        LEAD_RECORDS,
+        "Records in the topic beyond the sink's stored position right after the last publish \
+         (with a lead limit)."
+    );
+    describe_gauge!(
+        LEAD_BYTES,
+        Unit::Bytes,
+        "Bytes of records in the topic beyond the sink's stored position right after the last \
+         publish (with a byte limit; -1 while unknown)."
+    );
+    describe_counter!(
+        LEAD_OVERRUNS,
+        "Publishes that took the lead past its limit: a single block larger than the whole limit, \
+         sent alone once the sink had caught up."
+    );
+    describe_gauge!(
+        RANGE_BLOCKS,
+        "Blocks per eth_getLogs request now (sized by the answers, shrunk by provider limits)."
+    );
+    describe_gauge!(
+        RANGE_LOGS_PER_BLOCK,
+        "Logs per block of the configured contracts, as estimated from the answers."
+    );
     describe_gauge!(
         HEAD_BLOCK,
         "Latest block number reported by the chain's RPC."
@@ -132,10 +164,6 @@ pub fn describe() {
     describe_gauge!(
         "tripwire_rpc_best_head_block",
         "Highest head reported by any provider of the chain."
-    );
-    describe_gauge!(
-        "tripwire_rpc_range_blocks",
-        "Blocks per eth_getLogs now (shrinks on provider limits)."
     );
     describe_counter!(
         "tripwire_rpc_range_shrinks_total",

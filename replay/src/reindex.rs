@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use alloy::primitives::B256;
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::FutureRecord;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 use tripwire_indexer::config::Settings;
@@ -89,10 +89,10 @@ pub async fn run(
         ));
     }
     let topic = settings.topic(&plan.chain);
-    let producer: Option<FutureProducer> = if opts.dry_run {
+    let producer: Option<kafka::IngestProducer> = if opts.dry_run {
         None
     } else {
-        Some(kafka::producer(&cfg.kafka, brokers)?)
+        Some(kafka::producer(&cfg.kafka, brokers, false)?.0)
     };
     let book = records::address_book(&plan.contracts);
     let addresses: Vec<alloy::primitives::Address> = plan
@@ -242,7 +242,7 @@ pub async fn run(
 
 /// Publishes in order, waits for every acknowledgement; returns the last offset per partition.
 async fn publish(
-    producer: &FutureProducer,
+    producer: &kafka::IngestProducer,
     topic: &str,
     chain_id: u64,
     recs: &[StreamRecord],

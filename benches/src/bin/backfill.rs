@@ -1,7 +1,9 @@
-//! `tripwire-bench-backfill`: acceptance point A6. Generates a chain of at least a million logs on a
-//! local anvil, measures how fast anvil itself serves them over `eth_getLogs` (the ceiling), then
-//! backfills them with two `tripwire-indexer` processes (`ingest` -> Kafka -> `sink` -> Postgres)
-//! and prints the end-to-end rate, the ratio to the ceiling and the peak RSS of each process.
+//! `tripwire-bench-backfill`: what users get at the defaults. For each chain shape (logs per block)
+//! it generates a chain of a million logs on a local anvil, measures how fast anvil itself serves
+//! them over `eth_getLogs` (the ceiling), then backfills them with `tripwire-indexer` at its
+//! defaults, as one `run` process with the embedded broker and as separate `ingest` and `sink`
+//! processes, and prints the end-to-end rate, the peak RSS and the CPU-seconds per 1M logs of each
+//! process.
 //!
 //! Run it as documented in `benches/README.md`:
 //! `cargo run --release -p tripwire-benches --bin tripwire-bench-backfill`.
@@ -31,7 +33,7 @@ use testkit::{
 use tripwire_benches::{procfs, rpc};
 
 /// Targets of acceptance point A6 on the reference 2-core machine.
-const TARGET_LOGS_PER_S: f64 = 50_000.0;
+const TARGET_LOGS_PER_S: f64 = 125_000.0;
 const TARGET_CEILING_RATIO: f64 = 0.80;
 const TARGET_RSS_MB: f64 = 300.0;
 
@@ -44,34 +46,48 @@ const PING: &str = "event Ping(uint256 indexed i, uint256 value)";
 #[derive(Parser, Debug, Clone)]
 #[command(
     name = "tripwire-bench-backfill",
-    about = "A6: backfill >= 1M logs from anvil through Kafka into Postgres; print logs/s, the \
-             eth_getLogs ceiling and the peak RSS of each process"
+    about = "Backfill 1M logs per chain shape from anvil through Kafka into Postgres at the \
+             indexer's defaults; print logs/s, the eth_getLogs ceiling, and the peak RSS and \
+             CPU-seconds per 1M logs of each process"
 )]
 struct Args {
-    /// Logs on the generated chain.
+    /// Logs on the generated chain (of each shape).
     #[arg(long, default_value_t = 1_000_000)]
     logs: u64,
-    /// Logs per block (one or more `emitMany` transactions per block).
-    #[arg(long, default_value_t = 1_000)]
-    logs_per_block: u64,
-    /// Blocks per `eth_getLogs` range, for the indexer (`range_blocks`) and the ceiling alike.
-    #[arg(long, default_value_t = 10)]
-    range_blocks: u64,
-    /// Ranges the ingest fetches concurrently (`chains.ranges_in_flight`); the indexer's default
-    /// when not given.
+    /// Logs per block, as a comma-separated list of chain shapes: one chain per shape (one or
+    /// more `emitMany` transactions per block), each indexed in every `--mode`. E.g. `10,200,1000`.
+    #[arg(long, value_delimiter = ',', default_value = "1000")]
+    logs_per_block: Vec<u64>,
+    /// How the indexer runs, as a comma-separated list: `run` is one `tripwire-indexer run`
+    /// process with the embedded Kafka broker (what the README's first command does); `split` is
+    /// `tripwire-indexer ingest` and `tripwire-indexer sink` as two processes with the Kafka of
+    /// `KAFKA_BROKERS` (librdkafka's mock broker inside this benchmark when unset).
+    #[arg(long, value_delimiter = ',', default_value = "run,split")]
+    mode: Vec<Mode>,
+    /// `chains.range_blocks` (the upper bound of blocks per `eth_getLogs`). Unset: the indexer's
+    /// default. Everything below is written into the indexer's config only when given, so that
+    /// the benchmark measures the documented defaults unless told otherwise.
+    #[arg(long)]
+    range_blocks: Option<u64>,
+    /// `chains.ranges_in_flight` of the ingest.
     #[arg(long)]
     ranges_in_flight: Option<usize>,
-    /// `kafka.max_lead_records` of the ingest. The mock broker keeps only ~5 MiB per partition
-    /// (about 137k of this benchmark's records), so the ingest must not run further ahead of the
-    /// sink; `--staged` runs the ingest alone and sets no limit.
-    #[arg(long, default_value_t = 100_000)]
-    max_lead_records: u64,
-    /// Records per Postgres transaction of the sink (`sink.batch_records`).
-    #[arg(long, default_value_t = 50_000)]
-    batch_records: usize,
-    /// Longest wait of the sink for a batch to fill (`sink.batch_wait_ms`).
-    #[arg(long, default_value_t = 200)]
-    batch_wait_ms: u64,
+    /// `kafka.max_lead_records` of the ingest (`--staged` sets 0: no limit).
+    #[arg(long)]
+    max_lead_records: Option<u64>,
+    /// `kafka.max_lead_bytes` of the ingest (`--staged` sets 0: no limit).
+    #[arg(long)]
+    max_lead_bytes: Option<u64>,
+    /// `sink.batch_records`.
+    #[arg(long)]
+    batch_records: Option<usize>,
+    /// `sink.batch_wait_ms`.
+    #[arg(long)]
+    batch_wait_ms: Option<u64>,
+    /// Blocks per request of the ceiling measurement. Unset: as many as hold about 5,000 logs
+    /// (`chains.range_target_logs`' default), at least one.
+    #[arg(long)]
+    ceiling_range_blocks: Option<u64>,
     /// Concurrent fetchers of the second ceiling measurement.
     #[arg(long, default_value_t = 2)]
     fetchers: usize,
@@ -115,6 +131,24 @@ struct Args {
     indexer_log: String,
 }
 
+/// `--mode` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Mode {
+    /// `tripwire-indexer run`: ingest and sink in one process, embedded broker.
+    Run,
+    /// `tripwire-indexer ingest` + `tripwire-indexer sink`, Kafka outside them.
+    Split,
+}
+
+impl Mode {
+    fn label(self) -> &'static str {
+        match self {
+            Mode::Run => "run",
+            Mode::Split => "split",
+        }
+    }
+}
+
 /// `--bloom-check` values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum BloomCheck {
@@ -141,8 +175,15 @@ async fn main() -> Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
-    if args.logs == 0 || args.logs_per_block == 0 || args.range_blocks == 0 {
-        bail!("--logs, --logs-per-block and --range-blocks must be at least 1");
+    if args.logs == 0
+        || args.logs_per_block.contains(&0)
+        || args.range_blocks == Some(0)
+        || args.ceiling_range_blocks == Some(0)
+    {
+        bail!("--logs, --logs-per-block, --range-blocks and --ceiling-range-blocks must be at least 1");
+    }
+    if args.staged && args.mode.contains(&Mode::Run) {
+        bail!("--staged runs ingest and sink one after the other: use it with --mode split");
     }
     if cfg!(debug_assertions) {
         println!(
@@ -150,16 +191,41 @@ async fn main() -> Result<()> {
              ceiling measurement) is slower than it should be. Use `cargo run --release ...`."
         );
     }
+    let given = |name: &str, v: Option<String>| v.map(|v| format!("{name} {v}"));
+    let overrides: Vec<String> = [
+        given("range_blocks", args.range_blocks.map(|v| v.to_string())),
+        given(
+            "ranges_in_flight",
+            args.ranges_in_flight.map(|v| v.to_string()),
+        ),
+        given(
+            "max_lead_records",
+            args.max_lead_records.map(|v| v.to_string()),
+        ),
+        given("max_lead_bytes", args.max_lead_bytes.map(|v| v.to_string())),
+        given("batch_records", args.batch_records.map(|v| v.to_string())),
+        given("batch_wait_ms", args.batch_wait_ms.map(|v| v.to_string())),
+    ]
+    .into_iter()
+    .flatten()
+    .chain(
+        args.kafka_props
+            .iter()
+            .map(|p| format!("kafka property {p}")),
+    )
+    .collect();
     println!(
-        "tripwire-bench-backfill: {} logs, {} logs/block, range_blocks {}, ranges_in_flight {}, \
-         batch_records {}, {} mode",
+        "tripwire-bench-backfill: {} logs per chain, shapes (logs/block) {:?}, modes {:?}, {}; \
+         settings: {}",
         args.logs,
         args.logs_per_block,
-        args.range_blocks,
-        args.ranges_in_flight
-            .map_or("(indexer default)".to_owned(), |n| n.to_string()),
-        args.batch_records,
-        if args.staged { "staged" } else { "pipelined" }
+        args.mode.iter().map(|m| m.label()).collect::<Vec<_>>(),
+        if args.staged { "staged" } else { "pipelined" },
+        if overrides.is_empty() {
+            "the indexer's defaults".to_owned()
+        } else {
+            format!("defaults except {}", overrides.join(", "))
+        }
     );
     println!(
         "machine: {} cores, load average (1 min) {:.2} at start",
@@ -172,50 +238,178 @@ async fn main() -> Result<()> {
     let run_dir = run_dir(&indexer)?;
     println!("run folder (config, process logs): {}", run_dir.display());
 
-    println!("\n== 1. generating the chain");
-    let chain = generate(&args).await?;
+    let mut table = Vec::new();
+    for &shape in &args.logs_per_block {
+        println!("\n################ shape: {shape} logs per block ################");
+        println!("\n== 1. generating the chain");
+        let chain = generate(&args, shape).await?;
 
-    let mut ceiling = None;
-    if !args.skip_ceiling {
-        println!("\n== 2. ceiling: eth_getLogs served by anvil on the same chain");
-        ceiling = Some(measure_ceiling(&args, &chain).await?);
-    }
-    if args.ceiling_only {
-        return Ok(());
-    }
-
-    println!(
-        "\n== 3. indexer: tripwire-indexer ingest -> Kafka -> tripwire-indexer sink -> Postgres"
-    );
-    let mut rates = Vec::new();
-    for &providers in &args.providers {
-        for &bloom in &args.bloom_check {
-            println!(
-                "\n-- {providers} healthy RPC provider(s), bloom check {}",
-                bloom.label()
-            );
-            let dir = run_dir.join(format!("providers-{providers}-bloom-{}", bloom.label()));
-            std::fs::create_dir_all(&dir)?;
-            let run = run_indexer(&args, &chain, &indexer, &dir, providers, bloom).await?;
-            summary(&args, &chain, ceiling.as_ref(), &run);
-            rates.push((
-                providers,
-                bloom,
-                run.end_to_end.map(|s| chain.logs as f64 / s),
-            ));
+        let mut ceiling = None;
+        if !args.skip_ceiling {
+            println!("\n== 2. ceiling: eth_getLogs served by anvil on the same chain");
+            ceiling = Some(measure_ceiling(&args, &chain).await?);
+        }
+        if args.ceiling_only {
+            continue;
+        }
+        for &mode in &args.mode {
+            for &providers in &args.providers {
+                for &bloom in &args.bloom_check {
+                    println!(
+                        "\n== 3. indexer, {} mode ({}), {providers} healthy RPC provider(s), \
+                         bloom check {}",
+                        mode.label(),
+                        match mode {
+                            Mode::Run => "tripwire-indexer run, embedded Kafka broker",
+                            Mode::Split =>
+                                "tripwire-indexer ingest -> Kafka -> tripwire-indexer sink",
+                        },
+                        bloom.label()
+                    );
+                    let dir = run_dir.join(format!(
+                        "lpb-{shape}-{}-providers-{providers}-bloom-{}",
+                        mode.label(),
+                        bloom.label()
+                    ));
+                    std::fs::create_dir_all(&dir)?;
+                    let run =
+                        match run_indexer(&args, &chain, &indexer, &dir, mode, providers, bloom)
+                            .await
+                        {
+                            Ok(run) => run,
+                            Err(e) => {
+                                println!("FAIL  the indexer run did not complete: {e:#}");
+                                table.push(Row::failed(shape, mode, providers, bloom, &e));
+                                continue;
+                            }
+                        };
+                    summary(&args, &chain, ceiling.as_ref(), &run);
+                    table.push(Row::of(&chain, mode, providers, bloom, &run));
+                }
+            }
         }
     }
-    if rates.len() > 1 {
-        println!("\n============ backfill rate by healthy providers and bloom check ============");
-        for (providers, bloom, rate) in rates {
-            println!(
-                "{providers} provider(s), bloom check {:<3}   {}",
-                bloom.label(),
-                rate.map_or("n/a".to_owned(), |r| format!("{r:.0} logs/s"))
-            );
-        }
-    }
+    print_table(&table);
     Ok(())
+}
+
+/// One line of the final table: one shape, mode, provider count and bloom setting.
+struct Row {
+    shape: u64,
+    mode: Mode,
+    providers: usize,
+    bloom: BloomCheck,
+    /// logs/s end to end (None: failed or staged).
+    rate: Option<f64>,
+    /// (process, peak RSS MB, CPU-s per 1M logs).
+    procs: Vec<(&'static str, Option<f64>, Option<f64>)>,
+    /// CPU-s per 1M logs of anvil and of Postgres (all backends).
+    anvil_cpu: Option<f64>,
+    postgres_cpu: Option<f64>,
+    complete: bool,
+    failure: Option<String>,
+}
+
+impl Row {
+    fn of(chain: &Chain, mode: Mode, providers: usize, bloom: BloomCheck, run: &IndexerRun) -> Row {
+        let per_m = |s: f64| s * 1e6 / chain.logs as f64;
+        Row {
+            shape: chain.logs_per_block,
+            mode,
+            providers,
+            bloom,
+            rate: run.end_to_end.map(|s| chain.logs as f64 / s),
+            procs: run
+                .procs
+                .iter()
+                .map(|(role, hwm, cpu)| (*role, *hwm, cpu.map(per_m)))
+                .collect(),
+            anvil_cpu: run.anvil_cpu_s.map(per_m),
+            postgres_cpu: run.postgres_cpu_s.map(per_m),
+            complete: run.rows as u64 == chain.logs && run.offset_resets == 0,
+            failure: None,
+        }
+    }
+
+    fn failed(
+        shape: u64,
+        mode: Mode,
+        providers: usize,
+        bloom: BloomCheck,
+        e: &anyhow::Error,
+    ) -> Row {
+        let first = format!("{e:#}");
+        Row {
+            shape,
+            mode,
+            providers,
+            bloom,
+            rate: None,
+            procs: Vec::new(),
+            anvil_cpu: None,
+            postgres_cpu: None,
+            complete: false,
+            failure: Some(
+                first
+                    .lines()
+                    .next()
+                    .unwrap_or_default()
+                    .chars()
+                    .take(160)
+                    .collect(),
+            ),
+        }
+    }
+}
+
+fn print_table(rows: &[Row]) {
+    if rows.is_empty() {
+        return;
+    }
+    let f = |v: Option<f64>, unit: &str| v.map_or("n/a".to_owned(), |v| format!("{v:.0}{unit}"));
+    let f1 = |v: Option<f64>| v.map_or("n/a".to_owned(), |v| format!("{v:.2}"));
+    println!("\n======================= backfill benchmark: all runs =======================");
+    println!(
+        "{:>9} {:<6} {:>4} {:>5} {:>13}  {:<58} {:>7} {:>9}",
+        "logs/blk",
+        "mode",
+        "prov",
+        "bloom",
+        "end to end",
+        "process: peak RSS, CPU-s per 1M logs",
+        "anvil",
+        "postgres"
+    );
+    for r in rows {
+        let procs: Vec<String> = r
+            .procs
+            .iter()
+            .map(|(role, hwm, cpu)| format!("{role}: {}, {} s", f(*hwm, " MB"), f1(*cpu)))
+            .collect();
+        let rate = match (&r.failure, r.complete) {
+            (Some(_), _) => "FAILED".to_owned(),
+            (None, false) => format!("{} (rows lost)", f(r.rate, "/s")),
+            (None, true) => f(r.rate, " logs/s"),
+        };
+        println!(
+            "{:>9} {:<6} {:>4} {:>5} {:>13}  {:<58} {:>7} {:>9}",
+            r.shape,
+            r.mode.label(),
+            r.providers,
+            r.bloom.label(),
+            rate,
+            procs.join("; "),
+            f1(r.anvil_cpu),
+            f1(r.postgres_cpu)
+        );
+        if let Some(why) = &r.failure {
+            println!("{:>9} {why}", "");
+        }
+    }
+    println!(
+        "(CPU-s per 1M logs: CPU seconds the process used over the run, per million logs indexed)"
+    );
+    println!("============================================================================");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -324,12 +518,13 @@ struct Chain {
     /// Blocks carrying Spammer logs.
     log_blocks: u64,
     logs: u64,
+    logs_per_block: u64,
 }
 
-async fn generate(args: &Args) -> Result<Chain> {
+async fn generate(args: &Args, logs_per_block: u64) -> Result<Chain> {
     let started = Instant::now();
-    let txs_per_block = args.logs_per_block.div_ceil(MAX_LOGS_PER_TX);
-    let per_tx = args.logs_per_block.div_ceil(txs_per_block);
+    let txs_per_block = logs_per_block.div_ceil(MAX_LOGS_PER_TX);
+    let per_tx = logs_per_block.div_ceil(txs_per_block);
     // A generous upper bound of a transaction's gas: ~1,450 gas per log plus the base cost.
     let tx_gas_bound = per_tx * 2_000 + 100_000;
     let block_gas = (txs_per_block * tx_gas_bound + 1_000_000).max(30_000_000);
@@ -368,10 +563,10 @@ async fn generate(args: &Args) -> Result<Chain> {
 
     let mut remaining = args.logs;
     let mut log_blocks = 0u64;
-    let total_blocks = args.logs.div_ceil(args.logs_per_block);
+    let total_blocks = args.logs.div_ceil(logs_per_block);
     let mut next_report = Instant::now() + Duration::from_secs(5);
     while remaining > 0 {
-        let in_block = remaining.min(args.logs_per_block);
+        let in_block = remaining.min(logs_per_block);
         let mut left = in_block;
         while left > 0 {
             let n = left.min(per_tx);
@@ -401,8 +596,8 @@ async fn generate(args: &Args) -> Result<Chain> {
     let last = anvil
         .get_logs(json!({"fromBlock": quantity(head), "toBlock": quantity(head), "address": to}))
         .await?;
-    let expected_last = match args.logs % args.logs_per_block {
-        0 => args.logs_per_block,
+    let expected_last = match args.logs % logs_per_block {
+        0 => logs_per_block,
         r => r,
     };
     if last.len() as u64 != expected_last {
@@ -423,6 +618,7 @@ async fn generate(args: &Args) -> Result<Chain> {
         head,
         log_blocks,
         logs: args.logs,
+        logs_per_block,
     })
 }
 
@@ -462,9 +658,10 @@ async fn measure_ceiling(args: &Args, chain: &Chain) -> Result<Ceiling> {
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(300))
         .build()?;
+    let span = ceiling_span(args, chain);
     let ranges: Vec<(u64, u64)> = (0..=chain.head)
-        .step_by(args.range_blocks as usize)
-        .map(|from| (from, (from + args.range_blocks - 1).min(chain.head)))
+        .step_by(span as usize)
+        .map(|from| (from, (from + span - 1).min(chain.head)))
         .collect();
     let runs = [
         ("sequential eth_getLogs", 1, Shape::Logs),
@@ -484,7 +681,7 @@ async fn measure_ceiling(args: &Args, chain: &Chain) -> Result<Ceiling> {
         println!(
             "  {label:<32} {fetchers} fetcher(s), {} requests of {} blocks: {:>9.0} logs/s ({:.2} s, {:.0} MB/s, {:.2} MB per request)",
             ranges.len(),
-            args.range_blocks,
+            span,
             rate.per_s(),
             rate.secs,
             rate.bytes as f64 / 1e6 / rate.secs,
@@ -497,6 +694,12 @@ async fn measure_ceiling(args: &Args, chain: &Chain) -> Result<Ceiling> {
         concurrent: out[1],
         batch_shaped: out[2],
     })
+}
+
+/// Blocks per request of the ceiling: `--ceiling-range-blocks`, else about 5,000 logs' worth.
+fn ceiling_span(args: &Args, chain: &Chain) -> u64 {
+    args.ceiling_range_blocks
+        .unwrap_or_else(|| (5_000 / chain.logs_per_block).max(1))
 }
 
 /// Fetches every range with `fetchers` concurrent clients and counts the logs.
@@ -671,10 +874,11 @@ impl Proc {
             }
         };
         let _ = std::fs::write(self.log.with_extension("metrics.txt"), &text);
-        let stage = format!("stage=\"{}\"", self.role);
-        let steps = metric_sum(&text, "tripwire_batch_duration_seconds_count", &stage);
-        let step_s = metric_sum(&text, "tripwire_batch_duration_seconds_sum", &stage);
-        if self.role == "ingest" {
+        let metric_of = |stage: &str| format!("stage=\"{stage}\"");
+        if self.role == "ingest" || self.role == "run" {
+            let stage = metric_of("ingest");
+            let steps = metric_sum(&text, "tripwire_batch_duration_seconds_count", &stage);
+            let step_s = metric_sum(&text, "tripwire_batch_duration_seconds_sum", &stage);
             let batch = "method=\"batch:eth_getLogs\"";
             let rpc_s = metric_sum(&text, "tripwire_rpc_latency_seconds_sum", batch);
             let rpc_n = metric_sum(&text, "tripwire_rpc_latency_seconds_count", batch);
@@ -686,7 +890,7 @@ impl Proc {
                 "  ingest metrics: {steps:.0} steps of {:.1} ranges ({:.1} ms per step); \
                  {rpc_n:.0} range requests of {:.1} ms mean latency incl. decoding. Wall time: \
                  fetch phase ~{fetch_s:.2} s ({:.0}%), build + publish + Kafka acks + cursor save \
-                 ~{:.2} s ({:.0}%), outside steps (startup, polling) {:.2} s",
+                 ~{:.2} s ({:.0}%), outside steps (startup, polling, waiting for the sink) {:.2} s",
                 rpc_n / steps.max(1.0),
                 1e3 * step_s / steps.max(1.0),
                 1e3 * per_rpc,
@@ -695,7 +899,18 @@ impl Proc {
                 100.0 * (step_s - fetch_s) / step_s.max(1e-9),
                 (wall - step_s).max(0.0)
             );
-        } else {
+            let range = metric_sum(&text, "tripwire_rpc_range_blocks", "");
+            let density = metric_sum(&text, "tripwire_rpc_range_logs_per_block", "");
+            let lead = metric_sum(&text, "tripwire_ingest_lead_bytes", "");
+            println!(
+                "  ingest ranges: {range:.0} blocks per eth_getLogs at the end, {density:.0} logs \
+                 per block estimated; lead after the last publish {lead:.0} bytes"
+            );
+        }
+        if self.role == "sink" || self.role == "run" {
+            let stage = metric_of("sink");
+            let steps = metric_sum(&text, "tripwire_batch_duration_seconds_count", &stage);
+            let step_s = metric_sum(&text, "tripwire_batch_duration_seconds_sum", &stage);
             let records = metric_sum(&text, "tripwire_records_consumed_total", "");
             println!(
                 "  sink metrics: {steps:.0} batches of {:.0} records on average; write_batch \
@@ -866,6 +1081,14 @@ impl CpuMeter {
 }
 
 impl CpuReport {
+    /// CPU seconds of the first part whose name starts with `prefix`.
+    fn part(&self, prefix: &str) -> Option<f64> {
+        self.parts
+            .iter()
+            .find(|(n, _)| n.starts_with(prefix))
+            .map(|(_, s)| *s)
+    }
+
     fn print(&self, title: &str) {
         let cores = procfs::cores() as f64;
         println!(
@@ -901,8 +1124,11 @@ struct IndexerRun {
     ingest: Option<f64>,
     /// Staged only: the sink alone, from its start until Postgres holds the head.
     sink: Option<f64>,
-    ingest_hwm_mb: Option<f64>,
-    sink_hwm_mb: Option<f64>,
+    /// Per indexer process: (role, peak RSS in MB, CPU seconds over the run).
+    procs: Vec<(&'static str, Option<f64>, Option<f64>)>,
+    /// CPU seconds over the pipelined run of anvil and of every Postgres backend.
+    anvil_cpu_s: Option<f64>,
+    postgres_cpu_s: Option<f64>,
     anvil_hwm_mb: Option<f64>,
     this_hwm_mb: Option<f64>,
     exit_ok: Vec<(&'static str, Option<ExitStatus>)>,
@@ -918,14 +1144,16 @@ struct IndexerRun {
     mock: bool,
 }
 
+#[allow(clippy::too_many_arguments)]
 fn config_text(
     args: &Args,
     chain: &Chain,
     db: &TestDb,
-    kafka: &TestKafka,
+    brokers: &str,
     topic: &str,
     providers: usize,
     bloom: BloomCheck,
+    mock_broker: bool,
 ) -> Result<String> {
     let mut props = String::new();
     for p in &args.kafka_props {
@@ -937,40 +1165,53 @@ fn config_text(
     if !props.is_empty() {
         props.insert_str(0, "[kafka.properties]\n");
     }
+    // Only what the benchmark must set, and what the command line gave: the rest is the
+    // indexer's defaults.
+    let line = |key: &str, v: Option<String>| v.map_or(String::new(), |v| format!("{key} = {v}\n"));
+    let lead = if args.staged {
+        "max_lead_records = 0\nmax_lead_bytes = 0\n".to_owned()
+    } else {
+        // The indexer takes any broker but `embedded` for a real cluster (no lead limit by
+        // default); the mock broker of this process keeps 5 MiB per partition like the embedded
+        // one, so it gets the embedded broker's default limit.
+        let bytes = args.max_lead_bytes.or(mock_broker.then_some(4 << 20));
+        line(
+            "max_lead_records",
+            args.max_lead_records.map(|v| v.to_string()),
+        ) + &line("max_lead_bytes", bytes.map(|v: u64| v.to_string()))
+    };
+    let sink = line("batch_records", args.batch_records.map(|v| v.to_string()))
+        + &line("batch_wait_ms", args.batch_wait_ms.map(|v| v.to_string()));
+    let chain_opts = line("range_blocks", args.range_blocks.map(|v| v.to_string()))
+        + &line(
+            "ranges_in_flight",
+            args.ranges_in_flight.map(|v| v.to_string()),
+        );
     Ok(format!(
         r#"# Written by tripwire-bench-backfill.
 [postgres]
 url = "{pg}"
-max_connections = 4
 
 [kafka]
 brokers = "{brokers}"
 topic = "{topic}"
-partitions = 1
-max_lead_records = {lead}
-{props}
+{lead}{props}
 [server]
 listen = "127.0.0.1:0"
 lag_threshold_blocks = 100000000
 
 [sink]
 consumer = "bench-sink"
-batch_records = {batch}
-batch_wait_ms = {wait}
-
+{sink}
 [[chains]]
 name = "bench"
 chain_id = {chain_id}
 rpc_urls = ["{rpc}"]
 {providers}
 start_block = 0
-confirmations = 0
-max_reorg_depth = 64
 poll_interval_ms = 100
-range_blocks = {range}
-rpc_timeout_s = 120
 check_logs_bloom = {bloom}
-{in_flight}
+{chain_opts}
 [[contracts]]
 name = "spammer"
 chain = "bench"
@@ -979,14 +1220,6 @@ events = ["{PING}"]
 "#,
         pg = db.url(),
         bloom = bloom == BloomCheck::On,
-        brokers = kafka.brokers(),
-        batch = args.batch_records,
-        lead = if args.staged {
-            0
-        } else {
-            args.max_lead_records
-        },
-        wait = args.batch_wait_ms,
         chain_id = CHAIN_ID,
         rpc = chain.anvil.url(),
         providers = if providers > 1 {
@@ -1002,10 +1235,6 @@ events = ["{PING}"]
         } else {
             String::new()
         },
-        range = args.range_blocks,
-        in_flight = args
-            .ranges_in_flight
-            .map_or(String::new(), |n| format!("ranges_in_flight = {n}\n")),
         spammer = chain.spammer,
     ))
 }
@@ -1114,34 +1343,58 @@ async fn run_indexer(
     chain: &Chain,
     bin: &Path,
     dir: &Path,
+    mode: Mode,
     providers: usize,
     bloom: BloomCheck,
 ) -> Result<IndexerRun> {
     let db = TestDb::create()
         .await
         .context("creating the Postgres database")?;
-    let kafka = TestKafka::start().context("starting Kafka")?;
-    let topic = kafka.unique_topic("tripwire-bench");
-    kafka.create_topic(&topic, 1).await?;
+    // Run mode: the indexer starts its own embedded broker.
+    let kafka = match mode {
+        Mode::Split => Some(TestKafka::start().context("starting Kafka")?),
+        Mode::Run => None,
+    };
+    let topic = match &kafka {
+        Some(k) => k.unique_topic("tripwire-bench"),
+        None => "tripwire-bench".to_owned(),
+    };
+    if let Some(k) = &kafka {
+        k.create_topic(&topic, 1).await?;
+    }
+    let brokers = kafka
+        .as_ref()
+        .map_or("embedded".to_owned(), |k| k.brokers());
     println!(
         "Postgres database {}; Kafka {} ({}), topic {topic}",
         db.name(),
-        kafka.brokers(),
-        if kafka.is_mock() {
-            "librdkafka mock broker inside this process; it keeps only ~5 MiB per partition"
-        } else {
-            "KAFKA_BROKERS"
+        brokers,
+        match &kafka {
+            None => "the embedded broker inside tripwire-indexer run",
+            Some(k) if k.is_mock() => {
+                "librdkafka mock broker inside this process; it keeps only ~5 MiB per partition"
+            }
+            Some(_) => "KAFKA_BROKERS",
         }
     );
     let config = dir.join("tripwire.toml");
     std::fs::write(
         &config,
-        config_text(args, chain, &db, &kafka, &topic, providers, bloom)?,
+        config_text(
+            args,
+            chain,
+            &db,
+            &brokers,
+            &topic,
+            providers,
+            bloom,
+            kafka.as_ref().is_some_and(TestKafka::is_mock),
+        )?,
     )?;
     let timeout = Duration::from_secs(args.timeout_s);
     let head = chain.head;
     let mut run = IndexerRun {
-        mock: kafka.is_mock(),
+        mock: kafka.as_ref().is_none_or(TestKafka::is_mock),
         ..IndexerRun::default()
     };
     let log = args.indexer_log.as_str();
@@ -1151,6 +1404,7 @@ async fn run_indexer(
         }
         PerfRecord::attach(p.pid(), dir.join(format!("{}.perf.data", p.role))).map(Some)
     };
+    let secs = |ticks: u64| ticks as f64 / procfs::ticks_per_second() as f64;
 
     if args.staged {
         // Stage 1: ingest alone until its cursor reaches the head.
@@ -1171,10 +1425,11 @@ async fn run_indexer(
             p.stop();
         }
         let stopped = ingest.stop(Duration::from_secs(60));
-        run.ingest_hwm_mb = mb(ingest.hwm_kb);
+        run.procs
+            .push(("ingest", mb(ingest.hwm_kb), Some(secs(ingest_cpu))));
         run.exit_ok.push(("ingest", ingest.status));
         warn_on(stopped);
-        let (low, high) = watermarks(&kafka.brokers(), &topic).await?;
+        let (low, high) = watermarks(&brokers, &topic).await?;
         println!("  topic holds offsets {low}..{high}");
         run.dropped_before_sink = low;
         if low > 0 {
@@ -1199,49 +1454,77 @@ async fn run_indexer(
             p.stop();
         }
         let stopped = sink.stop(Duration::from_secs(60));
-        run.sink_hwm_mb = mb(sink.hwm_kb);
+        run.procs
+            .push(("sink", mb(sink.hwm_kb), Some(secs(sink_cpu))));
         run.exit_ok.push(("sink", sink.status));
         run.offset_resets = offset_resets(&sink);
         warn_on(stopped);
     } else {
         let cpu = CpuMeter::start(chain.anvil.pid());
         let t0 = Instant::now();
-        let mut ingest = Proc::spawn(bin, &config, "ingest", dir, log)?;
-        let mut sink = Proc::spawn(bin, &config, "sink", dir, log)?;
-        let profs = [perf(&ingest)?, perf(&sink)?];
-        let (ingested, synced) = wait_for(
-            &db,
-            head,
-            &mut [&mut ingest, &mut sink],
-            Until::Synced,
-            t0,
-            timeout,
-        )
-        .await?;
+        let mut procs = match mode {
+            Mode::Run => vec![Proc::spawn(bin, &config, "run", dir, log)?],
+            Mode::Split => vec![
+                Proc::spawn(bin, &config, "ingest", dir, log)?,
+                Proc::spawn(bin, &config, "sink", dir, log)?,
+            ],
+        };
+        let mut profs = Vec::new();
+        for p in &procs {
+            profs.push(perf(p)?);
+        }
+        let mut refs: Vec<&mut Proc> = procs.iter_mut().collect();
+        let waited = wait_for(&db, head, &mut refs, Until::Synced, t0, timeout).await;
+        let (ingested, synced) = match waited {
+            Ok(w) => w,
+            Err(e) => {
+                for p in &mut procs {
+                    let _ = p.stop(Duration::from_secs(10));
+                }
+                return Err(e);
+            }
+        };
         run.ingest = ingested;
         run.end_to_end = synced;
-        // Both read before either is stopped.
-        let ingest_cpu = procfs::cpu_ticks(ingest.pid()).unwrap_or(0);
-        let sink_cpu = procfs::cpu_ticks(sink.pid()).unwrap_or(0);
-        cpu.finish(&[("ingest", ingest_cpu), ("sink", sink_cpu)])
-            .print("the pipelined run");
+        // All read before any is stopped.
+        let ticks: Vec<u64> = procs
+            .iter()
+            .map(|p| procfs::cpu_ticks(p.pid()).unwrap_or(0))
+            .collect();
+        let labelled: Vec<(&str, u64)> = procs
+            .iter()
+            .map(|p| p.role)
+            .zip(ticks.iter().copied())
+            .collect();
+        let report = cpu.finish(&labelled);
+        report.print("the pipelined run");
+        run.anvil_cpu_s = report.part("anvil");
+        run.postgres_cpu_s = report.part("postgres");
         let wall = t0.elapsed().as_secs_f64();
-        ingest.report_metrics(ingested.unwrap_or(wall)).await;
-        sink.report_metrics(wall).await;
+        for p in &procs {
+            let until = if p.role == "ingest" {
+                ingested.unwrap_or(wall)
+            } else {
+                wall
+            };
+            p.report_metrics(until).await;
+        }
         for p in profs.into_iter().flatten() {
             p.stop();
         }
-        let r1 = ingest.stop(Duration::from_secs(60));
-        let r2 = sink.stop(Duration::from_secs(60));
-        run.ingest_hwm_mb = mb(ingest.hwm_kb);
-        run.sink_hwm_mb = mb(sink.hwm_kb);
-        run.exit_ok.push(("ingest", ingest.status));
-        run.exit_ok.push(("sink", sink.status));
-        run.offset_resets = offset_resets(&sink);
-        warn_on(r1);
-        warn_on(r2);
+        for (p, t) in procs.iter_mut().zip(ticks) {
+            let stopped = p.stop(Duration::from_secs(60));
+            run.procs.push((p.role, mb(p.hwm_kb), Some(secs(t))));
+            run.exit_ok.push((p.role, p.status));
+            if p.role != "ingest" {
+                run.offset_resets = offset_resets(p);
+            }
+            warn_on(stopped);
+        }
     }
-    (run.kafka_low, run.kafka_high) = watermarks(&kafka.brokers(), &topic).await?;
+    if kafka.is_some() {
+        (run.kafka_low, run.kafka_high) = watermarks(&brokers, &topic).await?;
+    }
     run.anvil_hwm_mb = chain
         .anvil
         .pid()
@@ -1280,19 +1563,19 @@ fn summary(args: &Args, chain: &Chain, ceiling: Option<&Ceiling>, run: &IndexerR
     println!("\n================ A6 backfill benchmark: summary ================");
     println!("logs                      {}", chain.logs);
     println!(
-        "blocks                    {} (head {}; {} with logs, {} logs/block; range_blocks {}, ~{} logs per range)",
+        "blocks                    {} (head {}; {} with logs, {} logs/block; range_blocks {})",
         chain.head + 1,
         chain.head,
         chain.log_blocks,
-        args.logs_per_block,
-        args.range_blocks,
-        args.range_blocks * args.logs_per_block
+        chain.logs_per_block,
+        args.range_blocks
+            .map_or("at the indexer's default".to_owned(), |r| r.to_string()),
     );
     if let Some(c) = ceiling {
         println!(
             "ceiling                   {} (sequential eth_getLogs, {} blocks per request)",
             fmt_rate(Some(c.sequential.per_s())),
-            args.range_blocks
+            ceiling_span(args, chain)
         );
         println!(
             "  {} concurrent fetchers   {} (informational)",
@@ -1337,8 +1620,14 @@ fn summary(args: &Args, chain: &Chain, ceiling: Option<&Ceiling>, run: &IndexerR
     if let (Some(e), Some(c)) = (e2e, ceil) {
         println!("end to end / ceiling      {:.1}%", 100.0 * e / c);
     }
-    println!("peak RSS ingest           {}", fmt_mb(run.ingest_hwm_mb));
-    println!("peak RSS sink             {}", fmt_mb(run.sink_hwm_mb));
+    for (role, hwm, cpu) in &run.procs {
+        println!(
+            "{:<25} peak RSS {}, {} CPU-s per 1M logs",
+            format!("process {role}"),
+            fmt_mb(*hwm),
+            cpu.map_or("n/a".to_owned(), |c| format!("{:.2}", c * 1e6 / logs))
+        );
+    }
     println!(
         "peak RSS (informational)  anvil {}, this benchmark incl. Kafka mock broker {}",
         fmt_mb(run.anvil_hwm_mb),
@@ -1416,14 +1705,12 @@ fn summary(args: &Args, chain: &Chain, ceiling: Option<&Ceiling>, run: &IndexerR
         e2e.zip(ceil)
             .map(|(e, c)| !lost && e >= TARGET_CEILING_RATIO * c),
     ));
-    checks.push((
-        format!("peak RSS ingest < {TARGET_RSS_MB:.0} MB"),
-        run.ingest_hwm_mb.map(|m| m < TARGET_RSS_MB),
-    ));
-    checks.push((
-        format!("peak RSS sink < {TARGET_RSS_MB:.0} MB"),
-        run.sink_hwm_mb.map(|m| m < TARGET_RSS_MB),
-    ));
+    for (role, hwm, _) in &run.procs {
+        checks.push((
+            format!("peak RSS {role} < {TARGET_RSS_MB:.0} MB"),
+            hwm.map(|m| m < TARGET_RSS_MB),
+        ));
+    }
     for (what, ok) in checks {
         match ok {
             Some(ok) => println!("{}  {what}", verdict(ok)),

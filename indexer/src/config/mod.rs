@@ -5,6 +5,7 @@
 
 mod abi;
 mod env;
+pub mod flow;
 #[cfg(test)]
 mod tests;
 
@@ -20,6 +21,7 @@ use serde::Deserialize;
 
 pub use abi::{ContractAbi, EventAbi};
 pub use env::interpolate;
+pub use flow::{Flow, LeadLimit};
 
 /// Everything that can be wrong with a configuration file.
 #[derive(Debug, thiserror::Error)]
@@ -95,15 +97,31 @@ pub struct KafkaConfig {
     /// Partitions of a topic the indexer creates. Records are keyed by chain, so one suffices.
     #[serde(default = "default_partitions")]
     pub partitions: i32,
-    /// How many records the ingest may run ahead of the sink's stored position before it waits
-    /// (0 = no limit). Defaults to 20000 with the embedded broker, whose in-memory partitions keep
-    /// only about the last 5 MiB, and to no limit with a real cluster, whose retention is the
-    /// operator's choice.
+    /// How many records the ingest may have in the topic beyond the sink's stored position
+    /// (0 = no limit): it publishes a group of blocks only if the group stays within the limit
+    /// (a single block larger than the whole limit goes alone once the sink has caught up), and
+    /// waits for the sink otherwise. Default: no limit; the byte limit below is the one the
+    /// embedded broker needs. `sink.batch_records` must be at most half of it (see
+    /// `config/flow.rs`).
     #[serde(default)]
     pub max_lead_records: Option<u64>,
+    /// The same in bytes as the broker keeps them (compressed record batches, counted from what
+    /// the producer sent), 0 = no limit. Defaults to 4 MiB with the embedded broker, whose
+    /// in-memory partitions keep only the newest 5 MiB of record batches, and to no limit with a
+    /// real cluster, whose retention is the operator's choice. `sink.batch_bytes` must be at most
+    /// half of it.
+    #[serde(default)]
+    pub max_lead_bytes: Option<u64>,
     /// Extra librdkafka properties for every client (e.g. `"security.protocol" = "SASL_SSL"`).
     #[serde(default)]
     pub properties: std::collections::BTreeMap<String, String>,
+}
+
+impl KafkaConfig {
+    /// `brokers = "embedded"`: the in-process development broker.
+    pub fn is_embedded(&self) -> bool {
+        self.brokers.trim() == crate::kafka::EMBEDDED
+    }
 }
 
 /// `[server]`
@@ -137,9 +155,16 @@ pub struct SinkConfig {
     /// every sink of this name shares the chain topics' partitions (see `kafka::group`).
     #[serde(default = "default_consumer")]
     pub consumer: String,
-    /// Largest number of records written in one Postgres transaction.
-    #[serde(default = "default_batch_records")]
-    pub batch_records: usize,
+    /// Largest number of records written in one Postgres transaction. Default 50000, or half of
+    /// `kafka.max_lead_records` when that is less; a larger value than that half is refused.
+    #[serde(default)]
+    pub batch_records: Option<usize>,
+    /// Largest number of record bytes (Kafka payloads) written in one Postgres transaction; with
+    /// `batch_records` it bounds the sink's memory (two batches exist at a time). Default 16 MiB,
+    /// or half of an explicit `kafka.max_lead_bytes` when that is less; a value above half of an
+    /// explicit `kafka.max_lead_bytes` is refused.
+    #[serde(default)]
+    pub batch_bytes: Option<u64>,
     /// Longest wait, in milliseconds, for a batch to fill before it is written anyway.
     #[serde(default = "default_batch_wait_ms")]
     pub batch_wait_ms: u64,
@@ -149,7 +174,8 @@ impl Default for SinkConfig {
     fn default() -> Self {
         SinkConfig {
             consumer: default_consumer(),
-            batch_records: default_batch_records(),
+            batch_records: None,
+            batch_bytes: None,
             batch_wait_ms: default_batch_wait_ms(),
         }
     }
@@ -205,10 +231,21 @@ pub struct ChainConfig {
     /// Milliseconds between polls of the head once the indexer has caught up.
     #[serde(default = "default_poll_interval_ms")]
     pub poll_interval_ms: u64,
-    /// Largest number of blocks per `eth_getLogs` request. The range shrinks when a provider
-    /// answers with a range or response-size limit and grows back to this after successes.
+    /// Largest number of blocks per `eth_getLogs` request. Below it, each range is sized by what
+    /// the previous answers held: as many blocks as are expected to hold `range_target_logs` logs
+    /// and `range_target_bytes` bytes (a sparse contract gets long ranges, a dense one short ones),
+    /// and smaller after a provider's range or response-size limit, growing back after successes.
+    /// The first range of a run is one block, to learn the density.
     #[serde(default = "default_range_blocks")]
     pub range_blocks: u64,
+    /// Logs aimed at per `eth_getLogs` request (see `range_blocks`). Below the 10,000 results many
+    /// providers allow per request.
+    #[serde(default = "default_range_target_logs")]
+    pub range_target_logs: u64,
+    /// Bytes of JSON aimed at per `eth_getLogs` answer (see `range_blocks`): with
+    /// `ranges_in_flight` it bounds what the ingest holds in memory.
+    #[serde(default = "default_range_target_bytes")]
+    pub range_target_bytes: u64,
     /// Seconds before an RPC request is abandoned.
     #[serde(default = "default_rpc_timeout_s")]
     pub rpc_timeout_s: u64,
@@ -292,9 +329,6 @@ fn default_lag_threshold() -> u64 {
 fn default_consumer() -> String {
     "tripwire-sink".into()
 }
-fn default_batch_records() -> usize {
-    50_000
-}
 fn default_batch_wait_ms() -> u64 {
     200
 }
@@ -315,6 +349,12 @@ fn default_max_provider_lag_blocks() -> u64 {
 }
 fn default_range_blocks() -> u64 {
     500
+}
+fn default_range_target_logs() -> u64 {
+    5_000
+}
+fn default_range_target_bytes() -> u64 {
+    4 << 20
 }
 fn default_ranges_in_flight() -> usize {
     3
@@ -378,15 +418,11 @@ impl Settings {
         self.contracts.iter().filter(move |c| c.chain == chain)
     }
 
-    /// The ingest's limit on records ahead of the sink (`None` = unlimited).
-    pub fn max_lead_records(&self) -> Option<u64> {
-        let embedded = self.config.kafka.brokers.trim() == crate::kafka::EMBEDDED;
-        match self.config.kafka.max_lead_records {
-            Some(0) => None,
-            Some(n) => Some(n),
-            None if embedded => Some(20_000),
-            None => None,
-        }
+    /// The lead and batch limits (see `config/flow.rs`); checked when the file was loaded.
+    pub fn flow(&self) -> Flow {
+        self.config
+            .flow()
+            .expect("the flow limits were validated when the config was loaded")
     }
 
     /// The Kafka topic of a chain.
@@ -436,12 +472,7 @@ impl Config {
                 "must be at least 1",
             ));
         }
-        if self.sink.batch_records == 0 {
-            return Err(ConfigError::invalid(
-                "sink.batch_records",
-                "must be at least 1",
-            ));
-        }
+        self.flow()?;
         if self.chains.is_empty() {
             return Err(ConfigError::invalid("chains", "no [[chains]] configured"));
         }
@@ -512,6 +543,18 @@ impl Config {
             if c.range_blocks == 0 {
                 return Err(ConfigError::invalid(
                     field("range_blocks"),
+                    "must be at least 1",
+                ));
+            }
+            if c.range_target_logs == 0 {
+                return Err(ConfigError::invalid(
+                    field("range_target_logs"),
+                    "must be at least 1",
+                ));
+            }
+            if c.range_target_bytes == 0 {
+                return Err(ConfigError::invalid(
+                    field("range_target_bytes"),
                     "must be at least 1",
                 ));
             }

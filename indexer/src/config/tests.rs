@@ -225,3 +225,89 @@ fn one_address_in_two_contracts_of_a_chain_names_both() {
     );
     parse(&ok).expect("distinct addresses are accepted");
 }
+
+/// `MINIMAL` with `extra` inserted into its `[kafka]` and `sink` sections.
+fn with(kafka: &str, sink: &str, brokers: &str) -> String {
+    MINIMAL
+        .replace(
+            "brokers = \"embedded\"",
+            &format!("brokers = \"{brokers}\"\n{kafka}"),
+        )
+        .replace("[[chains]]", &format!("[sink]\n{sink}\n[[chains]]"))
+}
+
+#[test]
+fn lead_and_batch_defaults_fit_together() {
+    // The embedded broker: a 4 MiB byte lead (compressed, as the broker keeps it); batches keep
+    // their defaults.
+    let flow = parse(MINIMAL).unwrap().flow();
+    assert_eq!(flow.lead.bytes, Some(4 << 20));
+    assert_eq!(flow.lead.records, None);
+    assert_eq!((flow.batch_records, flow.batch_bytes), (50_000, 16 << 20));
+    // A real cluster: no lead limit.
+    let flow = parse(&with("", "", "kafka:9092")).unwrap().flow();
+    assert!(flow.lead.is_unlimited());
+    // A record lead alone: the batch follows it.
+    let flow = parse(&with("max_lead_records = 20000", "", "kafka:9092"))
+        .unwrap()
+        .flow();
+    assert_eq!(flow.lead.records, Some(20_000));
+    assert_eq!(flow.batch_records, 10_000);
+    let flow = parse(&with("max_lead_bytes = 8388608", "", "kafka:9092"))
+        .unwrap()
+        .flow();
+    assert_eq!(flow.batch_bytes, 4 << 20);
+    // 0 turns the embedded default off.
+    let flow = parse(&with("max_lead_bytes = 0", "", "embedded"))
+        .unwrap()
+        .flow();
+    assert!(flow.lead.is_unlimited());
+}
+
+#[test]
+fn contradicting_lead_and_batch_name_both_keys() {
+    let e = err(&with(
+        "max_lead_records = 20000",
+        "batch_records = 50000",
+        "kafka:9092",
+    ));
+    assert!(
+        e.contains("sink.batch_records") && e.contains("kafka.max_lead_records = 20000"),
+        "{e}"
+    );
+    let e = err(&with(
+        "max_lead_bytes = 1048576",
+        "batch_bytes = 1048576",
+        "embedded",
+    ));
+    assert!(
+        e.contains("sink.batch_bytes") && e.contains("kafka.max_lead_bytes = 1048576"),
+        "{e}"
+    );
+    let e = err(&with("max_lead_bytes = 6000000", "", "embedded"));
+    assert!(
+        e.contains("kafka.max_lead_bytes") && e.contains("embedded broker keeps"),
+        "{e}"
+    );
+    assert!(err(&with("", "batch_records = 0", "embedded")).contains("sink.batch_records"));
+    assert!(err(&with("", "batch_bytes = 0", "embedded")).contains("sink.batch_bytes"));
+    assert!(err(&with("max_lead_records = 1", "", "embedded")).contains("kafka.max_lead_records"));
+    // Within the limit both are kept as given.
+    let flow = parse(&with(
+        "max_lead_records = 20000",
+        "batch_records = 10000",
+        "kafka:9092",
+    ))
+    .unwrap()
+    .flow();
+    assert_eq!(flow.batch_records, 10_000);
+}
+
+#[test]
+fn range_targets_must_be_positive() {
+    let text = MINIMAL.replace(
+        "rpc_urls = [\"http://127.0.0.1:8545\"]",
+        "rpc_urls = [\"http://127.0.0.1:8545\"]\nrange_target_logs = 0",
+    );
+    assert!(err(&text).contains("range_target_logs"), "{}", err(&text));
+}

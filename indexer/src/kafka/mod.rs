@@ -4,7 +4,13 @@
 
 pub mod group;
 
-use std::time::Duration;
+use std::{
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
 
 use rdkafka::{
     admin::{AdminClient, AdminOptions, NewTopic, TopicReplication},
@@ -112,26 +118,94 @@ pub fn group_consumer(
     c.create_with_context(group::GroupContext::default())
 }
 
+/// What a producer has sent to its brokers, from librdkafka's statistics (`brokers.*.txbytes`:
+/// every request on the wire, so compressed record batches plus their request framing). The
+/// ingest's byte lead is counted with it: what the broker keeps of a record batch is at most what
+/// was sent of it. `updates` counts the statistics events: events are served in the order they were
+/// queued, so one served after a delivery report was made after that record's bytes were sent.
+#[derive(Debug, Default)]
+pub struct SentBytes {
+    bytes: AtomicU64,
+    updates: AtomicU64,
+}
+
+impl SentBytes {
+    /// `(bytes sent, statistics events so far)`.
+    pub fn read(&self) -> (u64, u64) {
+        // `updates` first: a snapshot never pairs an older count with newer bytes' event number.
+        let updates = self.updates.load(Ordering::Acquire);
+        (self.bytes.load(Ordering::Acquire), updates)
+    }
+
+    fn record(&self, stats: &[u8]) {
+        #[derive(serde::Deserialize)]
+        struct Stats {
+            #[serde(default)]
+            brokers: std::collections::HashMap<String, Broker>,
+        }
+        #[derive(serde::Deserialize)]
+        struct Broker {
+            #[serde(default)]
+            txbytes: u64,
+        }
+        if let Ok(s) = serde_json::from_slice::<Stats>(stats) {
+            let sent: u64 = s.brokers.values().map(|b| b.txbytes).sum();
+            self.bytes.fetch_max(sent, Ordering::AcqRel);
+            self.updates.fetch_add(1, Ordering::AcqRel);
+        }
+    }
+}
+
+/// Client context of the ingest's producer: keeps [`SentBytes`] up to date.
+#[derive(Debug, Clone, Default)]
+pub struct ProducerStats(pub Arc<SentBytes>);
+
+impl ClientContext for ProducerStats {
+    fn stats_raw(&self, statistics: &[u8]) {
+        self.0.record(statistics);
+    }
+}
+
+/// The ingest's producer.
+pub type IngestProducer = FutureProducer<ProducerStats>;
+
+/// How often the ingest's producer reports what it sent, when a byte lead limit is set.
+const STATS_INTERVAL_MS: &str = "20";
+
 /// The ingest's producer: idempotent (no duplicates or reordering from its own retries), all
 /// in-sync replicas acknowledge, and messages never expire in the queue, so a broker outage delays
-/// the stream instead of dropping from it.
-pub fn producer(cfg: &KafkaConfig, brokers: &str) -> Result<FutureProducer, KafkaError> {
+/// the stream instead of dropping from it. Records are compressed with lz4, which also lets the
+/// embedded broker's 5 MiB per partition hold several times more records (see `config/flow.rs`). The local queue holds at most 32 MiB: the ingest waits for every
+/// group's acknowledgements before the next, and a group is a few ranges. With `stats`, the
+/// producer reports what it sent every 20 ms (see [`SentBytes`]).
+pub fn producer(
+    cfg: &KafkaConfig,
+    brokers: &str,
+    stats: bool,
+) -> Result<(IngestProducer, Arc<SentBytes>), KafkaError> {
     let mut c = client_config(cfg, brokers);
+    if stats {
+        c.set("statistics.interval.ms", STATS_INTERVAL_MS);
+    }
     for (k, v) in [
         ("enable.idempotence", "true"),
         ("acks", "all"),
         ("message.timeout.ms", "0"),
-        ("linger.ms", "10"),
+        // The ingest waits for a group's acknowledgements before the next step: lingering
+        // only delays them (a group fills batches at once).
+        ("linger.ms", "2"),
         ("batch.num.messages", "10000"),
         ("compression.type", "lz4"),
         ("queue.buffering.max.messages", "1000000"),
-        ("queue.buffering.max.kbytes", "131072"),
+        ("queue.buffering.max.kbytes", "32768"),
     ] {
         if !cfg.properties.contains_key(k) {
             c.set(k, v);
         }
     }
-    c.create()
+    let context = ProducerStats::default();
+    let sent = context.0.clone();
+    Ok((c.create_with_context(context)?, sent))
 }
 
 /// Creates `topic` unless the cluster has it. Existence is checked first from the full metadata

@@ -1,8 +1,6 @@
 //! Range and response-size limits of `eth_getLogs`. Every provider words them differently; the
-//! table below is the one place that knows the wordings, and [`AdaptiveRange`] turns a recognised
-//! limit into a smaller range that grows back after successes.
-
-use std::sync::Mutex;
+//! table below is the one place that knows the wordings; `range.rs` turns a recognised limit into a
+//! smaller range that grows back after successes.
 
 /// A recognised limit error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -241,81 +239,6 @@ fn suggested_range(lower: &str) -> Option<(u64, u64)> {
     (to >= from).then_some((from, to))
 }
 
-/// Successful full-size requests before the range doubles.
-const GROW_AFTER: u32 = 8;
-/// Successes after which a span that once failed may be tried again.
-const FORGET_AFTER: u32 = 200;
-
-/// The block span of the next `eth_getLogs`, shared by the requests of one chain.
-#[derive(Debug)]
-pub struct AdaptiveRange {
-    max: u64,
-    state: Mutex<RangeState>,
-}
-
-#[derive(Debug)]
-struct RangeState {
-    current: u64,
-    /// Largest span not known to fail.
-    ceiling: u64,
-    streak: u32,
-    since_limit: u32,
-}
-
-impl AdaptiveRange {
-    /// Starts at `max` (the configured `range_blocks`).
-    pub fn new(max: u64) -> Self {
-        let max = max.max(1);
-        AdaptiveRange {
-            max,
-            state: Mutex::new(RangeState {
-                current: max,
-                ceiling: max,
-                streak: 0,
-                since_limit: 0,
-            }),
-        }
-    }
-
-    /// Blocks per request now.
-    pub fn current(&self) -> u64 {
-        self.lock().current
-    }
-
-    /// A request of `span` blocks hit a limit; returns the span to use instead (at least 1).
-    pub fn shrink(&self, span: u64, limit_blocks: Option<u64>) -> u64 {
-        let mut s = self.lock();
-        let smaller = span.saturating_sub(1).max(1);
-        let next = limit_blocks.unwrap_or(span / 2).clamp(1, smaller);
-        s.current = s.current.min(next);
-        s.ceiling = s.ceiling.min(smaller);
-        s.streak = 0;
-        s.since_limit = 0;
-        s.current
-    }
-
-    /// A request of `span` blocks succeeded.
-    pub fn success(&self, span: u64) {
-        let mut s = self.lock();
-        s.since_limit = s.since_limit.saturating_add(1);
-        if s.since_limit >= FORGET_AFTER {
-            s.ceiling = self.max;
-        }
-        if span < s.current {
-            return;
-        }
-        s.streak += 1;
-        if s.streak >= GROW_AFTER && s.current < s.ceiling {
-            s.current = (s.current * 2).min(s.ceiling);
-            s.streak = 0;
-        }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, RangeState> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -413,32 +336,5 @@ mod tests {
         );
         assert_eq!(suggested_range("try [0x20, 0x10]"), None);
         assert_eq!(words("limited to a 10,000 range")[3], Token::Number(10_000));
-    }
-
-    #[test]
-    fn shrinks_to_the_hint_or_half_and_grows_back_to_the_ceiling() {
-        let r = AdaptiveRange::new(500);
-        assert_eq!(r.shrink(500, None), 250);
-        assert_eq!(r.shrink(250, Some(40)), 40);
-        // A hint larger than the failed span cannot grow it.
-        assert_eq!(r.shrink(40, Some(1000)), 39);
-        for _ in 0..GROW_AFTER {
-            r.success(39);
-        }
-        // Doubling stops below the smallest span that failed.
-        assert_eq!(r.current(), 39);
-        for _ in 0..FORGET_AFTER {
-            r.success(39);
-        }
-        for _ in 0..GROW_AFTER * 8 {
-            let c = r.current();
-            r.success(c);
-        }
-        assert_eq!(
-            r.current(),
-            500,
-            "grows back to range_blocks after long success"
-        );
-        assert_eq!(r.shrink(1, None), 1, "never below one block");
     }
 }

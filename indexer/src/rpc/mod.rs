@@ -3,14 +3,16 @@
 //! [`ChainRpc::fetch_range`]: the headers of a block range and its logs, asked from **one provider
 //! in one JSON-RPC batch**, so that an empty log list is only believed together with that same
 //! provider's header of every block of the range (a node that has not reached a block answers
-//! `null` there, not a hash). Range limits shrink the range (`limits.rs`); provider faults bench the
-//! provider and move the call to the next one.
+//! `null` there, not a hash). Ranges are sized by what the previous answers held and shrink on
+//! range limits (`range.rs`, `limits.rs`); provider faults bench the provider and move the call to
+//! the next one.
 
 mod error;
 pub mod evidence;
 mod layers;
 pub mod limits;
 mod pool;
+pub mod range;
 mod settle;
 mod split;
 mod types;
@@ -69,7 +71,7 @@ pub struct ChainRpc {
 struct Inner {
     pool: Pool,
     timeout: Duration,
-    range: limits::AdaptiveRange,
+    range: range::AdaptiveRange,
     verify_ranges: bool,
     /// `verify_ranges` and `check_logs_bloom`: answers are checked against the blooms.
     check_bloom: bool,
@@ -136,7 +138,11 @@ impl ChainRpc {
             inner: Arc::new(Inner {
                 pool,
                 timeout,
-                range: limits::AdaptiveRange::new(chain.range_blocks),
+                range: range::AdaptiveRange::new(
+                    chain.range_blocks,
+                    chain.range_target_logs,
+                    chain.range_target_bytes,
+                ),
                 verify_ranges: chain.verify_ranges,
                 check_bloom: chain.verify_ranges && chain.check_logs_bloom,
                 last_heads: Mutex::new(None),
@@ -159,9 +165,15 @@ impl ChainRpc {
         &self.pool().providers[id].label
     }
 
-    /// Blocks per `eth_getLogs` now (shrunk after range limits, grown back after successes).
+    /// Blocks per `eth_getLogs` now: sized by what the answers held, shrunk after range limits
+    /// (see `range.rs`).
     pub fn range_blocks(&self) -> u64 {
         self.inner.range.current()
+    }
+
+    /// The same for at most `max_logs` logs per request (`None`: the configured targets only).
+    pub fn range_blocks_within(&self, max_logs: Option<u64>) -> u64 {
+        self.inner.range.span_within(max_logs)
     }
 
     /// Every provider's state, for `status` and the `rpc_providers` table.
@@ -412,6 +424,11 @@ impl ChainRpc {
             match self.limit_if_repeated(next, end, attempt) {
                 Ok(data) => {
                     self.inner.range.success(end - next + 1);
+                    self.inner.range.observe(
+                        end - next + 1,
+                        data.logs.len() as u64,
+                        data.logs.iter().map(types::json_size).sum(),
+                    );
                     self.forget_contradictions(end);
                     if next == from {
                         out.provider = data.provider;
@@ -440,8 +457,12 @@ impl ChainRpc {
                 }
                 Err(e) => return Err(e),
             }
-            gauge!("tripwire_rpc_range_blocks", "chain" => self.chain().to_owned())
+            gauge!(crate::metrics::RANGE_BLOCKS, "chain" => self.chain().to_owned())
                 .set(self.inner.range.current() as f64);
+            if let Some((per_block, _)) = self.inner.range.density() {
+                gauge!(crate::metrics::RANGE_LOGS_PER_BLOCK, "chain" => self.chain().to_owned())
+                    .set(per_block);
+            }
         }
         Ok(out)
     }
@@ -470,16 +491,19 @@ impl ChainRpc {
                 .address(interest.addresses());
             Some(
                 batch
-                    .add_call::<_, Vec<Log>>("eth_getLogs", &(filter,))
+                    .add_call::<_, Vec<types::WireLog>>("eth_getLogs", &(filter,))
                     .map_err(|e| RpcError::from_alloy(&p.label, "eth_getLogs", e))?,
             )
         };
         self.send_batch(i, batch, "eth_getLogs").await?;
         let answered = self.await_headers(i, header_waiters).await;
-        let logs = match logs_waiter {
+        let logs: Vec<Log> = match logs_waiter {
             Some(w) => w
                 .await
-                .map_err(|e| RpcError::from_alloy(&p.label, "eth_getLogs", e))?,
+                .map_err(|e| RpcError::from_alloy(&p.label, "eth_getLogs", e))?
+                .into_iter()
+                .map(Log::from)
+                .collect(),
             None => Vec::new(),
         };
         let mut headers = Vec::with_capacity((to - from + 1) as usize);

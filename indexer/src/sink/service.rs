@@ -30,7 +30,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::write::{self, Batch, WriteError};
 use crate::{
-    config::{KafkaConfig, SinkConfig},
+    config::{Flow, KafkaConfig, SinkConfig},
     health::{Health, Status},
     kafka::{
         self,
@@ -63,6 +63,9 @@ pub struct Sink {
     pool: PgPool,
     health: Health,
     config: SinkConfig,
+    flow: Flow,
+    /// Signalled after every stored batch (an ingest in the same process waits on it).
+    progress: Option<Arc<Notify>>,
 }
 
 impl Sink {
@@ -73,6 +76,7 @@ impl Sink {
         kafka_cfg: &KafkaConfig,
         brokers: &str,
         config: SinkConfig,
+        flow: Flow,
         topics: &[String],
         pool: PgPool,
         health: Health,
@@ -85,8 +89,9 @@ impl Sink {
                 // A stored position that retention removed must stop the sink, never skip ahead.
                 ("auto.offset.reset", "error"),
                 ("enable.partition.eof", "false"),
-                // Bounds the prefetch buffer (and so the memory) per partition.
-                ("queued.max.messages.kbytes", "65536"),
+                // Bounds the prefetch buffer (and so the memory) per partition: 16 MiB, a full
+                // default batch ahead.
+                ("queued.max.messages.kbytes", "16384"),
                 // Once that buffer is full, librdkafka checks again for room only after this
                 // delay (default 1 s): the sink drains a batch in well under a second and would
                 // then wait for records the broker has had all along.
@@ -110,7 +115,15 @@ impl Sink {
             pool,
             health,
             config,
+            flow,
+            progress: None,
         })
+    }
+
+    /// Signals `progress` after every stored batch.
+    pub fn with_progress(mut self, progress: Arc<Notify>) -> Self {
+        self.progress = Some(progress);
+        self
     }
 
     /// Runs until `shutdown`; the batch in hand is finished first.
@@ -137,8 +150,10 @@ impl Sink {
             pool: self.pool.clone(),
             consumer_name: self.config.consumer.clone(),
             health: self.health.clone(),
-            batch_records: self.config.batch_records,
-            early_records: (self.config.batch_records / 16).max(1),
+            batch_records: self.flow.batch_records,
+            batch_bytes: self.flow.batch_bytes,
+            early_records: (self.flow.batch_records / 16).max(1),
+            early_bytes: (self.flow.batch_bytes / 16).max(1),
             shared: shared.clone(),
             wait: Duration::from_millis(self.config.batch_wait_ms),
         };
@@ -146,6 +161,7 @@ impl Sink {
         loop {
             let idle_since = std::time::Instant::now();
             shared.writer_idle.store(true, Ordering::Relaxed);
+            shared.writer_idle_notify.notify_one();
             let (epoch, batch) = tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => break,
@@ -220,6 +236,9 @@ impl Sink {
                     histogram!(m::BATCH_SECONDS, "stage" => "sink")
                         .record(started.elapsed().as_secs_f64());
                     self.commit_informational(batch);
+                    if let Some(p) = &self.progress {
+                        p.notify_one();
+                    }
                     return Written::Stored;
                 }
                 Err(e @ WriteError::Fenced { .. }) => {
@@ -288,6 +307,8 @@ enum Written {
 struct Shared {
     /// Set while the writer waits for a batch.
     writer_idle: AtomicBool,
+    /// Signalled when the writer starts waiting.
+    writer_idle_notify: Notify,
     /// Counts assignments: a batch gathered in an earlier one is not written.
     epoch: AtomicU64,
     /// Held while a batch is written, so that positions are loaded between writes.
@@ -304,6 +325,9 @@ impl Shared {
     }
 }
 
+/// How long a gathering batch waits for more messages once the writer is idle.
+const QUIET: Duration = Duration::from_millis(5);
+
 /// Messages handled between two yields of the reader, which otherwise holds its worker thread for
 /// a whole batch while librdkafka has messages queued.
 const YIELD_EVERY: usize = 1024;
@@ -316,8 +340,11 @@ struct Reader {
     health: Health,
     /// Most messages per batch.
     batch_records: usize,
-    /// Messages after which a batch is handed over early when the writer is idle.
+    /// Most payload bytes per batch (a batch ends with the message that reaches it).
+    batch_bytes: u64,
+    /// Messages (or bytes) after which a batch is handed over early when the writer is idle.
     early_records: usize,
+    early_bytes: u64,
     shared: Arc<Shared>,
     /// Longest wait for a batch to fill after its first message.
     wait: Duration,
@@ -475,7 +502,7 @@ impl Reader {
         Ok(())
     }
 
-    /// Gathers up to `batch_records` messages, waiting at most `wait` after the first one, or
+    /// Gathers up to `batch_records` messages or `batch_bytes` bytes, waiting at most `wait` after the first one, or
     /// `early_records` when the writer is idle. A partly gathered batch is dropped on shutdown,
     /// on a rebalance and on a fence: nothing of it is stored.
     async fn collect(&self, shutdown: &CancellationToken) -> Result<Gathered, SinkError> {
@@ -521,7 +548,8 @@ impl Reader {
                 None => {}
             }
             if batch.len() >= self.batch_records
-                || (batch.len() >= self.early_records
+                || batch.bytes() >= self.batch_bytes
+                || ((batch.len() >= self.early_records || batch.bytes() >= self.early_bytes)
                     && self.shared.writer_idle.load(Ordering::Relaxed))
             {
                 break;
@@ -534,10 +562,20 @@ impl Reader {
             if self.shared.resync.load(Ordering::SeqCst) {
                 return Ok(Gathered::Interrupted);
             }
+            // An idle writer takes what there is once the topic goes quiet: the ingest may be
+            // waiting for this very batch (its lead limit), and nothing more comes until it is
+            // stored.
+            let idle = self.shared.writer_idle.load(Ordering::Relaxed);
+            let until = if idle {
+                deadline.min(tokio::time::Instant::now() + QUIET)
+            } else {
+                deadline
+            };
             tokio::select! {
                 _ = shutdown.cancelled() => return Ok(Gathered::Shutdown),
                 _ = context.changed() => return Ok(Gathered::Interrupted),
-                m = tokio::time::timeout_at(deadline, self.consumer.recv()) => match m {
+                _ = self.shared.writer_idle_notify.notified(), if !idle => {}
+                m = tokio::time::timeout_at(until, self.consumer.recv()) => match m {
                     Ok(m) => next = Some(m),
                     Err(_) => break,
                 },

@@ -32,6 +32,8 @@ pub struct Batch {
     /// (topic, partition, first offset, next offset), one entry per partition seen.
     offsets: Vec<(String, i32, i64, i64)>,
     messages: usize,
+    /// Key and payload bytes of the messages.
+    bytes: u64,
 }
 
 #[derive(Debug)]
@@ -72,6 +74,7 @@ impl Batch {
         payload: Option<&[u8]>,
     ) {
         self.messages += 1;
+        self.bytes += (key.map_or(0, <[u8]>::len) + payload.map_or(0, <[u8]>::len)) as u64;
         self.note_offset(topic, partition, offset);
         let parsed = match payload {
             Some(p) => StreamRecord::from_json(p).map_err(|e| e.to_string()),
@@ -131,6 +134,11 @@ impl Batch {
 
     pub fn is_empty(&self) -> bool {
         self.messages == 0
+    }
+
+    /// Key and payload bytes of the messages, as Kafka carried them.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
     }
 
     /// Per (topic, partition): the offset after the batch's last message.

@@ -113,7 +113,7 @@ listen = "127.0.0.1:0"
 lag_threshold_blocks = 1000
 [sink]
 consumer = "{consumer}"
-batch_records = 5000
+batch_records = {batch}
 batch_wait_ms = 50
 [[chains]]
 name = "devnet"
@@ -143,6 +143,11 @@ addresses = ["{registry}"]
             brokers = self.brokers.clone().unwrap_or_else(|| self.kafka.brokers()),
             topic = self.topic,
             lead = self.max_lead_records,
+            // At most half of the lead limit, as the config requires.
+            batch = match self.max_lead_records {
+                0 => 5000,
+                lead => (lead / 2).min(5000),
+            },
             consumer = self.consumer,
             rpc = self
                 .rpc_urls

@@ -3,34 +3,37 @@
 //! pending, publish, wait for Kafka's acknowledgements, then store the cursor (which clears the
 //! pending record). A crash anywhere re-sends at most the unacknowledged ranges (at least once; the
 //! sink's writes are idempotent), and blocks left pending that the chain replaced meanwhile are
-//! retracted at the next start (`pending.rs`).
+//! retracted at the next start (`pending.rs`). With a lead limit a group holds only the blocks
+//! that keep the topic within it (`lead.rs`); the next group is fetched while this one is
+//! published (`fetch.rs`); reorganisations are unwound in `reorg.rs`.
 
 use std::time::Duration;
 
 use backon::{BackoffBuilder, ExponentialBuilder};
-use futures::StreamExt;
 use metrics::{counter, gauge, histogram};
-use rdkafka::{
-    error::KafkaError,
-    producer::{FutureProducer, FutureRecord},
-};
+use rdkafka::{error::KafkaError, producer::FutureRecord};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
-use tripwire_schema::{BlockRef, Retraction, StreamRecord};
+use tripwire_schema::{BlockRef, StreamRecord};
 
+mod fetch;
 mod lead;
 mod pending;
+mod reorg;
+
+use fetch::plan;
 
 use super::{
-    cursor::{self, Cursor, UNKNOWN_HASH},
+    cursor::{self, Cursor},
     records::{self, AddressBook, RangeError},
 };
 use crate::{
     config::{ChainConfig, ContractSpec},
     faults,
     health::{Health, Status},
+    kafka::{self, IngestProducer},
     metrics as m,
-    rpc::{ChainRpc, ProviderId, RpcError},
+    rpc::{ChainRpc, RpcError},
 };
 
 /// Why a step failed.
@@ -98,6 +101,33 @@ impl IngestError {
     }
 }
 
+/// Encoded records of a group of blocks, in stream order.
+#[derive(Default)]
+struct Group {
+    payloads: Vec<Vec<u8>>,
+    /// Key and payload bytes.
+    bytes: u64,
+    logs: u64,
+}
+
+impl Group {
+    fn push(&mut self, payload: Vec<u8>, key_len: usize, is_log: bool) {
+        self.bytes += (payload.len() + key_len) as u64;
+        self.logs += u64::from(is_log);
+        self.payloads.push(payload);
+    }
+
+    fn append(&mut self, other: &mut Group) {
+        self.bytes += std::mem::take(&mut other.bytes);
+        self.logs += std::mem::take(&mut other.logs);
+        self.payloads.append(&mut other.payloads);
+    }
+
+    fn average_bytes(&self) -> Option<f64> {
+        (!self.payloads.is_empty()).then(|| self.bytes as f64 / self.payloads.len() as f64)
+    }
+}
+
 enum Step {
     /// Published a range; more may be waiting.
     Progressed,
@@ -108,13 +138,20 @@ enum Step {
 }
 
 /// Limits how far the ingest runs ahead of the sink's stored Kafka position, for brokers whose
-/// retention could drop records the sink has not written yet (the embedded one keeps ~5 MiB).
+/// retention could drop records the sink has not written yet (the embedded one keeps 5 MiB).
 #[derive(Debug, Clone)]
 pub struct Backpressure {
-    pub max_lead_records: u64,
+    pub limit: crate::config::LeadLimit,
     /// The sink's name in `sink_offsets`.
     pub consumer: String,
+    /// Signalled by a sink in the same process after every stored batch, so that a waiting
+    /// ingest goes on at once instead of at its next poll.
+    pub progress: Option<std::sync::Arc<tokio::sync::Notify>>,
 }
+
+/// How long a held-back ingest waits before it looks at the sink's position again (unless a
+/// sink in the same process signals first).
+const BACKPRESSURE_POLL: Duration = Duration::from_millis(20);
 
 /// The ingest of one chain.
 pub struct ChainIngest {
@@ -122,7 +159,9 @@ pub struct ChainIngest {
     contracts: Vec<ContractSpec>,
     book: AddressBook,
     rpc: ChainRpc,
-    producer: FutureProducer,
+    producer: IngestProducer,
+    /// What the producer has sent (for the byte lead).
+    sent: std::sync::Arc<kafka::SentBytes>,
     topic: String,
     pool: PgPool,
     health: Health,
@@ -131,8 +170,12 @@ pub struct ChainIngest {
     backpressure: Option<Backpressure>,
     /// When the providers' state was last written to `rpc_providers`.
     providers_saved: Option<std::time::Instant>,
-    /// Next offset per partition after the last acknowledged record, as Kafka reported it.
-    produced: std::collections::BTreeMap<i32, i64>,
+    /// Offsets and sizes of the records in the topic the sink may not have stored yet.
+    produced: lead::Produced,
+    /// Average bytes of a record published by this process (for sizing ranges to the lead).
+    record_bytes: Option<f64>,
+    /// The next group, fetched while the last one was published.
+    prefetched: Option<fetch::Prefetched>,
     /// The fault of the last failed step, until a later step stored something.
     recovering: Option<String>,
 }
@@ -144,7 +187,8 @@ impl ChainIngest {
         chain: ChainConfig,
         contracts: Vec<ContractSpec>,
         rpc: ChainRpc,
-        producer: FutureProducer,
+        producer: IngestProducer,
+        sent: std::sync::Arc<kafka::SentBytes>,
         topic: String,
         pool: PgPool,
         health: Health,
@@ -163,6 +207,7 @@ impl ChainIngest {
             book,
             rpc,
             producer,
+            sent,
             topic,
             pool,
             health,
@@ -171,11 +216,13 @@ impl ChainIngest {
             backpressure: None,
             providers_saved: None,
             produced: Default::default(),
+            record_bytes: None,
+            prefetched: None,
             recovering: None,
         })
     }
 
-    /// Waits for the sink when it is more than `limit.max_lead_records` behind.
+    /// Waits for the sink when the topic holds more than `limit` beyond its stored position.
     pub fn with_backpressure(mut self, limit: Option<Backpressure>) -> Self {
         self.backpressure = limit;
         self
@@ -212,7 +259,19 @@ impl ChainIngest {
                     match step {
                         Step::Progressed => continue,
                         Step::Idle => poll,
-                        Step::Backpressure => Duration::from_millis(100),
+                        Step::Backpressure => {
+                            let progress =
+                                self.backpressure.as_ref().and_then(|b| b.progress.clone());
+                            if let Some(progress) = progress {
+                                tokio::select! {
+                                    _ = shutdown.cancelled() => {}
+                                    _ = progress.notified() => {}
+                                    _ = tokio::time::sleep(BACKPRESSURE_POLL) => {}
+                                }
+                                continue;
+                            }
+                            BACKPRESSURE_POLL
+                        }
                     }
                 }
                 Err(e) if e.is_fatal() => {
@@ -364,47 +423,35 @@ impl ChainIngest {
         }
         let component = format!("backpressure:{}", self.chain.name);
         let lead = self.sink_lead().await?;
-        if let Some((lead, max)) = lead.filter(|(lead, max)| lead > max) {
-            self.health.set(
-                &component,
-                Status::Degraded,
-                format!(
-                    "waiting for the sink: {lead} records ahead (kafka.max_lead_records = {max})"
-                ),
-            );
+        if let Some(l) = lead.filter(lead::Lead::is_full) {
+            self.health.set(&component, Status::Degraded, l.describe());
             return Ok(Step::Backpressure);
         }
         self.health.healthy(&component);
         // During backfill several consecutive ranges are fetched at once; they are checked,
-        // published and committed strictly in order.
+        // published and committed strictly in order. With a lead limit, each range is sized to
+        // its share of the room left, so that the group is usually published whole.
         let started = std::time::Instant::now();
-        let mut ranges = Vec::new();
-        let mut from = next;
-        let span = self.rpc.range_blocks();
-        while from <= target && ranges.len() < self.chain.ranges_in_flight {
-            let to = target.min(from + span - 1);
-            ranges.push((from, to));
-            from = to + 1;
-        }
-        let last_to = ranges.last().map_or(next, |r| r.1);
-        let interest = self.interest_for(last_to);
-        let rpc = &self.rpc;
-        let fetched: Vec<_> = futures::stream::iter(ranges.iter().copied())
-            .map(|(f, t)| rpc.fetch_range(f, t, &interest))
-            .buffered(self.chain.ranges_in_flight)
-            .collect()
-            .await;
-
-        let window = self.chain.max_reorg_depth as usize + 1;
-        let mut tip = self.cursor.tip();
-        let mut recs = Vec::new();
-        let mut headers = Vec::new();
-        for ((from, to), data) in ranges.into_iter().zip(fetched) {
-            // With a lead limit, the group ends with the range that reaches it: the limit is
-            // overshot by one range at most, and the later ranges are fetched again later.
-            if lead.is_some_and(|(lead, max)| lead + recs.len() as u64 > max) {
-                break;
+        let in_flight = self.chain.ranges_in_flight;
+        let share = lead
+            .and_then(|l| self.room_in_logs(&l))
+            .map(|logs| (logs / in_flight as u64).max(1));
+        let span = self.rpc.range_blocks_within(share);
+        let (ranges, fetched) = match self.take_prefetched(next, target).await {
+            Some(p) => p,
+            None => {
+                let ranges = plan(next, target, span, in_flight);
+                let fetched = self.fetch(&ranges).await;
+                (ranges, fetched)
             }
+        };
+        let window = self.chain.max_reorg_depth as usize + 1;
+        let key = self.chain.chain_id.to_string();
+        let mut tip = self.cursor.tip();
+        let mut group = Group::default();
+        let mut headers = Vec::new();
+        let mut cut = false;
+        for ((from, to), data) in ranges.into_iter().zip(fetched) {
             let data = match data {
                 Ok(d) => d,
                 // Keep what precedes a failed range; the error surfaces at the next step.
@@ -440,19 +487,80 @@ impl ChainIngest {
                 to,
                 source,
             })?;
-            recs.extend(built);
-            tip = data.headers.last().map(|h| BlockRef {
-                number: h.number,
-                hash: h.hash,
-            });
-            headers.extend(data.headers);
+            // Block by block (a block's logs, then its marker): the group ends with the last
+            // block that keeps the topic within the lead limit.
+            let mut block = Group::default();
+            let mut taken = 0;
+            for rec in built {
+                let is_marker = matches!(rec, StreamRecord::Block(_));
+                block.push(
+                    rec.to_json(),
+                    key.len(),
+                    matches!(rec, StreamRecord::Log(_)),
+                );
+                if !is_marker {
+                    continue;
+                }
+                let total = (group.payloads.len() + block.payloads.len()) as u64;
+                if lead.is_some_and(|l| !l.admits(total, group.bytes + block.bytes))
+                    && !(group.payloads.is_empty() && lead.is_some_and(|l| l.records == 0))
+                {
+                    cut = true;
+                    break;
+                }
+                group.append(&mut block);
+                taken += 1;
+            }
+            let mut range_headers = data.headers;
+            range_headers.truncate(taken);
+            if let Some(h) = range_headers.last() {
+                tip = Some(BlockRef {
+                    number: h.number,
+                    hash: h.hash,
+                });
+            }
+            headers.extend(range_headers);
+            if cut {
+                break;
+            }
         }
-        let logs = recs
-            .iter()
-            .filter(|r| matches!(r, StreamRecord::Log(_)))
-            .count();
+        if headers.is_empty() {
+            // Not even the first block fits the room the sink left: wait for it.
+            if let Some(l) = lead {
+                self.health.set(&component, Status::Degraded, l.describe());
+            }
+            return Ok(Step::Backpressure);
+        }
+        if let Some(avg) = group.average_bytes() {
+            self.record_bytes = Some(self.record_bytes.map_or(avg, |b| 0.75 * b + 0.25 * avg));
+        }
+        // While this group is published and acknowledged, the next one is fetched, sized to the
+        // room this group leaves (used only if it still starts at the cursor then, and checked
+        // like any other).
+        if !cut {
+            let room = share.map(|s| (s * in_flight as u64).saturating_sub(group.logs));
+            if room != Some(0) {
+                let span = self
+                    .rpc
+                    .range_blocks_within(room.map(|r| (r / in_flight as u64).max(1)));
+                let after = tip.map_or(next, |t| t.number + 1);
+                self.prefetch(plan(after, target, span, in_flight));
+            }
+        }
+        if let Some(l) = lead {
+            let records = l.records + group.payloads.len() as u64;
+            gauge!(m::LEAD_RECORDS, "chain" => self.label()).set(records as f64);
+            let bytes = l
+                .bytes
+                .map_or(-1.0, |b| b as f64 + (group.bytes as f64 * l.factor).ceil());
+            gauge!(m::LEAD_BYTES, "chain" => self.label()).set(bytes);
+            if !l.admits(group.payloads.len() as u64, group.bytes) {
+                counter!(m::LEAD_OVERRUNS, "chain" => self.label()).increment(1);
+                tracing::warn!(chain = %self.chain.name, block = headers[0].number, records = group.payloads.len(), bytes = group.bytes, "a single block is larger than the lead limit: published alone");
+            }
+        }
         cursor::save_pending(&self.pool, self.chain.chain_id, &headers).await?;
-        self.publish(&recs).await?;
+        self.publish(&group.payloads).await?;
         faults::point(faults::points::INGEST_AFTER_ACK)?;
         for h in &headers {
             self.cursor.push(
@@ -465,14 +573,25 @@ impl ChainIngest {
         }
         cursor::save(&self.pool, self.chain.chain_id, &self.cursor, head).await?;
         let to = tip.map_or(0, |t| t.number);
-        counter!(m::LOGS_PRODUCED, "chain" => self.label()).increment(logs as u64);
+        counter!(m::LOGS_PRODUCED, "chain" => self.label()).increment(group.logs);
         counter!(m::BLOCKS_PRODUCED, "chain" => self.label()).increment(headers.len() as u64);
         gauge!(m::INGESTED_BLOCK, "chain" => self.label()).set(to as f64);
         histogram!(m::BATCH_SECONDS, "stage" => "ingest", "chain" => self.label())
             .record(started.elapsed().as_secs_f64());
         self.report_lag();
-        tracing::debug!(chain = %self.chain.name, from = next, to, logs, "ranges published");
+        tracing::debug!(chain = %self.chain.name, from = next, to, logs = group.logs, records = group.payloads.len(), bytes = group.bytes, cut, "ranges published");
         Ok(Step::Progressed)
+    }
+
+    /// The room the lead limit leaves, in logs (about one record each); `None`: unlimited.
+    fn room_in_logs(&self, lead: &lead::Lead) -> Option<u64> {
+        let (records, bytes) = lead.room();
+        let by_bytes =
+            bytes.and_then(|b| Some((b as f64 / (self.record_bytes? * lead.factor)) as u64));
+        match (records, by_bytes) {
+            (Some(r), Some(b)) => Some(r.min(b)),
+            (r, b) => r.or(b),
+        }
     }
 
     fn report_lag(&self) {
@@ -481,13 +600,13 @@ impl ChainIngest {
         gauge!(m::LAG_BLOCKS, "chain" => self.label(), "stage" => "ingest").set(lag as f64);
     }
 
-    /// Publishes records in order and waits until Kafka acknowledged all of them.
-    async fn publish(&mut self, recs: &[StreamRecord]) -> Result<(), IngestError> {
+    /// Publishes encoded records in order and waits until Kafka acknowledged all of them.
+    async fn publish(&mut self, payloads: &[Vec<u8>]) -> Result<(), IngestError> {
         let key = self.chain.chain_id.to_string();
-        let mut pending = Vec::with_capacity(recs.len());
-        for r in recs {
-            let payload = r.to_json();
-            let mut record = FutureRecord::to(&self.topic).key(&key).payload(&payload);
+        let (sent_before, _) = self.sent.read();
+        let mut pending = Vec::with_capacity(payloads.len());
+        for payload in payloads {
+            let mut record = FutureRecord::to(&self.topic).key(&key).payload(payload);
             loop {
                 match self.producer.send_result(record) {
                     Ok(f) => {
@@ -520,11 +639,14 @@ impl ChainIngest {
                 }
             }
         };
-        for r in results {
+        let (_, updates_at_ack) = self.sent.read();
+        let mut ends: std::collections::BTreeMap<i32, (i64, u64)> = Default::default();
+        for (r, payload) in results.into_iter().zip(payloads) {
             match r {
                 Ok(Ok(d)) => {
-                    let next = self.produced.entry(d.partition).or_default();
-                    *next = (*next).max(d.offset + 1);
+                    let e = ends.entry(d.partition).or_default();
+                    e.0 = e.0.max(d.offset + 1);
+                    e.1 += (key.len() + payload.len()) as u64;
                 }
                 Ok(Err((e, _))) => {
                     counter!(m::KAFKA_ERRORS, "op" => "delivery").increment(1);
@@ -533,119 +655,15 @@ impl ChainIngest {
                 Err(_) => return Err(KafkaError::Canceled.into()),
             }
         }
-        Ok(())
-    }
-
-    /// Provider `reporter` says the block at our tip's height is not `tip` (`theirs` is its
-    /// hash there). Two providers disagreeing is a question, not data: a second provider decides.
-    /// If it still has our tip, the reporter is on another fork and leaves rotation; otherwise the
-    /// chain did reorganise and is unwound using the witness's view.
-    async fn reorg_question(
-        &mut self,
-        tip: BlockRef,
-        reporter: ProviderId,
-        theirs: alloy::primitives::B256,
-    ) -> Result<(), IngestError> {
-        match self.rpc.header_elsewhere(tip.number, reporter).await? {
-            Some((Some(h), witness)) if h.hash == tip.hash => {
-                self.rpc.penalize(
-                    reporter,
-                    tip.number,
-                    &format!(
-                        "it says {theirs}, {} and the indexed chain say {}",
-                        self.rpc.label(witness),
-                        tip.hash
-                    ),
-                );
-                counter!(m::PROVIDER_FORKS, "chain" => self.label()).increment(1);
-                Ok(())
-            }
-            Some((Some(_), witness)) => self.unwind(Some(witness), true).await,
-            // Nobody else can tell: believe the reporter, but not as far as a fatal deep reorg.
-            _ => self.unwind(Some(reporter), false).await,
+        for (partition, (end, bytes)) in ends {
+            self.produced.acknowledged(lead::SentGroup {
+                partition,
+                end,
+                bytes,
+                sent_before,
+                updates_at_ack,
+            });
         }
-    }
-
-    /// Walks back to the common ancestor of the stored blocks and the provider's chain, publishes a
-    /// retraction of everything above it, and moves the cursor there. `confirmed`: a second
-    /// provider agreed that the tip changed (or there is only one provider).
-    async fn unwind(
-        &mut self,
-        prefer: Option<ProviderId>,
-        confirmed: bool,
-    ) -> Result<(), IngestError> {
-        let recent: Vec<BlockRef> = self.cursor.recent.iter().copied().collect();
-        let (Some(lowest), Some(tip)) = (recent.first().copied(), recent.last().copied()) else {
-            return Ok(());
-        };
-        let (current, source) = self.rpc.headers(lowest.number, tip.number, prefer).await?;
-        if current.last().is_some_and(Option::is_none) {
-            return Err(RpcError::MissingBlock {
-                provider: self.rpc.label(source).to_owned(),
-                block: tip.number,
-            }
-            .into());
-        }
-        let ancestor = recent
-            .iter()
-            .rev()
-            .find(|b| {
-                current[(b.number - lowest.number) as usize].is_some_and(|h| h.hash == b.hash)
-            })
-            .copied();
-        let ancestor = match ancestor {
-            // Our tip is still canonical for this provider: nothing to retract.
-            Some(a) if a == tip => return Ok(()),
-            Some(a) if tip.number - a.number <= self.chain.max_reorg_depth => a,
-            // The window reaches back to the start block: everything we hold is orphaned.
-            None if lowest.number <= self.chain.start_block => BlockRef {
-                number: self.chain.start_block.saturating_sub(1),
-                hash: UNKNOWN_HASH,
-            },
-            // One provider alone does not stop the indexer: it may be on another fork.
-            _ if !confirmed && self.rpc.provider_count() > 1 => {
-                self.rpc.penalize(
-                    source,
-                    tip.number,
-                    "none of the indexed blocks is on its chain, and no other provider confirms",
-                );
-                return Err(RpcError::Invalid {
-                    provider: self.rpc.label(source).to_owned(),
-                    method: "eth_getBlockByNumber",
-                    message: "reports a reorg deeper than max_reorg_depth that no other provider confirms".into(),
-                }
-                .into());
-            }
-            _ => {
-                return Err(IngestError::ReorgTooDeep {
-                    chain: self.label(),
-                    tip: tip.number,
-                    checked: recent.len(),
-                    max: self.chain.max_reorg_depth,
-                })
-            }
-        };
-        let orphaned: Vec<BlockRef> = recent
-            .iter()
-            .filter(|b| b.number > ancestor.number || ancestor.hash == UNKNOWN_HASH)
-            .copied()
-            .collect();
-        let depth = orphaned.len();
-        tracing::warn!(chain = %self.chain.name, ancestor = ancestor.number, depth, "reorg: retracting orphaned blocks");
-        let retraction = StreamRecord::Retraction(Retraction {
-            chain_id: self.chain.chain_id,
-            common_ancestor: ancestor,
-            orphaned,
-        });
-        self.publish(std::slice::from_ref(&retraction)).await?;
-        if ancestor.hash == UNKNOWN_HASH {
-            self.cursor.recent.clear();
-        } else {
-            self.cursor.truncate_above(ancestor.number);
-        }
-        cursor::save(&self.pool, self.chain.chain_id, &self.cursor, self.head).await?;
-        counter!(m::REORGS, "chain" => self.label(), "stage" => "ingest").increment(1);
-        histogram!(m::REORG_DEPTH, "chain" => self.label()).record(depth as f64);
         Ok(())
     }
 }

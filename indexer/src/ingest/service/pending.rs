@@ -58,7 +58,7 @@ impl ChainIngest {
                 common_ancestor: ancestor,
                 orphaned: orphaned.clone(),
             });
-            self.publish(std::slice::from_ref(&retraction)).await?;
+            self.publish(&[retraction.to_json()]).await?;
             counter!(m::PENDING_RETRACTED, "chain" => self.label())
                 .increment(orphaned.len() as u64);
         } else {

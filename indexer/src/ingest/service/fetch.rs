@@ -1,0 +1,89 @@
+//! Fetching a group of ranges: concurrently, in order, and the next group in the background while
+//! the current one is published and acknowledged (the fetch is what the provider spends its time
+//! on, the rest is the ingest's own work, so overlapping them keeps both busy).
+
+use futures::StreamExt;
+
+use super::ChainIngest;
+use crate::rpc::{RangeData, RpcError};
+
+/// Consecutive ranges from `from`, `span` blocks each, at most `count`, none past `target`.
+pub(super) fn plan(from: u64, target: u64, span: u64, count: usize) -> Vec<(u64, u64)> {
+    let mut ranges = Vec::new();
+    let mut from = from;
+    while from <= target && ranges.len() < count {
+        let to = target.min(from + span.max(1) - 1);
+        ranges.push((from, to));
+        from = to + 1;
+    }
+    ranges
+}
+
+/// The next group's ranges, fetched while the current group is published.
+pub(super) struct Prefetched {
+    ranges: Vec<(u64, u64)>,
+    task: tokio::task::JoinHandle<Vec<Result<crate::rpc::RangeData, RpcError>>>,
+}
+
+impl Drop for Prefetched {
+    fn drop(&mut self) {
+        // Not needed any more (the group ended elsewhere, a reorg, shutdown): stop fetching.
+        self.task.abort();
+    }
+}
+
+impl ChainIngest {
+    /// Fetches `ranges` concurrently, results in order.
+    pub(super) async fn fetch(&self, ranges: &[(u64, u64)]) -> Vec<Result<RangeData, RpcError>> {
+        let Some(&(_, last_to)) = ranges.last() else {
+            return Vec::new();
+        };
+        let interest = self.interest_for(last_to);
+        let rpc = &self.rpc;
+        futures::stream::iter(ranges.iter().copied())
+            .map(|(f, t)| rpc.fetch_range(f, t, &interest))
+            .buffered(self.chain.ranges_in_flight)
+            .collect()
+            .await
+    }
+
+    /// Starts fetching `ranges` in the background (replacing an earlier prefetch).
+    pub(super) fn prefetch(&mut self, ranges: Vec<(u64, u64)>) {
+        let Some(&(_, last_to)) = ranges.last() else {
+            self.prefetched = None;
+            return;
+        };
+        let interest = self.interest_for(last_to);
+        let rpc = self.rpc.clone();
+        let in_flight = self.chain.ranges_in_flight;
+        let planned = ranges.clone();
+        let task = tokio::spawn(async move {
+            futures::stream::iter(planned)
+                .map(|(f, t)| {
+                    let (rpc, interest) = (&rpc, &interest);
+                    async move { rpc.fetch_range(f, t, interest).await }
+                })
+                .buffered(in_flight)
+                .collect::<Vec<_>>()
+                .await
+        });
+        self.prefetched = Some(Prefetched { ranges, task });
+    }
+
+    /// The prefetched group, if it starts at `next` and ends by `target`.
+    pub(super) async fn take_prefetched(
+        &mut self,
+        next: u64,
+        target: u64,
+    ) -> Option<(Vec<(u64, u64)>, Vec<Result<RangeData, RpcError>>)> {
+        let p = self.prefetched.take()?;
+        let fits = p.ranges.first().is_some_and(|r| r.0 == next)
+            && p.ranges.last().is_some_and(|r| r.1 <= target);
+        if !fits {
+            return None;
+        }
+        let mut p = p;
+        let fetched = (&mut p.task).await.ok()?;
+        Some((std::mem::take(&mut p.ranges), fetched))
+    }
+}
