@@ -271,3 +271,59 @@ async fn the_ingest_adapts_to_an_unrecognised_refusal() -> Result<()> {
     println!("ingest with an unrecognised refusal: {rows} rows equal to the chain after {refused} refusals");
     Ok(())
 }
+
+/// A range sized for a quiet stretch that runs into a burst: the answer would be far larger than
+/// `max_response_bytes`, so it is abandoned unread and the range halves until the answers fit;
+/// every log still arrives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_past_max_response_bytes_is_not_read_and_the_range_halves() -> Result<()> {
+    let anvil = Anvil::spawn().await?;
+    let token = anvil.deploy("DemoToken", &[]).await?;
+    // 80 quiet blocks, then 40 blocks of 20 logs each (~10 kB of JSON per block).
+    anvil.mine(80).await?;
+    for _ in 0..40 {
+        anvil
+            .send_and_mine(token, abi::call("burst(uint256)", &[abi::uint(20)]))
+            .await?;
+    }
+    let head = anvil.block_number().await?;
+    let truth = ChainRpc::new(&chain(&[anvil.url()], 1000)?)?
+        .fetch_range(0, head, &Interest::raw(&[token]))
+        .await?;
+    ensure!(truth.logs.len() == 800, "{} logs", truth.logs.len());
+
+    let capped: ChainConfig = toml::from_str(&format!(
+        "name = \"devnet\"\nchain_id = 31337\nrpc_urls = [\"{}\"]\nrange_blocks = 128\n\
+         range_target_bytes = 30000\nmax_response_bytes = 30000\nrpc_timeout_s = 5\n",
+        anvil.url()
+    ))?;
+    let rpc = ChainRpc::new(&capped)?;
+    let mut logs = Vec::new();
+    let mut from = 0;
+    let mut spans = Vec::new();
+    // As the ingest asks: range after range at the span learned so far.
+    while from <= head {
+        let span = rpc.range_blocks();
+        spans.push(span);
+        let to = head.min(from + span - 1);
+        let got = rpc.fetch_range(from, to, &Interest::raw(&[token])).await?;
+        ensure!(
+            got.headers.len() as u64 == to - from + 1,
+            "headers {from}..={to}"
+        );
+        logs.extend(got.logs);
+        from = to + 1;
+    }
+    ensure!(keys(&logs) == keys(&truth.logs), "logs differ");
+    ensure!(
+        spans.iter().any(|s| *s >= 64),
+        "the quiet stretch never grew the range: {spans:?}"
+    );
+    ensure!(
+        rpc.range_blocks() * 10_000 <= 30_000 * 2,
+        "range still {} blocks at ~10 kB per block against a 30 kB cap; spans {spans:?}",
+        rpc.range_blocks()
+    );
+    println!("spans asked: {spans:?}");
+    Ok(())
+}

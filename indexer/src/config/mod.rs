@@ -246,6 +246,11 @@ pub struct ChainConfig {
     /// `ranges_in_flight` it bounds what the ingest holds in memory.
     #[serde(default = "default_range_target_bytes")]
     pub range_target_bytes: u64,
+    /// Largest JSON-RPC answer read, in bytes: a larger one is abandoned unread and treated as a
+    /// provider's response-size limit (the range halves). Bounds what one request can hold when
+    /// a range meets more logs than its size estimate expected. At least `range_target_bytes`.
+    #[serde(default = "default_max_response_bytes")]
+    pub max_response_bytes: u64,
     /// Seconds before an RPC request is abandoned.
     #[serde(default = "default_rpc_timeout_s")]
     pub rpc_timeout_s: u64,
@@ -355,6 +360,9 @@ fn default_range_target_logs() -> u64 {
 }
 fn default_range_target_bytes() -> u64 {
     4 << 20
+}
+fn default_max_response_bytes() -> u64 {
+    16 << 20
 }
 fn default_ranges_in_flight() -> usize {
     3
@@ -556,6 +564,17 @@ impl Config {
                 return Err(ConfigError::invalid(
                     field("range_target_bytes"),
                     "must be at least 1",
+                ));
+            }
+            if c.max_response_bytes < c.range_target_bytes {
+                return Err(ConfigError::invalid(
+                    field("max_response_bytes"),
+                    format!(
+                        "{} is less than range_target_bytes = {}: every range sized to the \
+                         target could be refused as too large. Raise max_response_bytes or lower \
+                         range_target_bytes",
+                        c.max_response_bytes, c.range_target_bytes
+                    ),
                 ));
             }
             if c.ranges_in_flight == 0 {

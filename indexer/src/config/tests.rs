@@ -311,3 +311,16 @@ fn range_targets_must_be_positive() {
     );
     assert!(err(&text).contains("range_target_logs"), "{}", err(&text));
 }
+
+#[test]
+fn a_response_cap_below_the_range_target_names_both_keys() {
+    let text = MINIMAL.replace(
+        "rpc_urls = [\"http://127.0.0.1:8545\"]",
+        "rpc_urls = [\"http://127.0.0.1:8545\"]\nmax_response_bytes = 1000000",
+    );
+    let e = err(&text);
+    assert!(
+        e.contains("max_response_bytes") && e.contains("range_target_bytes = 4194304"),
+        "{e}"
+    );
+}

@@ -1,5 +1,6 @@
 //! JSON-RPC access to a chain through a pool of providers (`pool.rs`), each an alloy `RpcClient`
-//! over a layered HTTP transport (`layers.rs`). The operation the ingest builds on is
+//! over a layered HTTP transport (`layers.rs`, `http.rs`: answers larger than
+//! `max_response_bytes` are not read). The operation the ingest builds on is
 //! [`ChainRpc::fetch_range`]: the headers of a block range and its logs, asked from **one provider
 //! in one JSON-RPC batch**, so that an empty log list is only believed together with that same
 //! provider's header of every block of the range (a node that has not reached a block answers
@@ -9,6 +10,7 @@
 
 mod error;
 pub mod evidence;
+mod http;
 mod layers;
 pub mod limits;
 mod pool;
@@ -117,14 +119,16 @@ impl ChainRpc {
                 label = format!("{label}#{}", providers.len() + 1);
             }
             let metrics = layers::MetricsLayer::new(&chain.name, &label);
+            let transport = http::CappedHttp::new(http.clone(), url, chain.max_response_bytes);
+            let local = transport.is_local();
             let client = match p.max_rps {
                 Some(rps) => ClientBuilder::default()
                     .layer(metrics)
                     .layer(ThrottleLayer::new(rps))
-                    .http_with_client(http.clone(), url),
+                    .transport(transport, local),
                 None => ClientBuilder::default()
                     .layer(metrics)
-                    .http_with_client(http.clone(), url),
+                    .transport(transport, local),
             };
             providers.push(Provider::new(label, p.weight, client));
         }
