@@ -608,6 +608,10 @@ history = 100
         ]
     );
 
+    // The back-test reads Postgres: wait until the sink wrote every log the watchdog saw (the
+    // watchdog reads the stream, so it can fire before the sink has stored the history).
+    env.wait_equal(&[env.treasury], Duration::from_secs(60))
+        .await?;
     // Postgres lacks the blocks around the grant: the back-test reads them over RPC.
     for table in ["logs", "blocks"] {
         let col = if table == "logs" {
