@@ -2,10 +2,12 @@
 //! the current one is published and acknowledged (the fetch is what the provider spends its time
 //! on, the rest is the ingest's own work, so overlapping them keeps both busy).
 
+use std::future::Future;
+
 use futures::StreamExt;
 
 use super::ChainIngest;
-use crate::rpc::{RangeData, RpcError};
+use crate::rpc::{ChainRpc, Interest, RangeData, RpcError};
 
 /// Consecutive ranges from `from`, `span` blocks each, at most `count`, none past `target`.
 pub(super) fn plan(from: u64, target: u64, span: u64, count: usize) -> Vec<(u64, u64)> {
@@ -32,42 +34,51 @@ impl Drop for Prefetched {
     }
 }
 
+/// Fetches `ranges` with at most `in_flight` at once; results in range order. Owns its inputs so
+/// that the same fetch runs inline and as a background task.
+async fn fetch_all(
+    rpc: ChainRpc,
+    interest: Interest,
+    ranges: Vec<(u64, u64)>,
+    in_flight: usize,
+) -> Vec<Result<RangeData, RpcError>> {
+    let (rpc, interest) = (&rpc, &interest);
+    futures::stream::iter(ranges)
+        .map(|(f, t)| rpc.fetch_range(f, t, interest))
+        .buffered(in_flight)
+        .collect()
+        .await
+}
+
 impl ChainIngest {
+    /// The inputs of [`fetch_all`] for `ranges` (`None`: no ranges).
+    fn fetch_of(
+        &self,
+        ranges: &[(u64, u64)],
+    ) -> Option<impl Future<Output = Vec<Result<RangeData, RpcError>>>> {
+        let &(_, last_to) = ranges.last()?;
+        Some(fetch_all(
+            self.rpc.clone(),
+            self.interest_for(last_to),
+            ranges.to_vec(),
+            self.chain.ranges_in_flight,
+        ))
+    }
+
     /// Fetches `ranges` concurrently, results in order.
     pub(super) async fn fetch(&self, ranges: &[(u64, u64)]) -> Vec<Result<RangeData, RpcError>> {
-        let Some(&(_, last_to)) = ranges.last() else {
-            return Vec::new();
-        };
-        let interest = self.interest_for(last_to);
-        let rpc = &self.rpc;
-        futures::stream::iter(ranges.iter().copied())
-            .map(|(f, t)| rpc.fetch_range(f, t, &interest))
-            .buffered(self.chain.ranges_in_flight)
-            .collect()
-            .await
+        match self.fetch_of(ranges) {
+            Some(f) => f.await,
+            None => Vec::new(),
+        }
     }
 
     /// Starts fetching `ranges` in the background (replacing an earlier prefetch).
     pub(super) fn prefetch(&mut self, ranges: Vec<(u64, u64)>) {
-        let Some(&(_, last_to)) = ranges.last() else {
-            self.prefetched = None;
-            return;
-        };
-        let interest = self.interest_for(last_to);
-        let rpc = self.rpc.clone();
-        let in_flight = self.chain.ranges_in_flight;
-        let planned = ranges.clone();
-        let task = tokio::spawn(async move {
-            futures::stream::iter(planned)
-                .map(|(f, t)| {
-                    let (rpc, interest) = (&rpc, &interest);
-                    async move { rpc.fetch_range(f, t, interest).await }
-                })
-                .buffered(in_flight)
-                .collect::<Vec<_>>()
-                .await
+        self.prefetched = self.fetch_of(&ranges).map(|f| Prefetched {
+            ranges,
+            task: tokio::spawn(f),
         });
-        self.prefetched = Some(Prefetched { ranges, task });
     }
 
     /// The prefetched group, if it starts at `next` and ends by `target`.
