@@ -5,8 +5,8 @@
 pub mod record;
 
 pub use record::{
-    BlockMarker, BlockRef, DecodedEvent, LogRecord, RecordError, Retraction, StreamRecord,
-    WIRE_VERSION,
+    BlockMarker, BlockRef, DecodedEvent, EventView, LogRecord, LogView, RecordError, Retraction,
+    StreamRecord, WIRE_VERSION,
 };
 
 /// The embedded SQL migrations (`schema/migrations`).

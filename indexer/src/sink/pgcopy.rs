@@ -24,7 +24,7 @@
 
 use serde_json::{Map, Value};
 use sqlx::{Connection, PgConnection};
-use tripwire_schema::{BlockMarker, LogRecord};
+use tripwire_schema::{BlockMarker, LogRecord, LogView};
 
 /// Header of a binary `COPY` stream: signature, flags (no OIDs), header extension length (0).
 const COPY_HEADER: &[u8; 19] = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0";
@@ -284,6 +284,50 @@ impl LogCopyBuffer {
         }
     }
 
+    /// Encodes one row from a borrowed view of its message: the same bytes as [`push`] of the
+    /// owned record (a test holds the two together), without building that record. The data is
+    /// decoded from hex straight into the buffer, the parameters' JSON text copied as it is.
+    ///
+    /// [`push`]: LogCopyBuffer::push
+    pub fn push_view(&mut self, log: &LogView<'_>) {
+        let d = &mut self.data;
+        d.begin_tuple(LOG_FIELDS);
+        d.int8(log.chain_id as i64);
+        d.int8(log.block_number as i64);
+        d.bytea(log.block_hash.as_slice());
+        d.timestamptz(log.block_timestamp);
+        d.bytea(log.tx_hash.as_slice());
+        d.int4(log.tx_index as i32);
+        d.int4(log.log_index as i32);
+        d.bytea(log.address.as_slice());
+        for i in 0..4 {
+            match log.topics().get(i) {
+                Some(topic) => d.bytea(topic.as_slice()),
+                None => d.null(),
+            }
+        }
+        let len = log.data_len();
+        d.buf.extend_from_slice(&(len as i32).to_be_bytes());
+        let at = d.buf.len();
+        d.buf.resize(at + len, 0);
+        log.decode_data(&mut d.buf[at..]);
+        d.opt_text(log.contract);
+        match &log.event {
+            Some(event) => {
+                d.text(event.name);
+                // No escape sequence in the text (the view checks), so no `\u0000` either.
+                d.buf
+                    .extend_from_slice(&(event.params_json.len() as i32 + 1).to_be_bytes());
+                d.buf.push(JSONB_VERSION);
+                d.buf.extend_from_slice(event.params_json.as_bytes());
+            }
+            None => {
+                d.null();
+                d.null();
+            }
+        }
+    }
+
     /// Number of buffered rows.
     pub fn len(&self) -> usize {
         self.data.rows
@@ -296,6 +340,12 @@ impl LogCopyBuffer {
     /// Drops the buffered rows, keeping the allocation.
     pub fn clear(&mut self) {
         self.data.clear();
+    }
+
+    /// The encoded tuples (header included), for tests comparing two encodings.
+    #[cfg(test)]
+    pub(crate) fn encoded(&self) -> &[u8] {
+        &self.data.buf
     }
 }
 
@@ -550,3 +600,7 @@ async fn copy_in(
     }
     copy.finish().await
 }
+
+#[cfg(test)]
+#[path = "pgcopy_tests.rs"]
+mod tests;

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 
 use alloy::primitives::B256;
 use sqlx::{PgConnection, PgPool};
-use tripwire_schema::{BlockRef, Retraction, StreamRecord};
+use tripwire_schema::{BlockRef, LogView, Retraction, StreamRecord};
 
 use super::pgcopy::{self, BlockCopyBuffer, LogCopyBuffer};
 
@@ -76,6 +76,12 @@ impl Batch {
         self.messages += 1;
         self.bytes += (key.map_or(0, <[u8]>::len) + payload.map_or(0, <[u8]>::len)) as u64;
         self.note_offset(topic, partition, offset);
+        // Nearly every message is a log: encode its row from a borrowed view when it can be
+        // (the owned record below gives the same row, and handles everything else).
+        if let Some(view) = payload.and_then(LogView::from_json) {
+            self.logs.push_view(&view);
+            return;
+        }
         let parsed = match payload {
             Some(p) => StreamRecord::from_json(p).map_err(|e| e.to_string()),
             None => Err("message has no payload".to_owned()),

@@ -5,6 +5,9 @@
 use alloy_primitives::{Address, Bytes, B256};
 use serde::{Deserialize, Serialize};
 
+mod view;
+pub use view::{EventView, LogView};
+
 /// Version of the wire format written into every record (`"v"`). Readers reject a newer major.
 pub const WIRE_VERSION: u16 = 1;
 
