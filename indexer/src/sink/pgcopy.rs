@@ -22,6 +22,7 @@
 //! (and with it the caller's transaction) on every retry. NUL characters in the contract name, the
 //! event name and the decoded parameters are therefore stored as U+FFFD.
 
+use alloy::primitives::{Address, B256};
 use serde_json::{Map, Value};
 use sqlx::{Connection, PgConnection};
 use tripwire_schema::{BlockMarker, LogRecord, LogView};
@@ -208,6 +209,48 @@ impl CopyData {
     }
 }
 
+/// The leading fields of a `logs` row, up to the topics: what both encoders of a row share.
+struct LogHead<'a> {
+    chain_id: u64,
+    block_number: u64,
+    block_hash: &'a B256,
+    block_timestamp: u64,
+    tx_hash: &'a B256,
+    tx_index: u64,
+    log_index: u64,
+    address: &'a Address,
+    topics: &'a [B256],
+}
+
+impl CopyData {
+    /// Begins a `logs` tuple and writes its fields up to the four topic columns.
+    fn log_head(&mut self, h: LogHead<'_>) {
+        self.begin_tuple(LOG_FIELDS);
+        self.int8(h.chain_id as i64);
+        self.int8(h.block_number as i64);
+        self.bytea(h.block_hash.as_slice());
+        self.timestamptz(h.block_timestamp);
+        self.bytea(h.tx_hash.as_slice());
+        self.int4(h.tx_index as i32);
+        self.int4(h.log_index as i32);
+        self.bytea(h.address.as_slice());
+        for i in 0..4 {
+            match h.topics.get(i) {
+                Some(topic) => self.bytea(topic.as_slice()),
+                None => self.null(),
+            }
+        }
+    }
+
+    /// `jsonb` from JSON text that holds no escape sequence (so no `\u0000`), as it is.
+    fn jsonb_text(&mut self, json: &str) {
+        self.buf
+            .extend_from_slice(&(json.len() as i32 + 1).to_be_bytes());
+        self.buf.push(JSONB_VERSION);
+        self.buf.extend_from_slice(json.as_bytes());
+    }
+}
+
 fn write_json(buf: &mut Vec<u8>, value: &Map<String, Value>) {
     serde_json::to_writer(buf, value).expect("a JSON object always serialises into a Vec");
 }
@@ -255,21 +298,17 @@ impl LogCopyBuffer {
     /// are stored with `as` casts (the column types are signed).
     pub fn push(&mut self, log: &LogRecord) {
         let d = &mut self.data;
-        d.begin_tuple(LOG_FIELDS);
-        d.int8(log.chain_id as i64);
-        d.int8(log.block_number as i64);
-        d.bytea(log.block_hash.as_slice());
-        d.timestamptz(log.block_timestamp);
-        d.bytea(log.tx_hash.as_slice());
-        d.int4(log.tx_index as i32);
-        d.int4(log.log_index as i32);
-        d.bytea(log.address.as_slice());
-        for i in 0..4 {
-            match log.topics.get(i) {
-                Some(topic) => d.bytea(topic.as_slice()),
-                None => d.null(),
-            }
-        }
+        d.log_head(LogHead {
+            chain_id: log.chain_id,
+            block_number: log.block_number,
+            block_hash: &log.block_hash,
+            block_timestamp: log.block_timestamp,
+            tx_hash: &log.tx_hash,
+            tx_index: log.tx_index,
+            log_index: log.log_index,
+            address: &log.address,
+            topics: &log.topics,
+        });
         d.bytea(&log.data);
         d.opt_text(log.contract.as_deref());
         match &log.event {
@@ -291,35 +330,27 @@ impl LogCopyBuffer {
     /// [`push`]: LogCopyBuffer::push
     pub fn push_view(&mut self, log: &LogView<'_>) {
         let d = &mut self.data;
-        d.begin_tuple(LOG_FIELDS);
-        d.int8(log.chain_id as i64);
-        d.int8(log.block_number as i64);
-        d.bytea(log.block_hash.as_slice());
-        d.timestamptz(log.block_timestamp);
-        d.bytea(log.tx_hash.as_slice());
-        d.int4(log.tx_index as i32);
-        d.int4(log.log_index as i32);
-        d.bytea(log.address.as_slice());
-        for i in 0..4 {
-            match log.topics().get(i) {
-                Some(topic) => d.bytea(topic.as_slice()),
-                None => d.null(),
-            }
-        }
-        let len = log.data_len();
-        d.buf.extend_from_slice(&(len as i32).to_be_bytes());
+        d.log_head(LogHead {
+            chain_id: log.chain_id,
+            block_number: log.block_number,
+            block_hash: &log.block_hash,
+            block_timestamp: log.block_timestamp,
+            tx_hash: &log.tx_hash,
+            tx_index: log.tx_index,
+            log_index: log.log_index,
+            address: &log.address,
+            topics: log.topics(),
+        });
+        d.buf
+            .extend_from_slice(&(log.data_len() as i32).to_be_bytes());
         let at = d.buf.len();
-        d.buf.resize(at + len, 0);
+        d.buf.resize(at + log.data_len(), 0);
         log.decode_data(&mut d.buf[at..]);
         d.opt_text(log.contract);
         match &log.event {
             Some(event) => {
                 d.text(event.name);
-                // No escape sequence in the text (the view checks), so no `\u0000` either.
-                d.buf
-                    .extend_from_slice(&(event.params_json.len() as i32 + 1).to_be_bytes());
-                d.buf.push(JSONB_VERSION);
-                d.buf.extend_from_slice(event.params_json.as_bytes());
+                d.jsonb_text(event.params_json);
             }
             None => {
                 d.null();
