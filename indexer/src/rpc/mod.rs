@@ -338,11 +338,23 @@ impl ChainRpc {
 
     /// The header at `number` from the best provider (`None`: it does not have it) and who said so.
     pub async fn header(&self, number: u64) -> Result<(Option<Header>, ProviderId), RpcError> {
-        self.with_failover(None, None, |i| async move {
-            let h = self.header_on(i, number).await?;
-            Ok((h, i))
-        })
-        .await
+        let (h, i) = self
+            .with_failover(Some(number), None, |i| async move {
+                let h = self.header_on(i, number).await?;
+                Ok((h, i))
+            })
+            .await?;
+        if h.is_some() {
+            return Ok((h, i));
+        }
+        // A provider can report a head and still lack the blocks just below it (a load balancer
+        // in front of a lagging node). Its "no such block" is not the chain's: ask another one,
+        // or the caller would retry the same provider for as long as its head probe looks fine.
+        self.pool().record_missing(i, number);
+        match self.header_elsewhere(number, i).await? {
+            Some((Some(h), j)) => Ok((Some(h), j)),
+            _ => Ok((None, i)),
+        }
     }
 
     /// The header at `number` from a provider other than `exclude`: a second opinion. `Ok(None)`
@@ -405,7 +417,24 @@ impl ChainRpc {
                 Err(e) => self.pool().record_failure(i, &e),
             }
         }
-        self.with_failover(Some(to), None, attempt).await
+        let (headers, i) = self.with_failover(Some(to), None, attempt).await?;
+        let Some(missing) = headers
+            .iter()
+            .zip(from..)
+            .find_map(|(h, n)| h.is_none().then_some(n))
+        else {
+            return Ok((headers, i));
+        };
+        // As in [`Self::header`]: one provider's gap is not the chain's.
+        self.pool().record_missing(i, missing);
+        if self.pool().providers.len() > 1 {
+            if let Ok((other, j)) = self.with_failover(Some(to), Some(i), attempt).await {
+                if other.iter().all(Option::is_some) {
+                    return Ok((other, j));
+                }
+            }
+        }
+        Ok((headers, i))
     }
 
     /// Headers and logs of `from..=to` for `addresses`. Each sub-range comes from one provider in

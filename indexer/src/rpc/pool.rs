@@ -321,6 +321,12 @@ impl Pool {
         for (j, p) in self.providers.iter().enumerate() {
             let changed = {
                 let mut s = p.lock();
+                // A provider whose own head request is still out is judged when it answers (or
+                // times out): a hang would otherwise be blamed on lag for up to a timeout,
+                // because its last head ages while the others move on.
+                if j != i && s.probing {
+                    continue;
+                }
                 let behind = s.head.map_or(0, |h| best.saturating_sub(h));
                 let lagging = behind > self.max_lag;
                 let changed = lagging != s.lagging;
@@ -546,6 +552,23 @@ mod tests {
         assert_eq!(p.candidates(Some(110)), vec![1, 0, 2]);
         assert_eq!(p.candidates(Some(105)), vec![1, 2, 0]);
         assert_eq!(p.in_rotation(), 2);
+    }
+
+    #[test]
+    fn a_provider_with_its_head_request_out_is_not_judged_lagging() {
+        let p = pool(&[1, 1]);
+        p.record_head(0, 100);
+        p.record_head(1, 100);
+        // p0's head request hangs while p1 moves on.
+        assert!(p.providers[0].claim_probe(Instant::now()));
+        p.record_head(1, 110);
+        assert!(!p.providers[0].lock().lagging);
+        assert_eq!(p.in_rotation(), 2);
+        // Once it answers (with its old head), it is behind.
+        p.record_head(0, 100);
+        p.providers[0].end_probe();
+        assert!(p.providers[0].lock().lagging);
+        assert_eq!(p.in_rotation(), 1);
     }
 
     #[test]

@@ -224,11 +224,24 @@ addresses = ["{registry}"]
                 .iter()
                 .map(|p| {
                     let out = p.output();
-                    let tail: Vec<&str> = out.lines().rev().take(40).collect();
+                    let lines: Vec<&str> = out.lines().collect();
+                    let cut = lines.len().saturating_sub(40);
+                    // A chatty component can push the others out of the tail: keep every
+                    // warning and every line of the sink from before it as well.
+                    let earlier: Vec<&str> = lines[..cut]
+                        .iter()
+                        .copied()
+                        .filter(|l| {
+                            l.contains(" WARN ") || l.contains(" ERROR ") || l.contains("::sink")
+                        })
+                        .collect();
+                    let earlier = &earlier[earlier.len().saturating_sub(60)..];
                     format!(
-                        "--- {} (last 40 lines)\n{}\n",
+                        "--- {} (earlier warnings and sink lines)\n{}\n--- {} (last 40 lines)\n{}\n",
                         p.role,
-                        tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                        earlier.join("\n"),
+                        p.role,
+                        lines[cut..].join("\n")
                     )
                 })
                 .collect();
@@ -240,20 +253,33 @@ addresses = ["{registry}"]
     pub async fn wait_synced(&self, timeout: Duration) -> Result<u64> {
         let head = self.anvil.block_number().await?;
         let deadline = Instant::now() + timeout;
+        let mut last_error = None;
         loop {
-            let synced: Option<(Option<i64>,)> = sqlx::query_as(
+            let synced: Option<(Option<i64>,)> = match sqlx::query_as(
                 "SELECT last_synced_block FROM indexer_state WHERE chain_id = 31337",
             )
             .fetch_optional(self.db.pool())
             .await
-            .ok()
-            .flatten();
+            {
+                Ok(row) => {
+                    last_error = None;
+                    row
+                }
+                // Before the processes ran their migrations the view does not exist yet.
+                Err(e) => {
+                    last_error = Some(e.to_string());
+                    None
+                }
+            };
             let synced = synced.and_then(|(s,)| s).unwrap_or(-1);
             if synced >= head as i64 {
                 return Ok(head);
             }
             if Instant::now() > deadline {
-                bail!("not synced within {timeout:?}: head {head}, synced {synced}");
+                let why = last_error
+                    .map(|e| format!(" (last query error: {e})"))
+                    .unwrap_or_default();
+                bail!("not synced within {timeout:?}: head {head}, synced {synced}{why}");
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
