@@ -261,10 +261,7 @@ addresses = ["{registry}"]
             .fetch_optional(self.db.pool())
             .await
             {
-                Ok(row) => {
-                    last_error = None;
-                    row
-                }
+                Ok(row) => row,
                 // Before the processes ran their migrations the view does not exist yet.
                 Err(e) => {
                     last_error = Some(e.to_string());
