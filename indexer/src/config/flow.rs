@@ -29,6 +29,13 @@ pub const EMBEDDED_PARTITION_BYTES: u64 = 5 << 20;
 pub const EMBEDDED_MAX_LEAD_BYTES: u64 = EMBEDDED_PARTITION_BYTES * 4 / 5;
 
 /// Default `sink.batch_records` (when no lead limit asks for less).
+/// The librdkafka property the byte lead depends on (see [`crate::kafka::SentBytes`]).
+pub const STATS_PROPERTY: &str = "statistics.interval.ms";
+
+/// The slowest statistics interval a byte lead accepts: the ingest waits up to one interval
+/// after each group for the count of what it sent.
+pub const MAX_STATS_INTERVAL_MS: u64 = 1000;
+
 pub const DEFAULT_BATCH_RECORDS: usize = 50_000;
 
 /// Default `sink.batch_bytes` (when no lead limit asks for less).
@@ -84,6 +91,30 @@ impl Config {
                         "{bytes} is more than the embedded broker keeps per partition \
                          ({EMBEDDED_PARTITION_BYTES} bytes): records would be deleted before the \
                          sink wrote them"
+                    ),
+                ));
+            }
+        }
+        if let (Some(bytes), Some(v)) = (lead.bytes, self.kafka.properties.get(STATS_PROPERTY)) {
+            // The byte lead is counted from the producer's statistics: without them it never
+            // moves (the ingest would stop at its first group), and a slow interval makes the
+            // ingest wait that long after every group.
+            if !v
+                .parse::<u64>()
+                .is_ok_and(|ms| (1..=MAX_STATS_INTERVAL_MS).contains(&ms))
+            {
+                return Err(ConfigError::invalid(
+                    "kafka.properties.\"statistics.interval.ms\"",
+                    format!(
+                        "{v:?}: the byte lead (kafka.max_lead_bytes = {bytes}{}) is counted from \
+                         the producer's statistics, so this must be between 1 and \
+                         {MAX_STATS_INTERVAL_MS} ms. Remove it (the ingest then uses 20 ms) or \
+                         set kafka.max_lead_bytes = 0",
+                        if self.kafka.max_lead_bytes.is_none() {
+                            ", the embedded broker's default"
+                        } else {
+                            ""
+                        }
                     ),
                 ));
             }

@@ -113,6 +113,9 @@ pub struct KafkaConfig {
     #[serde(default)]
     pub max_lead_bytes: Option<u64>,
     /// Extra librdkafka properties for every client (e.g. `"security.protocol" = "SASL_SSL"`).
+    /// They win over Tripwire's own choices, except that with a byte lead
+    /// `statistics.interval.ms` must stay within 1..=1000 (the lead is counted from the
+    /// producer's statistics; Tripwire's own is 20).
     #[serde(default)]
     pub properties: std::collections::BTreeMap<String, String>,
 }

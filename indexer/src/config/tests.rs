@@ -289,6 +289,33 @@ fn contradicting_lead_and_batch_name_both_keys() {
         e.contains("kafka.max_lead_bytes") && e.contains("embedded broker keeps"),
         "{e}"
     );
+    // The byte lead is counted from the producer's statistics: an interval that stops or
+    // slows them is refused, naming both keys; a fast one is kept.
+    for bad in ["0", "60000", "soon"] {
+        let e = err(&with(
+            &format!("properties = {{ \"statistics.interval.ms\" = \"{bad}\" }}"),
+            "",
+            "embedded",
+        ));
+        assert!(
+            e.contains("statistics.interval.ms") && e.contains("kafka.max_lead_bytes"),
+            "{e}"
+        );
+    }
+    parse(&with(
+        "properties = { \"statistics.interval.ms\" = \"100\" }",
+        "",
+        "embedded",
+    ))
+    .unwrap()
+    .flow();
+    parse(&with(
+        "max_lead_bytes = 0\nproperties = { \"statistics.interval.ms\" = \"60000\" }",
+        "",
+        "embedded",
+    ))
+    .unwrap()
+    .flow();
     assert!(err(&with("", "batch_records = 0", "embedded")).contains("sink.batch_records"));
     assert!(err(&with("", "batch_bytes = 0", "embedded")).contains("sink.batch_bytes"));
     assert!(err(&with("max_lead_records = 1", "", "embedded")).contains("kafka.max_lead_records"));

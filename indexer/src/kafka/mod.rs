@@ -177,15 +177,21 @@ const STATS_INTERVAL_MS: &str = "20";
 /// the stream instead of dropping from it. Records are compressed with lz4, which also lets the
 /// embedded broker's 5 MiB per partition hold several times more records (see `config/flow.rs`). The local queue holds at most 32 MiB: the ingest waits for every
 /// group's acknowledgements before the next, and a group is a few ranges. With `stats`, the
-/// producer reports what it sent every 20 ms (see [`SentBytes`]).
+/// producer reports what it sent every 20 ms unless `kafka.properties` says otherwise (see
+/// [`SentBytes`]).
 pub fn producer(
     cfg: &KafkaConfig,
     brokers: &str,
     stats: bool,
 ) -> Result<(IngestProducer, Arc<SentBytes>), KafkaError> {
     let mut c = client_config(cfg, brokers);
-    if stats {
-        c.set("statistics.interval.ms", STATS_INTERVAL_MS);
+    // A user's own interval is kept (the config check bounds it when a byte lead needs it).
+    if stats
+        && !cfg
+            .properties
+            .contains_key(crate::config::flow::STATS_PROPERTY)
+    {
+        c.set(crate::config::flow::STATS_PROPERTY, STATS_INTERVAL_MS);
     }
     for (k, v) in [
         ("enable.idempotence", "true"),
