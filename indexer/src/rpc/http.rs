@@ -127,3 +127,7 @@ impl Service<RequestPacket> for CappedHttp {
         Box::pin(self.clone().send(req))
     }
 }
+
+#[cfg(test)]
+#[path = "http_tests.rs"]
+mod tests;
