@@ -18,7 +18,7 @@ use rdkafka::{
     config::ClientConfig,
     error::{KafkaError, RDKafkaErrorCode},
     mocking::MockCluster,
-    producer::{DefaultProducerContext, FutureProducer},
+    producer::{BaseProducer, DefaultProducerContext, FutureProducer, Producer as _},
 };
 
 use crate::config::KafkaConfig;
@@ -52,26 +52,50 @@ pub const EMBEDDED: &str = "embedded";
 
 /// librdkafka's in-process broker (`rdkafka::mocking::MockCluster`), reachable over TCP on
 /// loopback. Everything it holds is in memory and gone when the process exits.
+///
+/// The cluster belongs to a client created with `test.mock.num.brokers` (rather than
+/// `MockCluster::new`), because only then can its handle be had for a setting the wrapper does
+/// not offer: the group coordinator's initial rebalance delay. Like Kafka's
+/// `group.initial.rebalance.delay.ms`, it defaults to 3 s, which every `run` would spend with
+/// its sink in the group but assigned nothing while the ingest fills the lead.
 pub struct EmbeddedKafka {
-    cluster: MockCluster<'static, DefaultProducerContext>,
+    owner: BaseProducer<DefaultProducerContext>,
 }
 
 impl EmbeddedKafka {
-    /// Starts a one-broker cluster.
+    /// Starts a one-broker cluster whose group coordinator assigns at once.
     pub fn start() -> Result<EmbeddedKafka, KafkaError> {
-        Ok(EmbeddedKafka {
-            cluster: MockCluster::new(1)?,
-        })
+        let owner: BaseProducer<DefaultProducerContext> = ClientConfig::new()
+            .set("test.mock.num.brokers", "1")
+            .create()?;
+        // SAFETY: the handle is the owner's, alive as long as `owner`; the call only sets a
+        // number in the cluster's defaults (under the cluster's lock).
+        unsafe {
+            let cluster =
+                rdkafka::bindings::rd_kafka_handle_mock_cluster(owner.client().native_ptr());
+            if cluster.is_null() {
+                return Err(KafkaError::MockCluster(RDKafkaErrorCode::Fail));
+            }
+            rdkafka::bindings::rd_kafka_mock_group_initial_rebalance_delay_ms(cluster, 0);
+        }
+        Ok(EmbeddedKafka { owner })
+    }
+
+    fn cluster(&self) -> MockCluster<'_, DefaultProducerContext> {
+        self.owner
+            .client()
+            .mock_cluster()
+            .expect("the owner was created with test.mock.num.brokers")
     }
 
     /// The `host:port` list other processes can connect to.
     pub fn bootstrap_servers(&self) -> String {
-        self.cluster.bootstrap_servers()
+        self.cluster().bootstrap_servers()
     }
 
     /// Creates a topic (the mock broker would auto-create it with one partition otherwise).
     pub fn create_topic(&self, topic: &str, partitions: i32) -> Result<(), KafkaError> {
-        self.cluster.create_topic(topic, partitions, 1)
+        self.cluster().create_topic(topic, partitions, 1)
     }
 }
 
