@@ -57,8 +57,9 @@ impl CappedHttp {
         let cap = self.max_response_bytes;
         let read = match resp.content_length() {
             Some(n) if n > cap => return Err(too_large(cap)),
-            // The size is known and allowed: read it at once, as alloy does.
-            Some(_) => resp.bytes().await.map(|b| b.to_vec()),
+            // The size is known and allowed: read it at once, as alloy does (and parse it where
+            // it lies: a copy of a body of megabytes costs more than its HTTP framing).
+            Some(_) => resp.bytes().await,
             // A chunked answer: count while reading, and stop at the cap.
             None => {
                 let mut body = Vec::new();
@@ -71,7 +72,7 @@ impl CappedHttp {
                             }
                             body.extend_from_slice(&chunk);
                         }
-                        Ok(None) => break Ok(body),
+                        Ok(None) => break Ok(bytes::Bytes::from(body)),
                         Err(err) => break Err(err),
                     }
                 }
