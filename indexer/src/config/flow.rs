@@ -28,14 +28,17 @@ pub const EMBEDDED_PARTITION_BYTES: u64 = 5 << 20;
 /// estimate's own slack (a group is admitted by its uncompressed size).
 pub const EMBEDDED_MAX_LEAD_BYTES: u64 = EMBEDDED_PARTITION_BYTES * 4 / 5;
 
-/// Default `sink.batch_records` (when no lead limit asks for less).
 /// The librdkafka property the byte lead depends on (see [`crate::kafka::SentBytes`]).
 pub const STATS_PROPERTY: &str = "statistics.interval.ms";
+
+/// The producer's statistics interval when the byte lead needs them and the user set none.
+pub const DEFAULT_STATS_INTERVAL_MS: u64 = 20;
 
 /// The slowest statistics interval a byte lead accepts: the ingest waits up to one interval
 /// after each group for the count of what it sent.
 pub const MAX_STATS_INTERVAL_MS: u64 = 1000;
 
+/// Default `sink.batch_records` (when no lead limit asks for less).
 pub const DEFAULT_BATCH_RECORDS: usize = 50_000;
 
 /// Default `sink.batch_bytes` (when no lead limit asks for less).
@@ -108,7 +111,8 @@ impl Config {
                     format!(
                         "{v:?}: the byte lead (kafka.max_lead_bytes = {bytes}{}) is counted from \
                          the producer's statistics, so this must be between 1 and \
-                         {MAX_STATS_INTERVAL_MS} ms. Remove it (the ingest then uses 20 ms) or \
+                         {MAX_STATS_INTERVAL_MS} ms. Remove it (the ingest then uses \
+                         {DEFAULT_STATS_INTERVAL_MS} ms) or \
                          set kafka.max_lead_bytes = 0",
                         if self.kafka.max_lead_bytes.is_none() {
                             ", the embedded broker's default"

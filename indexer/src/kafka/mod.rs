@@ -21,7 +21,7 @@ use rdkafka::{
     producer::{BaseProducer, DefaultProducerContext, FutureProducer, Producer as _},
 };
 
-use crate::config::KafkaConfig;
+use crate::config::{flow, KafkaConfig};
 
 /// `(partition, low, high)` watermarks of every partition of `topic` (none when the topic does
 /// not exist or has no partitions). Blocking: call it from a blocking context.
@@ -193,9 +193,6 @@ impl ClientContext for ProducerStats {
 /// The ingest's producer.
 pub type IngestProducer = FutureProducer<ProducerStats>;
 
-/// How often the ingest's producer reports what it sent, when a byte lead limit is set.
-const STATS_INTERVAL_MS: &str = "20";
-
 /// The ingest's producer: idempotent (no duplicates or reordering from its own retries), all
 /// in-sync replicas acknowledge, and messages never expire in the queue, so a broker outage delays
 /// the stream instead of dropping from it. Records are compressed with lz4, which also lets the
@@ -210,12 +207,11 @@ pub fn producer(
 ) -> Result<(IngestProducer, Arc<SentBytes>), KafkaError> {
     let mut c = client_config(cfg, brokers);
     // A user's own interval is kept (the config check bounds it when a byte lead needs it).
-    if stats
-        && !cfg
-            .properties
-            .contains_key(crate::config::flow::STATS_PROPERTY)
-    {
-        c.set(crate::config::flow::STATS_PROPERTY, STATS_INTERVAL_MS);
+    if stats && !cfg.properties.contains_key(flow::STATS_PROPERTY) {
+        c.set(
+            flow::STATS_PROPERTY,
+            flow::DEFAULT_STATS_INTERVAL_MS.to_string(),
+        );
     }
     for (k, v) in [
         ("enable.idempotence", "true"),
