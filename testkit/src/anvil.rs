@@ -130,6 +130,14 @@ impl AnvilBuilder {
         if let Some(gas) = self.block_gas_limit {
             cmd.args(["--gas-limit", &gas.to_string()]);
         }
+        // Anvil writes the states it evicts from memory under `~/.foundry/anvil/tmp` and removes
+        // them only on a clean exit; a killed node left gigabytes there per long chain (enough to
+        // fill a shared disk over a test run). Each node gets its own directory, removed with it.
+        let cache = tempfile::Builder::new()
+            .prefix("anvil-cache-")
+            .tempdir()
+            .context("creating anvil's state cache directory")?;
+        cmd.arg("--cache-path").arg(cache.path());
         cmd.args(&self.extra_args);
         cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -194,6 +202,7 @@ impl AnvilBuilder {
             port,
             accounts,
             child: guard,
+            _cache: Some(cache),
         })
     }
 }
@@ -206,6 +215,8 @@ pub struct Anvil {
     port: u16,
     accounts: Vec<Address>,
     child: ChildGuard,
+    /// Anvil's evicted states; declared after `child` so the node is gone before it is removed.
+    _cache: Option<tempfile::TempDir>,
 }
 
 impl Anvil {
@@ -244,6 +255,7 @@ impl Anvil {
             port,
             accounts,
             child: ChildGuard(None),
+            _cache: None,
         })
     }
 

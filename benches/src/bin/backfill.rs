@@ -531,6 +531,9 @@ async fn generate(args: &Args, logs_per_block: u64) -> Result<Chain> {
     let anvil = Anvil::builder()
         .no_mining(true)
         .block_gas_limit(Some(block_gas))
+        // Logs and headers are all the indexer reads; without old states kept (and written to
+        // disk, several GB per chain) anvil generates the chain faster.
+        .arg("--prune-history")
         .spawn()
         .await
         .context("starting anvil")?;
