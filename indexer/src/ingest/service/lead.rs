@@ -8,7 +8,10 @@
 //! statistics do not cover yet. Records in the topic from before this process started have no
 //! known size; while the sink is behind them, a byte limit counts as reached, so a restarted
 //! ingest waits until the sink caught up with them (with the embedded broker the topic starts
-//! empty, so this never happens there).
+//! empty, so this never happens there). Records another producer wrote between this process's
+//! groups (a replay re-publishing history, a second ingest during a hand-over) are sized like
+//! this process's own: their count times the average size of the unstored groups' records, as
+//! the broker is expected to keep them.
 
 use std::{
     collections::{BTreeMap, VecDeque},
@@ -45,6 +48,8 @@ pub(super) struct SentGroup {
     pub end: i64,
     /// Key and payload bytes, uncompressed.
     pub bytes: u64,
+    /// Records of this process in it (the offsets between groups may hold others').
+    pub records: u64,
     /// What the producer had sent before the group (a lower bound, read before publishing).
     pub sent_before: u64,
     /// The producer's statistics event count when the acknowledgements were in: a later event
@@ -119,9 +124,29 @@ impl Produced {
         // their uncompressed size): they are the last few milliseconds of traffic, and the
         // default limit leaves a fifth of the broker's partition for such an estimate.
         let factor = self.factor();
+        // Offsets ahead of the sink that none of this process's unstored groups holds.
+        let mut own: BTreeMap<i32, u64> = BTreeMap::new();
+        for g in &self.groups {
+            *own.entry(g.partition).or_default() += g.records;
+        }
+        let foreign: u64 = self
+            .next
+            .iter()
+            .map(|(p, next)| {
+                let ahead = (next - from(p)).max(0) as u64;
+                ahead.saturating_sub(own.get(p).copied().unwrap_or(0))
+            })
+            .sum();
+        let own_records: u64 = own.values().sum();
+        let foreign_bytes = if foreign == 0 || own_records == 0 {
+            0
+        } else {
+            let per_record = (covered + uncovered) as f64 / own_records as f64;
+            (foreign as f64 * per_record * factor).ceil() as u64
+        };
         (
             records,
-            Some(sent_since + (uncovered as f64 * factor).ceil() as u64),
+            Some(sent_since + (uncovered as f64 * factor).ceil() as u64 + foreign_bytes),
         )
     }
 }
@@ -238,14 +263,31 @@ mod tests {
         LeadLimit { records, bytes }
     }
 
+    /// A group of 10 records.
     fn group(end: i64, bytes: u64, sent_before: u64, updates_at_ack: u64) -> SentGroup {
         SentGroup {
             partition: 0,
             end,
             bytes,
+            records: 10,
             sent_before,
             updates_at_ack,
         }
+    }
+
+    #[test]
+    fn records_of_another_producer_between_groups_count_at_the_groups_size() {
+        let mut p = Produced::default();
+        p.start_at([(0, 0)]);
+        // Two groups of 10 records (6,000 bytes each, ~1,000 sent), and 30 records of a replay
+        // between them (offsets 10..40).
+        p.acknowledged(group(10, 6_000, 0, 1));
+        p.acknowledged(group(50, 6_000, 1_000, 2));
+        // Measured ratio 2,000 / 12,000, doubled: a record byte counts 1/3. The 30 foreign
+        // records count as 30 * 600 / 3 = 6,000 bytes on top of the 2,000 sent.
+        assert_eq!(p.lead(&BTreeMap::new(), (2_000, 3)), (50, Some(8_000)));
+        // The sink stored the first group and the replay's records: only the second group left.
+        assert_eq!(p.lead(&[(0, 40)].into(), (2_000, 3)), (10, Some(1_000)));
     }
 
     #[test]

@@ -649,13 +649,15 @@ impl ChainIngest {
             }
         };
         let (_, updates_at_ack) = self.sent.read();
-        let mut ends: std::collections::BTreeMap<i32, (i64, u64)> = Default::default();
+        // Per partition: (offset after the last record, bytes, records).
+        let mut ends: std::collections::BTreeMap<i32, (i64, u64, u64)> = Default::default();
         for (r, payload) in results.into_iter().zip(payloads) {
             match r {
                 Ok(Ok(d)) => {
                     let e = ends.entry(d.partition).or_default();
                     e.0 = e.0.max(d.offset + 1);
                     e.1 += (key.len() + payload.len()) as u64;
+                    e.2 += 1;
                 }
                 Ok(Err((e, _))) => {
                     counter!(m::KAFKA_ERRORS, "op" => "delivery").increment(1);
@@ -664,11 +666,12 @@ impl ChainIngest {
                 Err(_) => return Err(KafkaError::Canceled.into()),
             }
         }
-        for (partition, (end, bytes)) in ends {
+        for (partition, (end, bytes, records)) in ends {
             self.produced.acknowledged(lead::SentGroup {
                 partition,
                 end,
                 bytes,
+                records,
                 sent_before,
                 updates_at_ack,
             });
