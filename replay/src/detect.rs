@@ -2,10 +2,11 @@
 //! Postgres (RPC fills blocks Postgres lacks), warmed on the blocks before `--from-block`, and the
 //! incidents they would have opened in `[from, to]` are listed. Findings go through the same
 //! incident book as the live watchdog (one incident per detector and series, hold, cooldown, storm
-//! cap), on block time. Nothing is written anywhere.
+//! cap), on block time. Nothing is written anywhere, and no chain state is read: a node without
+//! archive state serves the head and the logs and headers of blocks Postgres lacks. The report's
+//! writers are in [`crate::report`].
 
 use std::collections::BTreeMap;
-use std::path::Path;
 
 use alloy::primitives::{Address, Bytes, B256};
 use chrono::{DateTime, TimeZone, Utc};
@@ -22,18 +23,25 @@ use crate::plan::Plan;
 use crate::progress::Progress;
 use crate::ReplayError;
 
-/// An incident the detectors would have opened.
+/// An incident the detectors would have opened. Its field names are the JSON report's keys and
+/// the CSV report's columns, which scripts read: rename none.
 #[derive(Debug, Clone, Serialize)]
 pub struct Fired {
+    /// The block time of the finding that opened it (RFC 3339 in the reports).
     pub time: DateTime<Utc>,
+    /// The block of that finding.
     pub block: u64,
+    /// `[[watchdog.detectors]] name`.
     pub detector: String,
     pub severity: String,
+    /// What the detector counts separately, e.g. the contract, or contract and recipient.
     pub series: String,
+    /// The decision statistic's name (a tail probability, a robust z, a CUSUM) and its value.
     pub score_name: String,
     pub score: f64,
     pub observed: f64,
     pub expected: f64,
+    /// The transaction of the finding, if it has one (hex, `null` in JSON, empty in CSV).
     pub tx_hash: Option<B256>,
     pub summary: String,
 }
@@ -194,7 +202,13 @@ pub async fn run(
         // Blocks Postgres does not hold come from RPC, proven like the ingest's.
         let missing: Vec<u64> = (next..=end).filter(|n| !recs.contains_key(n)).collect();
         if let (Some(&lo), Some(&hi)) = (missing.first(), missing.last()) {
-            let data = rpc.fetch_range(lo, hi, &interest).await?;
+            let data = rpc.fetch_range(lo, hi, &interest).await.map_err(|source| {
+                ReplayError::NotStored {
+                    from: lo,
+                    to: hi,
+                    source,
+                }
+            })?;
             let built = records::build(
                 chain_id,
                 &plan.chain.name,
@@ -261,54 +275,4 @@ pub async fn run(
     }
     progress.finish();
     Ok((fired, evaluated))
-}
-
-/// The table printed on the terminal.
-pub fn table(fired: &[Fired]) -> String {
-    let mut s = format!(
-        "{:<20}  {:>9}  {:<24}  {:<8}  {:<22}  TX\n",
-        "TIME", "BLOCK", "DETECTOR", "SEVERITY", "SCORE"
-    );
-    for f in fired {
-        s.push_str(&format!(
-            "{:<20}  {:>9}  {:<24}  {:<8}  {:<22}  {}\n",
-            f.time.format("%Y-%m-%d %H:%M:%S"),
-            f.block,
-            f.detector,
-            f.severity,
-            format!("{}={:.3e}", f.score_name, f.score),
-            f.tx_hash.map(|t| t.to_string()).unwrap_or_default()
-        ));
-    }
-    s
-}
-
-/// Writes `fired` as JSON (`.json`) or CSV (anything else).
-pub fn write(fired: &[Fired], path: &Path) -> Result<(), ReplayError> {
-    let io = |e: std::io::Error| ReplayError::Invalid(format!("--output {}: {e}", path.display()));
-    if path.extension().is_some_and(|e| e == "json") {
-        let text = serde_json::to_string_pretty(fired).unwrap_or_default();
-        return std::fs::write(path, text).map_err(io);
-    }
-    let mut s = String::from(
-        "time,block,detector,severity,series,score_name,score,observed,expected,tx_hash,summary\n",
-    );
-    let q = |v: &str| format!("\"{}\"", v.replace('"', "\"\""));
-    for f in fired {
-        s.push_str(&format!(
-            "{},{},{},{},{},{},{},{},{},{},{}\n",
-            f.time.to_rfc3339(),
-            f.block,
-            q(&f.detector),
-            f.severity,
-            q(&f.series),
-            f.score_name,
-            f.score,
-            f.observed,
-            f.expected,
-            f.tx_hash.map(|t| t.to_string()).unwrap_or_default(),
-            q(&f.summary)
-        ));
-    }
-    std::fs::write(path, s).map_err(io)
 }

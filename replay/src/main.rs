@@ -1,4 +1,6 @@
-//! `tripwire-replay`: the command line of the replay modes.
+//! `tripwire-replay`: the command line of the replay modes. In detect mode stdout carries only the
+//! report (a table, JSON or CSV) unless `--output` takes it; the lines about the run go to stderr,
+//! so `--format json | jq` works.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -8,6 +10,8 @@ use anyhow::Context;
 use clap::{Parser, ValueEnum};
 use tokio_util::sync::CancellationToken;
 use tripwire_indexer::{app, config::Settings, rpc::ChainRpc};
+use tripwire_replay::plan::DeploymentCheck;
+use tripwire_replay::report::{self, Format};
 use tripwire_replay::{detect, plan, reindex, reset, ReplayError};
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -54,8 +58,12 @@ struct Cli {
     /// Answer yes to the confirmation of reset-cursor.
     #[arg(long)]
     yes: bool,
-    /// detect: also write what would have fired to this file (`.json`, otherwise CSV).
-    #[arg(long)]
+    /// detect: the report's format [default: table on stdout; with --output, JSON for a `.json`
+    /// file, otherwise CSV].
+    #[arg(long, value_enum)]
+    format: Option<Format>,
+    /// detect: write the report to this file instead of stdout (--format chooses the format).
+    #[arg(long, value_name = "FILE")]
     output: Option<PathBuf>,
     /// detect: first block the detectors learn from (default: the first block stored).
     #[arg(long)]
@@ -80,8 +88,23 @@ async fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
+    // Refused before anything runs: a misplaced report option is a wrong request, not a no-op.
+    if cli.mode != Mode::Detect && (cli.format.is_some() || cli.output.is_some()) {
+        return Err(ReplayError::Invalid(
+            "--format and --output apply to --mode detect only".into(),
+        )
+        .into());
+    }
+    if let Some(path) = &cli.output {
+        report::check_output(path).map_err(ReplayError::Invalid)?;
+    }
     let settings = Settings::load(&cli.config)?;
     let rpc = ChainRpc::new(&plan::find_chain(&settings, &cli.chain)?)?;
+    // The back-test reads stored rows, so it must work against a node without archive state.
+    let check = match cli.mode {
+        Mode::Detect => DeploymentCheck::Skip,
+        Mode::Reindex | Mode::ResetCursor => DeploymentCheck::AtFromBlock,
+    };
     let plan = plan::plan(
         &settings,
         &cli.chain,
@@ -89,30 +112,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         cli.from_block,
         cli.to_block,
         &rpc,
+        check,
     )
     .await?;
     let pool = app::connect_postgres(&settings, Duration::from_secs(10)).await?;
     if cli.mode == Mode::Detect {
-        // No side effect: not even migrations.
-        let ws = tripwire_watchdog::config::WatchdogSettings::load(&cli.config)?;
-        println!(
-            "detect on {} blocks {}..={} ({} detectors)",
-            plan.chain.name,
-            plan.from,
-            plan.to,
-            ws.watchdog.detectors.len()
-        );
-        let (fired, evaluated) = detect::run(&ws, &plan, &rpc, &pool, cli.warmup_from).await?;
-        print!("{}", detect::table(&fired));
-        println!(
-            "{} would have fired ({evaluated} logs evaluated)",
-            fired.len()
-        );
-        if let Some(path) = &cli.output {
-            detect::write(&fired, path)?;
-            println!("written to {}", path.display());
-        }
-        return Ok(());
+        return run_detect(&cli, &plan, &rpc, &pool).await;
     }
     tripwire_schema::migrate(&pool)
         .await
@@ -187,6 +192,50 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 plan.chain.name, plan.from
             );
         }
+    }
+    Ok(())
+}
+
+/// `--mode detect`: the back-test, its report on stdout or in `--output`, the lines about the run
+/// on stderr. No side effect: not even migrations.
+async fn run_detect(
+    cli: &Cli,
+    plan: &plan::Plan,
+    rpc: &ChainRpc,
+    pool: &sqlx::PgPool,
+) -> anyhow::Result<()> {
+    let ws = tripwire_watchdog::config::WatchdogSettings::load(&cli.config)?;
+    let format = cli
+        .format
+        .unwrap_or_else(|| Format::default_for(cli.output.as_deref()));
+    eprintln!(
+        "detect on {} blocks {}..={} ({} detectors)",
+        plan.chain.name,
+        plan.from,
+        plan.to,
+        ws.watchdog.detectors.len()
+    );
+    let (fired, evaluated) = detect::run(&ws, plan, rpc, pool, cli.warmup_from).await?;
+    let output_error = |source| ReplayError::Output {
+        path: cli.output.clone(),
+        source,
+    };
+    match &cli.output {
+        Some(path) => {
+            let mut text = Vec::new();
+            report::write(&fired, format, &mut text).map_err(output_error)?;
+            std::fs::write(path, text).map_err(|e| output_error(e.into()))?;
+        }
+        None => {
+            report::write(&fired, format, &mut std::io::stdout().lock()).map_err(output_error)?;
+        }
+    }
+    eprintln!(
+        "{} would have fired ({evaluated} logs evaluated)",
+        fired.len()
+    );
+    if let Some(path) = &cli.output {
+        eprintln!("written to {} ({format})", path.display());
     }
     Ok(())
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use tripwire_indexer::config::{ConfigError, Settings};
 
-use crate::detect::DetectorConfig;
+use crate::detect::{self, DetectorConfig};
 
 /// `[watchdog]`
 #[derive(Debug, Clone, Deserialize)]
@@ -213,7 +213,29 @@ fn validate(w: &WatchdogConfig, settings: &Settings) -> Result<(), ConfigError> 
             }
         }
     }
+    // After the checks above, so a misspelt contract or chain is named as such, not as an event
+    // that contract lacks.
+    detect::check_against_abis(&w.detectors, &contract_events(settings)).map_err(|e| {
+        invalid(
+            format!("watchdog.detectors[{}] \"{}\"", e.index, e.detector),
+            format!("{}: {}", e.key, e.problem),
+        )
+    })?;
     Ok(())
+}
+
+/// What each `[[contracts]]` entry decodes, for the detectors' ABI check.
+fn contract_events(settings: &Settings) -> Vec<detect::ContractEvents> {
+    settings
+        .contracts
+        .iter()
+        .map(|c| detect::ContractEvents {
+            name: c.name.clone(),
+            // The indexer checked that every contract's chain is configured.
+            chain_id: settings.chain(&c.chain).map_or(0, |ch| ch.chain_id),
+            events: c.abi.events().cloned().collect(),
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -313,5 +335,87 @@ events = ["event Withdraw(address indexed user, uint256 amount)"]
         ))
         .unwrap_err();
         assert!(e.contains("window_s"), "{e}");
+    }
+
+    const AM: &str = "[watchdog]\n[watchdog.alertmanager]\nurls = [\"http://a\"]\n";
+
+    #[test]
+    fn detectors_are_checked_against_the_abi_when_loading() {
+        let e = load(&format!(
+            "{AM}[[watchdog.detectors]]\nname = \"big\"\nkind = \"value\"\ncontract = \"vault\"\nevent = \"Withdraw\"\nfield = \"value\"\n"
+        ))
+        .unwrap_err();
+        assert_eq!(
+            e,
+            "config: watchdog.detectors[0] \"big\": field = \"value\": Withdraw has no parameter \"value\" (it has user, amount)"
+        );
+        // The vault has none of the default privileged events.
+        let e = load(&format!(
+            "{AM}[[watchdog.detectors]]\nname = \"p\"\nkind = \"event\"\ncontract = \"vault\"\n"
+        ))
+        .unwrap_err();
+        assert!(
+            e.contains("watchdog.detectors[0] \"p\": events (default)"),
+            "{e}"
+        );
+        load(&format!(
+            "{AM}[[watchdog.detectors]]\nname = \"big\"\nkind = \"value\"\ncontract = \"vault\"\nevent = \"Withdraw\"\nfield = \"amount\"\n"
+        ))
+        .expect("a detector that can fire");
+    }
+
+    /// `[watchdog.safe]` up to where `run` needs the chain; the key is checked where it is present.
+    #[test]
+    fn safe_is_checked_without_the_chain() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let key = dir.path().join("proposer.key");
+        // Any scalar below the curve order is a key; this one guards nothing.
+        std::fs::write(&key, format!("0x{}\n", "11".repeat(32))).expect("write key");
+        let garbage = dir.path().join("garbage.key");
+        std::fs::write(&garbage, "not a key").expect("write key");
+        let safe = |key_line: &str, target: &str| {
+            let ws = load(&format!(
+                "{AM}[watchdog.safe]\nchain = \"devnet\"\naddress = \"0x4a09F484F4fDf62d205a9c2B9287ed636A9103cA\"\n{key_line}\n[[watchdog.safe.targets]]\n{target}\n"
+            ))
+            .expect("loads: the Safe is not checked when loading");
+            crate::safe::check_offline(&ws).map_err(|e| e.to_string())
+        };
+        let with_key = format!("proposer_key_file = \"{}\"", key.display());
+        assert_eq!(
+            safe(&with_key, "contract = \"vault\""),
+            Ok(vec![]),
+            "a good Safe section"
+        );
+        let e = safe(&with_key, "contract = \"vault\"\nfunction = \"unpause()\"").unwrap_err();
+        assert!(
+            e.contains("watchdog.safe.targets[0].function")
+                && e.contains("never proposes an unpause"),
+            "{e}"
+        );
+        let e = safe(&with_key, "contract = \"token\"").unwrap_err();
+        assert!(e.contains("watchdog.safe.targets[0].contract"), "{e}");
+        let e = safe(&with_key, "address = \"0x4a09F484F4fDf62d205a9c2B9287ed636A9103cA\"\nfunction = \"pause(uint256)\"").unwrap_err();
+        assert!(e.contains("1 argument"), "{e}");
+        let e = safe("", "contract = \"vault\"").unwrap_err();
+        assert!(e.contains("exactly one of proposer_key_env"), "{e}");
+        let e = safe(
+            &format!("proposer_key_file = \"{}\"", garbage.display()),
+            "contract = \"vault\"",
+        )
+        .unwrap_err();
+        assert!(
+            e.contains("not a hex private key") && !e.contains("not a key"),
+            "{e}"
+        );
+        // A key `run` would find in its own environment is only noted here.
+        let notes = safe(
+            "proposer_key_file = \"/nonexistent/proposer.key\"",
+            "contract = \"vault\"",
+        )
+        .expect("a key absent here is a note");
+        assert!(
+            notes.len() == 1 && notes[0].contains("watchdog.safe.proposer_key_file"),
+            "{notes:?}"
+        );
     }
 }

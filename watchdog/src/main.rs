@@ -97,12 +97,23 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let ws = WatchdogSettings::load(&cli.config)?;
     let listen = match cli.command {
         Some(Command::CheckConfig) => {
+            // Loading checked the detectors against the ABIs; the Safe is checked up to where
+            // `run` needs the chain.
+            let notes = safe::check_offline(&ws).context("[watchdog.safe]")?;
             println!(
-                "{}: ok ({} detectors, {} Alertmanager URL(s))",
+                "{}: ok ({} detectors, {} Alertmanager URL(s){})",
                 cli.config.display(),
                 ws.watchdog.detectors.len(),
-                ws.watchdog.alertmanager.urls.len()
+                ws.watchdog.alertmanager.urls.len(),
+                if ws.watchdog.safe.is_some() {
+                    ", [watchdog.safe] without the chain"
+                } else {
+                    ""
+                }
             );
+            for n in notes {
+                println!("[watchdog.safe]: {n}");
+            }
             return Ok(());
         }
         Some(Command::Run { listen }) => listen,

@@ -15,6 +15,11 @@ pub const ALERTS_SUPPRESSED: &str = "tripwire_watchdog_alerts_suppressed_total";
 pub const ALERTS_FIRING: &str = "tripwire_watchdog_alerts_firing";
 pub const DELIVERY_ERRORS: &str = "tripwire_watchdog_delivery_errors_total";
 pub const DELIVERY_SECONDS: &str = "tripwire_watchdog_delivery_seconds";
+pub const DELIVERY_QUEUE: &str = "tripwire_watchdog_delivery_queue_incidents";
+pub const DELIVERY_AGE: &str = "tripwire_watchdog_delivery_queue_age_seconds";
+pub const DELIVERY_DROPPED: &str = "tripwire_watchdog_delivery_dropped_total";
+pub const PROPOSAL_QUEUE: &str = "tripwire_watchdog_safe_proposal_queue";
+pub const PROPOSAL_AGE: &str = "tripwire_watchdog_safe_proposal_queue_age_seconds";
 pub const CHECKPOINTS: &str = "tripwire_watchdog_checkpoints_total";
 pub const WEBHOOK_REQUESTS: &str = "tripwire_watchdog_webhook_requests_total";
 pub const WEBHOOK_REJECTED: &str = "tripwire_watchdog_webhook_rejected_total";
@@ -59,7 +64,27 @@ pub fn describe() {
     describe_counter!(DELIVERY_ERRORS, "Failed posts to Alertmanager, by URL");
     describe_histogram!(
         DELIVERY_SECONDS,
-        "Duration of one post of alerts to every Alertmanager"
+        "Duration of one post of alerts to one Alertmanager, by URL"
+    );
+    describe_gauge!(
+        DELIVERY_QUEUE,
+        "Incidents whose latest state has not reached this Alertmanager yet, by URL"
+    );
+    describe_gauge!(
+        DELIVERY_AGE,
+        "Seconds the oldest incident has waited in this Alertmanager's queue, by URL"
+    );
+    describe_counter!(
+        DELIVERY_DROPPED,
+        "Incidents dropped from a full delivery queue (a firing one is queued again), by URL"
+    );
+    describe_gauge!(
+        PROPOSAL_QUEUE,
+        "Pause proposals waiting to be prepared or submitted"
+    );
+    describe_gauge!(
+        PROPOSAL_AGE,
+        "Seconds the oldest waiting pause proposal has waited"
     );
     describe_counter!(
         CHECKPOINTS,

@@ -163,13 +163,17 @@ pub async fn save_incident(pool: &PgPool, consumer: &str, i: &Incident) -> Resul
         State::Resolved => "resolved",
     };
     let tx_hash = i.tx_hash.map(|h| h.to_string());
+    let span = i.trigger_span();
+    let first_trigger = span.map(|(first, _)| first as i64);
+    let last_trigger = span.map(|(_, last)| last as i64);
     let id = match i.id {
         Some(id) => {
             sqlx::query(
                 "UPDATE watchdog_incidents SET severity = $2, state = $3, last_finding_at = $4,
                      resolved_at = $5, findings = $6, block_number = $7, tx_hash = $8,
                      observed = $9, expected = $10, score = $11, summary = $12, note = $13,
-                     detail = $14, updated_at = now()
+                     detail = $14, opened_at = $15, opened_block = $16,
+                     first_trigger_block = $17, last_trigger_block = $18, updated_at = now()
                  WHERE id = $1",
             )
             .bind(id)
@@ -186,6 +190,10 @@ pub async fn save_incident(pool: &PgPool, consumer: &str, i: &Incident) -> Resul
             .bind(&i.summary)
             .bind(&i.note)
             .bind(&detail)
+            .bind(i.opened_at)
+            .bind(i.opening_block() as i64)
+            .bind(first_trigger)
+            .bind(last_trigger)
             .execute(pool)
             .await?;
             id
@@ -195,9 +203,10 @@ pub async fn save_incident(pool: &PgPool, consumer: &str, i: &Incident) -> Resul
                 "INSERT INTO watchdog_incidents
                      (consumer, key, detector, kind, severity, chain_id, contract, event, series,
                       state, opened_at, last_finding_at, resolved_at, findings, block_number,
-                      tx_hash, observed, expected, score, score_name, summary, note, detail)
+                      tx_hash, observed, expected, score, score_name, summary, note, detail,
+                      opened_block, first_trigger_block, last_trigger_block)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,
-                         $17, $18, $19, $20, $21, $22, $23)
+                         $17, $18, $19, $20, $21, $22, $23, $24, $25, $26)
                  RETURNING id",
             )
             .bind(consumer)
@@ -223,6 +232,9 @@ pub async fn save_incident(pool: &PgPool, consumer: &str, i: &Incident) -> Resul
             .bind(&i.summary)
             .bind(&i.note)
             .bind(&detail)
+            .bind(i.opening_block() as i64)
+            .bind(first_trigger)
+            .bind(last_trigger)
             .fetch_one(pool)
             .await?
         }

@@ -83,6 +83,12 @@ impl ContractAbi {
         Ok(())
     }
 
+    /// Every known event (anonymous ones excluded: their logs stay raw). The watchdog checks its
+    /// detectors' event and field names against these.
+    pub fn events(&self) -> impl Iterator<Item = &Event> {
+        self.by_topic.values().flatten().map(|e| &e.event)
+    }
+
     /// Number of distinct events known.
     pub fn len(&self) -> usize {
         self.by_topic.values().map(Vec::len).sum()

@@ -120,6 +120,7 @@ impl Render {
         a.insert("expected".to_string(), fmt_num(i.expected));
         a.insert(i.score_name.clone(), fmt_num(i.score));
         a.insert("block".to_string(), i.block_number.to_string());
+        a.insert("opened_block".to_string(), i.opening_block().to_string());
         a.insert("block_hash".to_string(), i.block_hash.to_string());
         a.insert("findings".to_string(), i.findings.to_string());
         if let Some(tx) = i.tx_hash {
@@ -142,8 +143,11 @@ impl Render {
         if !i.actions.is_empty() {
             a.insert("actions".to_string(), i.actions.join(","));
         }
+        // Incident times are block time, which a chain's clock (a test chain, a skewed
+        // validator) may put ahead of ours: Alertmanager gets an alert that has started by now and
+        // a resolution that has ended by now.
         let ends_at = match (i.state, i.resolved_at) {
-            (State::Resolved, Some(r)) => r,
+            (State::Resolved, Some(r)) => r.min(now),
             (State::Resolved, None) => now,
             (State::Firing, _) => {
                 now + chrono::Duration::from_std(self.firing_ttl)
@@ -153,7 +157,7 @@ impl Render {
         Alert {
             labels,
             annotations: a,
-            starts_at: i.opened_at,
+            starts_at: i.opened_at.min(now),
             ends_at,
             generator_url: self.generator_url.replace("{detector}", &i.detector),
         }
@@ -199,36 +203,44 @@ impl Client {
         &self.urls
     }
 
-    /// Sends `alerts` to every Alertmanager; the errors of those that failed.
+    /// Sends `alerts` to every Alertmanager, one after the other; the errors of those that
+    /// failed. (The watchdog's own alerts go through [`super::Deliveries`], a queue per URL.)
     pub async fn post(&self, alerts: &[Alert]) -> Vec<DeliveryError> {
         let mut errors = Vec::new();
         if alerts.is_empty() {
             return errors;
         }
         for url in &self.urls {
-            let endpoint = format!("{url}/api/v2/alerts");
-            let mut req = self.http.post(&endpoint).json(alerts);
-            if let Some(t) = &self.bearer {
-                req = req.bearer_auth(t);
-            }
-            match req.send().await {
-                Ok(r) if r.status().is_success() => {}
-                Ok(r) => {
-                    let status = r.status().as_u16();
-                    let body = r.text().await.unwrap_or_default();
-                    errors.push(DeliveryError::Rejected {
-                        url: url.clone(),
-                        status,
-                        body: body.chars().take(300).collect(),
-                    });
-                }
-                Err(source) => errors.push(DeliveryError::Transport {
-                    url: url.clone(),
-                    source,
-                }),
+            if let Err(e) = self.post_to(url, alerts).await {
+                errors.push(e);
             }
         }
         errors
+    }
+
+    /// Sends `alerts` to the Alertmanager at `url` (one of [`Client::urls`]).
+    pub async fn post_to(&self, url: &str, alerts: &[Alert]) -> Result<(), DeliveryError> {
+        let endpoint = format!("{url}/api/v2/alerts");
+        let mut req = self.http.post(&endpoint).json(alerts);
+        if let Some(t) = &self.bearer {
+            req = req.bearer_auth(t);
+        }
+        match req.send().await {
+            Ok(r) if r.status().is_success() => Ok(()),
+            Ok(r) => {
+                let status = r.status().as_u16();
+                let body = r.text().await.unwrap_or_default();
+                Err(DeliveryError::Rejected {
+                    url: url.to_owned(),
+                    status,
+                    body: body.chars().take(300).collect(),
+                })
+            }
+            Err(source) => Err(DeliveryError::Transport {
+                url: url.to_owned(),
+                source,
+            }),
+        }
     }
 }
 

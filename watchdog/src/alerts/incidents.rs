@@ -5,6 +5,12 @@
 //! one summary incident counts what was held back; and retractions (reorgs) that resolve or
 //! annotate the incidents their blocks triggered.
 //!
+//! Every time here is block time: a finding happens at its block's timestamp, and an incident
+//! resolves when its chain's blocks have moved `hold` past its last finding. The live watchdog
+//! catching up over history and a back-test over the same blocks therefore open, merge and
+//! resolve exactly the same incidents, however fast the blocks are read. (Wall time only paces
+//! re-sending, in the service.)
+//!
 //! Plain state with no I/O: the service persists what [`IncidentBook`] changed and sends it to
 //! Alertmanager.
 
@@ -59,7 +65,12 @@ pub struct Incident {
     pub event: Option<String>,
     pub series: String,
     pub state: State,
+    /// Block time of the finding that opened it.
     pub opened_at: DateTime<Utc>,
+    /// The block of the finding that opened it (0 in incidents stored before it was kept: see
+    /// [`Incident::opening_block`]).
+    #[serde(default)]
+    pub opened_block: u64,
     pub last_finding_at: DateTime<Utc>,
     pub resolved_at: Option<DateTime<Utc>>,
     /// Findings recorded on it (the first one opened it).
@@ -73,7 +84,7 @@ pub struct Incident {
     pub score: f64,
     pub score_name: String,
     pub summary: String,
-    /// Blocks whose logs produced findings, oldest first (bounded).
+    /// Blocks whose logs produced findings, oldest first (the last [`MAX_TRIGGERS`]).
     pub triggers: Vec<TriggerBlock>,
     /// Why it changed other than by a finding (retraction, storm count), for the annotations.
     pub note: Option<String>,
@@ -98,6 +109,7 @@ impl Incident {
             series: f.series.clone(),
             state: State::Firing,
             opened_at: now,
+            opened_block: f.block_number,
             last_finding_at: now,
             resolved_at: None,
             findings: 1,
@@ -147,6 +159,25 @@ impl Incident {
         self.state = State::Resolved;
         self.resolved_at = Some(now);
     }
+
+    /// The block that opened it; for an incident stored before that was kept, its oldest
+    /// remaining trigger (or its latest block).
+    pub fn opening_block(&self) -> u64 {
+        if self.opened_block > 0 {
+            return self.opened_block;
+        }
+        self.triggers
+            .first()
+            .map_or(self.block_number, |t| t.number)
+    }
+
+    /// The oldest and newest of its trigger blocks still on the chain (a retraction removes
+    /// those reorged out); `None` once none is left.
+    pub fn trigger_span(&self) -> Option<(u64, u64)> {
+        let first = self.triggers.iter().map(|t| t.number).min()?;
+        let last = self.triggers.iter().map(|t| t.number).max()?;
+        Some((first, last))
+    }
 }
 
 /// What a call changed: incidents to store and (re)send.
@@ -166,6 +197,8 @@ pub struct IncidentBook {
     by_key: BTreeMap<String, Incident>,
     /// Openings per detector in the last minute, for the storm cap.
     openings: BTreeMap<String, VecDeque<DateTime<Utc>>>,
+    /// The newest block time seen per chain: the clock its incidents resolve and cool down by.
+    clocks: BTreeMap<u64, DateTime<Utc>>,
 }
 
 fn chrono_duration(d: Duration) -> chrono::Duration {
@@ -178,7 +211,25 @@ impl IncidentBook {
             policy,
             by_key: BTreeMap::new(),
             openings: BTreeMap::new(),
+            clocks: BTreeMap::new(),
         }
+    }
+
+    /// The newest block time seen on `chain_id`, if any.
+    pub fn clock(&self, chain_id: u64) -> Option<DateTime<Utc>> {
+        self.clocks.get(&chain_id).copied()
+    }
+
+    /// The blocks of `chain_id` reached time `at` (a record of a block with that timestamp was
+    /// read): resolves that chain's incidents whose last finding is `hold` older. The clock never
+    /// goes back (a block of a replaced fork may carry an earlier time).
+    pub fn advance(&mut self, chain_id: u64, at: DateTime<Utc>) -> Changes {
+        let clock = self.clocks.entry(chain_id).or_insert(at);
+        if at > *clock {
+            *clock = at;
+        }
+        let now = *clock;
+        self.resolve_held(now, Some(chain_id))
     }
 
     /// Takes back incidents stored by an earlier run (the newest per key), so a restart updates
@@ -210,8 +261,12 @@ impl IncidentBook {
         }
     }
 
-    /// Records `finding` (from a detector configured with `actions`) at wall time `now`.
+    /// Records `finding` (from a detector configured with `actions`) at its block's time `now`.
     pub fn on_finding(&mut self, f: &Finding, actions: &[String], now: DateTime<Utc>) -> Changes {
+        let clock = self.clocks.entry(f.chain_id).or_insert(now);
+        if now > *clock {
+            *clock = now;
+        }
         let key = format!("{}/{}", f.detector, f.series);
         let mut changes = Changes::default();
         if let Some(existing) = self.by_key.get_mut(&key) {
@@ -248,6 +303,7 @@ impl IncidentBook {
             if storm.state == State::Resolved {
                 storm.state = State::Firing;
                 storm.opened_at = now;
+                storm.opened_block = f.block_number;
                 storm.resolved_at = None;
                 storm.findings = 0;
             }
@@ -272,11 +328,20 @@ impl IncidentBook {
         changes
     }
 
-    /// Resolves incidents whose last finding is older than the hold.
+    /// Resolves the incidents of every chain whose last finding is older than the hold at `now`
+    /// (for a caller with one clock for all, such as a back-test of one chain; the service
+    /// advances each chain's clock with [`IncidentBook::advance`]).
     pub fn tick(&mut self, now: DateTime<Utc>) -> Changes {
+        self.resolve_held(now, None)
+    }
+
+    fn resolve_held(&mut self, now: DateTime<Utc>, chain_id: Option<u64>) -> Changes {
         let hold = chrono_duration(self.policy.hold);
         let mut changes = Changes::default();
         for i in self.by_key.values_mut() {
+            if chain_id.is_some_and(|c| c != i.chain_id) {
+                continue;
+            }
             if i.state == State::Firing && now - i.last_finding_at >= hold {
                 i.resolve(now);
                 changes.changed.push(i.clone());
@@ -326,11 +391,16 @@ impl IncidentBook {
         changes
     }
 
-    /// Drops resolved incidents whose cooldown is over (they stay in the database).
-    pub fn forget_old(&mut self, now: DateTime<Utc>) {
+    /// Drops resolved incidents whose cooldown is over at their chain's clock (they stay in the
+    /// database); those of a chain with no block read yet are kept.
+    pub fn forget_old(&mut self) {
         let cooldown = chrono_duration(self.policy.cooldown);
+        let clocks = &self.clocks;
         self.by_key.retain(|_, i| {
-            i.state == State::Firing || i.resolved_at.is_none_or(|r| now - r < cooldown)
+            let Some(now) = clocks.get(&i.chain_id) else {
+                return true;
+            };
+            i.state == State::Firing || i.resolved_at.is_none_or(|r| *now - r < cooldown)
         });
     }
 }

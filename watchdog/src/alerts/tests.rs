@@ -192,3 +192,66 @@ fn rendered_alert_carries_labels_and_numbers() {
     let json = serde_json::to_value(&a).expect("serializes");
     assert!(json.get("startsAt").is_some() && json.get("generatorURL").is_some());
 }
+
+#[test]
+fn incidents_resolve_by_their_chains_block_time() {
+    let mut book = IncidentBook::new(policy());
+    book.on_finding(&finding("burst", "a", 10), &[], at(0));
+    // Another chain's blocks, however late, do not move this chain's clock.
+    assert!(book.advance(1, at(10_000)).changed.is_empty());
+    assert!(book.advance(31337, at(119)).changed.is_empty());
+    let c = book.advance(31337, at(120));
+    assert_eq!(c.changed.len(), 1);
+    assert_eq!(c.changed[0].state, State::Resolved);
+    assert_eq!(
+        c.changed[0].resolved_at,
+        Some(at(120)),
+        "resolved at block time"
+    );
+    // A block of a replaced fork with an earlier time does not move the clock back.
+    book.advance(31337, at(50));
+    assert_eq!(book.clock(31337), Some(at(120)));
+    // Cooldown by the chain's clock too: forgotten only once its blocks are past it.
+    book.forget_old();
+    assert!(book.get("burst/a").is_some(), "still cooling down at 120 s");
+    book.advance(31337, at(120 + 600));
+    book.forget_old();
+    assert!(book.get("burst/a").is_none());
+}
+
+#[test]
+fn separate_attacks_hours_apart_are_separate_incidents() {
+    let mut book = IncidentBook::new(policy());
+    let c = book.on_finding(&finding("whale", "a", 100), &[], at(0));
+    let first = c.changed[0].clone();
+    // The blocks that follow resolve it after the hold; an hour of blocks later (read a moment
+    // later in wall time, as when catching up) the next attack is past the cooldown too.
+    let resolved = book.advance(31337, at(120));
+    assert_eq!(resolved.changed.len(), 1);
+    assert!(book.advance(31337, at(3_600)).changed.is_empty());
+    let c = book.on_finding(&finding("whale", "a", 400), &[], at(3_600));
+    assert_eq!(c.changed.len(), 1);
+    let second = &c.changed[0];
+    assert_eq!(second.findings, 1, "a new incident, not a second finding");
+    assert_eq!(second.opened_block, 400);
+    assert_eq!(first.opened_block, 100);
+}
+
+#[test]
+fn an_incident_keeps_its_opening_block() {
+    let mut book = IncidentBook::new(policy());
+    book.on_finding(&finding("burst", "a", 10), &[], at(0));
+    book.on_finding(&finding("burst", "a", 11), &[], at(1));
+    let c = book.on_finding(&finding("burst", "a", 12), &[], at(2));
+    let i = &c.changed[0];
+    assert_eq!((i.opening_block(), i.block_number), (10, 12));
+    assert_eq!(i.trigger_span(), Some((10, 12)));
+    let c = book.on_retraction(31337, &[(10, B256::with_last_byte(10))], at(3));
+    let i = &c.changed[0];
+    assert_eq!(i.opening_block(), 10, "the opening block stays what it was");
+    assert_eq!(i.trigger_span(), Some((11, 12)));
+    // An incident stored before the opening block was kept: its oldest trigger stands in.
+    let mut old = i.clone();
+    old.opened_block = 0;
+    assert_eq!(old.opening_block(), 11);
+}

@@ -3,13 +3,16 @@
 //! documentation; `kind` picks the parameter set, and a misspelt parameter is an error that names it.
 
 use std::collections::BTreeMap;
+use std::num::NonZeroU64;
 
 use alloy::primitives::Address;
 use serde::{Deserialize, Serialize};
 
 use super::{DetectError, Severity};
 
-/// One detector.
+/// One detector. Loading the file checks it against the ABIs of the contracts its selector admits
+/// (`detect::check_against_abis`), so that one that could never fire is refused, naming the key:
+/// the events it names must exist there, and the parameters it reads too, with a usable type.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(try_from = "toml::Table")]
 pub struct DetectorConfig {
@@ -18,11 +21,15 @@ pub struct DetectorConfig {
     /// Only logs of this chain (`chain_id` of a `[[chains]]` entry); every chain when absent.
     pub chain_id: Option<u64>,
     /// Only logs of this contract (`name` of a `[[contracts]]` entry); every contract when absent.
+    /// With `chain_id`, the contract must be on that chain. The contracts admitted are the scope
+    /// the ABI check looks in.
     pub contract: Option<String>,
-    /// Only this decoded event name (e.g. `Transfer`); every event when absent.
+    /// Only this decoded event name (e.g. `Transfer`); every event when absent. It must be an
+    /// event of at least one contract in scope (a contract indexed raw has none).
     pub event: Option<String>,
     /// Decoded fields that must equal the given values (addresses compare case-insensitively,
-    /// integers as decimal strings), e.g. `filters = { to = "0xdead..." }`.
+    /// integers as decimal strings), e.g. `filters = { to = "0xdead..." }`. Each key must be a
+    /// parameter of at least one event the detector reads.
     pub filters: BTreeMap<String, String>,
     /// `info`, `warning` (default) or `critical`.
     pub severity: Severity,
@@ -120,7 +127,7 @@ pub struct RateParams {
     #[serde(default = "d_min_count")]
     pub min_count: u64,
     /// A decoded field that splits the events into series (e.g. `to`); one series per contract
-    /// when absent.
+    /// when absent. A parameter of at least one event the detector reads.
     #[serde(default)]
     pub group_by: Option<String>,
     /// Learn a baseline per hour of the week (human-driven traffic). Needs `window_s` to divide
@@ -150,7 +157,8 @@ fn d_min_count() -> u64 {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ValueParams {
-    /// The decoded numeric field, e.g. `value` or `amount`.
+    /// The decoded numeric field, e.g. `value` or `amount`: a parameter of at least one event the
+    /// detector reads, and an integer (`uintN`, `intN`) in every one that has it.
     pub field: String,
     /// Robust z-score above which a value alerts. The default keeps a detector on log-normal
     /// amounts quiet over millions of events; 3.5 is the textbook outlier mark, not an alert level.
@@ -166,6 +174,7 @@ pub struct ValueParams {
     #[serde(default = "d_value_history")]
     pub history: usize,
     /// A decoded field that splits the values into series; one series per contract when absent.
+    /// A parameter of at least one event the detector reads.
     #[serde(default)]
     pub group_by: Option<String>,
 }
@@ -182,15 +191,19 @@ fn d_value_history() -> usize {
 
 /// `kind = "flow"`: per window, net flow = sum of `field` over `inflow` events minus over
 /// `outflow` events. A CUSUM (or EWMA) on the standardised net flow alerts on a sustained drain;
+/// it runs at several window lengths at once (`window_s` and `extra_windows_s`: 15 min, 1 h and
+/// 4 h by default), so a drain of an hour is caught as well as one of a day.
 /// `max_outflow_pct` also alerts when one window's outflow exceeds that share of the balance.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FlowParams {
-    /// The decoded amount field of the inflow and outflow events.
+    /// The decoded amount field of the inflow and outflow events: each of them must have it, as
+    /// an integer (`uintN`, `intN`), in at least one contract in scope (and nowhere another type).
     pub field: String,
-    /// Events that add to the balance, e.g. `["Deposit"]`.
+    /// Events that add to the balance, e.g. `["Deposit"]`; each an event of a contract in scope.
     pub inflow: Vec<String>,
-    /// Events that take from the balance, e.g. `["Withdraw"]`.
+    /// Events that take from the balance, e.g. `["Withdraw"]`; each an event of a contract in
+    /// scope.
     pub outflow: Vec<String>,
     /// Window length in seconds of block time.
     #[serde(default = "d_flow_window")]
@@ -203,7 +216,9 @@ pub struct FlowParams {
     pub k: f64,
     /// CUSUM decision interval, in standard deviations. With `k = 0.5` the default 8 means about
     /// 19,000 windows between false alarms on normal noise, and 18 windows to catch a drift of one
-    /// standard deviation per window (5 windows at three).
+    /// standard deviation per window (5 windows at three). One window adds at most 2.5 (its
+    /// deviation is capped at 3), so at least 4 windows of a length must pass: hence the shorter
+    /// `extra_windows_s`.
     #[serde(default = "d_cusum_h")]
     pub h: f64,
     /// EWMA weight of the newest window.
@@ -219,6 +234,17 @@ pub struct FlowParams {
     /// earlier drain does not become normal).
     #[serde(default = "d_flow_history")]
     pub baseline_windows: usize,
+    /// Further window lengths, in seconds of block time, the CUSUM or EWMA also runs at, each
+    /// with its own baseline over the same span of time as `window_s`'s (`baseline_windows` times
+    /// `window_s`) and the same warm-up time; a finding of any of them is one of this detector and
+    /// series. A fast drain stands out in short windows, a slow one in long windows. Absent:
+    /// `window_s / 4` (if at least 60 s, so a window spans several blocks) and `4 * window_s`,
+    /// i.e. 15 min and 4 h at the defaults; `[]` runs the statistic at `window_s` alone. The
+    /// balance rule always uses `window_s`. At every length the spread is the wider of the whole
+    /// baseline's and that of the windows within an hour of the same time of day on earlier
+    /// days, so busy hours of daily traffic do not read as drains.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extra_windows_s: Option<Vec<NonZeroU64>>,
     /// Alert when outflow within one window exceeds this percentage of the balance at the
     /// window's start. The balance is `initial_balance` plus all flows seen.
     #[serde(default)]
@@ -263,10 +289,14 @@ fn d_flow_history() -> usize {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EventParams {
-    /// Event names that alert.
+    /// Event names that alert. Each listed one must be an event of a contract in scope; of the
+    /// default catalogue (below), which no ABI has whole, at least one must be. With `event` set,
+    /// it must be one of these.
     #[serde(default = "d_privileged")]
     pub events: Vec<String>,
-    /// Decoded fields naming who acted or who gained the privilege.
+    /// Decoded fields naming who acted or who gained the privilege: an `address` in every event
+    /// read that has it (an actor that does not parse never matches `allowed_actors`). A listed
+    /// one must be a parameter of at least one event read; the defaults need not be.
     #[serde(default = "d_actor_fields")]
     pub actor_fields: Vec<String>,
     /// Expected actors (addresses): an event whose actor fields all name one of these is quiet.
@@ -291,7 +321,7 @@ pub fn d_privileged() -> Vec<String> {
     .to_vec()
 }
 
-fn d_actor_fields() -> Vec<String> {
+pub(super) fn d_actor_fields() -> Vec<String> {
     [
         "account",
         "sender",

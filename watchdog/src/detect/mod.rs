@@ -8,6 +8,7 @@
 //! at-least-once; see `seen`), and so are retractions (they annotate incidents; the baselines keep
 //! what they learned, as a few orphaned events cannot move them).
 
+mod abi_check;
 mod config;
 mod event;
 mod flow;
@@ -16,8 +17,14 @@ mod select;
 pub mod stats;
 #[cfg(any(test, feature = "test-utils"))]
 pub mod synth;
+#[cfg(any(test, feature = "test-utils"))]
+pub mod traffic;
 mod value;
 
+#[cfg(test)]
+mod abi_tests;
+#[cfg(test)]
+mod drain_tests;
 #[cfg(test)]
 mod tests;
 
@@ -28,6 +35,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tripwire_schema::{BlockMarker, LogRecord};
 
+pub use abi_check::{check_against_abis, AbiMismatch, ContractEvents};
 pub use config::{
     d_privileged as privileged_events, DetectorConfig, EventParams, FlowMethod, FlowParams, Params,
     RateParams, ValueParams, ACTIONS,

@@ -21,6 +21,7 @@ use alloy::dyn_abi::DynSolValue;
 use alloy::primitives::{keccak256, Address, U256};
 use alloy::signers::{local::PrivateKeySigner, Signer};
 use sqlx::PgPool;
+use tripwire_indexer::config::ChainConfig;
 
 use crate::config::WatchdogSettings;
 use chain::{has_selector, ChainError, ChainReader};
@@ -55,42 +56,113 @@ fn config_err(field: impl Into<String>, message: impl Into<String>) -> SafeError
 /// The proposer key: a signer that can be swapped for a KMS or hardware one.
 pub type ProposalSigner = Arc<dyn Signer + Send + Sync>;
 
-/// Reads the proposer's local key from the environment variable or file the config names.
-pub fn load_local_signer(cfg: &SafeConfig) -> Result<ProposalSigner, SafeError> {
-    let (what, text) = match (&cfg.proposer_key_env, &cfg.proposer_key_file) {
-        (Some(env), None) => (
-            format!("environment variable {env}"),
-            std::env::var(env).map_err(|_| {
-                config_err(
-                    "watchdog.safe.proposer_key_env",
-                    format!("{env} is not set"),
-                )
-            })?,
-        ),
-        (None, Some(file)) => (
-            format!("file {}", file.display()),
-            std::fs::read_to_string(file).map_err(|e| {
-                config_err(
-                    "watchdog.safe.proposer_key_file",
-                    format!("{}: {e}", file.display()),
-                )
-            })?,
-        ),
+/// The proposer key's text as the config locates it.
+enum KeyText {
+    /// Where it came from (for errors: never the key itself) and the text.
+    Found { what: String, text: String },
+    /// The variable is not set or the file not readable: the environment's fault, not the file's.
+    Missing(SafeError),
+}
+
+/// Reads the key's text from the environment variable or file the config names; an error when
+/// the config names neither or both.
+fn key_text(cfg: &SafeConfig) -> Result<KeyText, SafeError> {
+    Ok(match (&cfg.proposer_key_env, &cfg.proposer_key_file) {
+        (Some(env), None) => match std::env::var(env) {
+            Ok(text) => KeyText::Found {
+                what: format!("environment variable {env}"),
+                text,
+            },
+            Err(_) => KeyText::Missing(config_err(
+                "watchdog.safe.proposer_key_env",
+                format!("{env} is not set"),
+            )),
+        },
+        (None, Some(file)) => match std::fs::read_to_string(file) {
+            Ok(text) => KeyText::Found {
+                what: format!("file {}", file.display()),
+                text,
+            },
+            Err(e) => KeyText::Missing(config_err(
+                "watchdog.safe.proposer_key_file",
+                format!("{}: {e}", file.display()),
+            )),
+        },
         _ => {
             return Err(config_err(
                 "watchdog.safe",
                 "set exactly one of proposer_key_env and proposer_key_file",
             ))
         }
-    };
+    })
+}
+
+fn parse_key(what: &str, text: &str) -> Result<PrivateKeySigner, SafeError> {
     // The key's text is never part of an error: only where it came from.
-    let signer = PrivateKeySigner::from_str(text.trim()).map_err(|_| {
+    PrivateKeySigner::from_str(text.trim()).map_err(|_| {
         config_err(
             "watchdog.safe",
             format!("the proposer key in {what} is not a hex private key"),
         )
-    })?;
-    Ok(Arc::new(signer))
+    })
+}
+
+/// Reads the proposer's local key from the environment variable or file the config names.
+pub fn load_local_signer(cfg: &SafeConfig) -> Result<ProposalSigner, SafeError> {
+    match key_text(cfg)? {
+        KeyText::Found { what, text } => Ok(Arc::new(parse_key(&what, &text)?)),
+        KeyText::Missing(e) => Err(e),
+    }
+}
+
+/// `[watchdog.safe]` checked as far as it can be without the chain, for `check-config`: the
+/// checks `run` makes before it connects (the chain, the targets and their calls, the key's
+/// source, the service client), by the same code. What only `run`'s environment holds (the
+/// proposer key, the service's API key variable) is checked when present here; when absent it is
+/// returned as a note rather than an error, as `check-config` often runs where those secrets are
+/// not mounted (the `cli` container of the compose file).
+pub fn check_offline(ws: &WatchdogSettings) -> Result<Vec<String>, SafeError> {
+    let Some(cfg) = &ws.watchdog.safe else {
+        return Ok(Vec::new());
+    };
+    plan(cfg, ws)?;
+    let mut notes = Vec::new();
+    match key_text(cfg)? {
+        KeyText::Found { what, text } => {
+            parse_key(&what, &text)?;
+        }
+        KeyText::Missing(e) => notes.push(format!("not checked here: {e}")),
+    }
+    if let Some(s) = &cfg.service {
+        match ServiceClient::new(s) {
+            Ok(_) => {}
+            Err(e @ ServiceError::MissingKey { .. }) => {
+                notes.push(format!("not checked here: {e}"))
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(notes)
+}
+
+/// The Safe's chain and the pause calls: what the file alone decides.
+fn plan<'a>(
+    cfg: &SafeConfig,
+    ws: &'a WatchdogSettings,
+) -> Result<(&'a ChainConfig, Vec<Call>), SafeError> {
+    let chain = ws
+        .settings
+        .config
+        .chains
+        .iter()
+        .find(|c| c.name == cfg.chain)
+        .ok_or_else(|| {
+            config_err(
+                "watchdog.safe.chain",
+                format!("`{}` is not a configured chain", cfg.chain),
+            )
+        })?;
+    Ok((chain, targets(cfg, ws)?))
 }
 
 /// Prepares, signs, records and submits pause proposals for one Safe.
@@ -115,19 +187,7 @@ impl Proposer {
         let Some(cfg) = ws.watchdog.safe.clone() else {
             return Ok(None);
         };
-        let chain = ws
-            .settings
-            .config
-            .chains
-            .iter()
-            .find(|c| c.name == cfg.chain)
-            .ok_or_else(|| {
-                config_err(
-                    "watchdog.safe.chain",
-                    format!("`{}` is not a configured chain", cfg.chain),
-                )
-            })?;
-        let calls = targets(&cfg, ws)?;
+        let (chain, calls) = plan(&cfg, ws)?;
         let signer = match signer {
             Some(s) => s,
             None => load_local_signer(&cfg)?,

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use metrics::{counter, gauge, histogram};
+use metrics::{counter, gauge};
 use rdkafka::{consumer::Consumer, message::Message};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
@@ -24,14 +24,16 @@ use tripwire_indexer::kafka::{
 };
 use tripwire_schema::StreamRecord;
 
-use crate::alerts::{self, Changes, Incident, IncidentBook, Render, State};
+use crate::alerts::{self, Changes, Deliveries, Incident, IncidentBook, Render, State};
 use crate::config::WatchdogSettings;
 use crate::detect::DetectorSet;
 use crate::metrics as m;
 use crate::safe::Proposer;
 use crate::store;
 
+mod propose;
 mod scope;
+use propose::Proposals;
 use scope::Scope;
 
 #[derive(Debug, thiserror::Error)]
@@ -64,17 +66,19 @@ pub struct Watchdog {
     /// Actions per detector name (e.g. `pause`), carried by its incidents.
     actions: BTreeMap<String, Vec<String>>,
     book: IncidentBook,
-    render: Render,
-    client: alerts::Client,
     health: Health,
-    /// Incidents whose latest state has not reached every Alertmanager yet.
-    undelivered: BTreeMap<String, Incident>,
+    /// A queue and task per Alertmanager: incidents are handed over, never waited for.
+    deliveries: Deliveries,
+    /// How long the delivery tasks may take for their last attempt at shutdown.
+    delivery_timeout: Duration,
+    /// Stops the delivery and proposal tasks (after the consumption loop ended).
+    stop_tasks: CancellationToken,
     resend_every: Duration,
     checkpoint_every: Duration,
     /// Safe pause proposals, when `[watchdog.safe]` is configured.
     proposer: Option<Arc<Proposer>>,
-    /// Incidents (id, summary) that asked for a pause and have no proposal yet.
-    to_propose: BTreeMap<i64, String>,
+    /// The queue of the task that prepares them.
+    proposals: Option<Proposals>,
 }
 
 impl Watchdog {
@@ -90,12 +94,11 @@ impl Watchdog {
         // Checks the detectors' configs once, before anything is consumed.
         DetectorSet::new(&w.detectors)?;
         let am = &w.alertmanager;
-        let mut book = IncidentBook::new(alerts::Policy {
+        let book = IncidentBook::new(alerts::Policy {
             hold: Duration::from_secs(am.resolve_after_s),
             cooldown: Duration::from_secs(am.cooldown_s),
             max_per_minute: am.max_alerts_per_minute,
         });
-        book.forget_old(Utc::now());
         let render = Render {
             chains: ws
                 .settings
@@ -108,11 +111,19 @@ impl Watchdog {
             generator_url: am.generator_url.clone(),
             firing_ttl: am.resend_interval() * 3,
         };
-        let client = alerts::Client::new(
-            am.urls.clone(),
-            Duration::from_secs(am.timeout_s.max(1)),
-            am.bearer_token.clone(),
-        )?;
+        let delivery_timeout = Duration::from_secs(am.timeout_s.max(1));
+        let client =
+            alerts::Client::new(am.urls.clone(), delivery_timeout, am.bearer_token.clone())?;
+        let stop_tasks = CancellationToken::new();
+        let deliveries = Deliveries::spawn(client, render, health.clone(), stop_tasks.clone());
+        let proposals = proposer.as_ref().map(|p| {
+            Proposals::spawn(
+                p.clone(),
+                w.consumer.clone(),
+                health.clone(),
+                stop_tasks.clone(),
+            )
+        });
 
         let consumer = kafka::group_consumer(
             &ws.settings.config.kafka,
@@ -159,14 +170,14 @@ impl Watchdog {
             owned: Default::default(),
             actions,
             book,
-            render,
-            client,
             health,
-            undelivered: BTreeMap::new(),
+            deliveries,
+            delivery_timeout,
+            stop_tasks,
             resend_every: am.resend_interval(),
             checkpoint_every: Duration::from_secs(w.checkpoint_interval_s.max(1)),
             proposer,
-            to_propose: BTreeMap::new(),
+            proposals,
         })
     }
 
@@ -179,13 +190,6 @@ impl Watchdog {
         let mut last_checkpoint = Instant::now();
         let mut last_resend = Instant::now();
         let mut last_lag = Instant::now() - Duration::from_secs(60);
-        self.deliver().await;
-        if let Some(p) = &self.proposer {
-            if let Err(e) = p.retry_pending().await {
-                tracing::warn!(error = %e, "re-submitting pending proposals failed");
-            }
-        }
-        self.propose().await;
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
@@ -195,8 +199,6 @@ impl Watchdog {
                         let changes = self.handle(msg.topic(), msg.partition(), msg.offset(), msg.payload());
                         if !changes.changed.is_empty() {
                             self.apply(changes, &shutdown).await;
-                            self.deliver().await;
-                            self.propose().await;
                         }
                         self.health.healthy("kafka");
                     }
@@ -207,19 +209,13 @@ impl Watchdog {
                     }
                 },
                 _ = tick.tick() => {
-                    let changes = self.book.tick(Utc::now());
-                    if !changes.changed.is_empty() {
-                        self.apply(changes, &shutdown).await;
-                    }
+                    // Incidents resolve by block time, as records arrive (see `handle`); wall
+                    // time only paces re-sending what fires.
                     if last_resend.elapsed() >= self.resend_every {
-                        for i in self.book.firing() {
-                            self.undelivered.insert(i.key.clone(), i.clone());
-                        }
+                        self.deliveries.enqueue(self.book.firing());
                         last_resend = Instant::now();
-                        self.book.forget_old(Utc::now());
+                        self.book.forget_old();
                     }
-                    self.deliver().await;
-                    self.propose().await;
                     if last_checkpoint.elapsed() >= self.checkpoint_every && self.checkpoint().await {
                         last_checkpoint = Instant::now();
                     }
@@ -230,8 +226,12 @@ impl Watchdog {
                 }
             }
         }
-        self.deliver().await;
         self.checkpoint().await;
+        // The delivery tasks make a last attempt at what they hold, each within its timeout.
+        self.stop_tasks.cancel();
+        self.deliveries
+            .finish(self.delivery_timeout + Duration::from_secs(1))
+            .await;
         tracing::info!("watchdog stopped");
         Ok(())
     }
@@ -259,9 +259,12 @@ impl Watchdog {
             }
             None => return Changes::default(),
         };
-        let now = Utc::now();
         let seen = &mut scope.seen;
-        let findings = match &record {
+        // Block time: the incident book's clock for the record's chain (see `alerts::incidents`).
+        let block_time = |ts: u64| {
+            chrono::DateTime::<Utc>::from_timestamp(ts as i64, 0).unwrap_or_else(Utc::now)
+        };
+        let (findings, now, mut all) = match &record {
             StreamRecord::Log(log) => {
                 counter!(m::RECORDS_CONSUMED, "type" => "log").increment(1);
                 if seen.is_history(log.block_number)
@@ -275,7 +278,9 @@ impl Watchdog {
                     return Changes::default();
                 }
                 counter!(m::EVALUATIONS).increment(1);
-                scope.detectors.observe_log(log)
+                let now = block_time(log.block_timestamp);
+                let resolved = self.book.advance(log.chain_id, now);
+                (scope.detectors.observe_log(log), now, resolved)
             }
             StreamRecord::Block(b) => {
                 counter!(m::RECORDS_CONSUMED, "type" => "block").increment(1);
@@ -287,16 +292,18 @@ impl Watchdog {
                     counter!(m::DUPLICATES).increment(1);
                     return Changes::default();
                 }
-                scope.detectors.observe_block(b)
+                let now = block_time(b.timestamp);
+                let resolved = self.book.advance(b.chain_id, now);
+                (scope.detectors.observe_block(b), now, resolved)
             }
             StreamRecord::Retraction(r) => {
                 counter!(m::RECORDS_CONSUMED, "type" => "retraction").increment(1);
                 let orphaned: Vec<_> = r.orphaned.iter().map(|b| (b.number, b.hash)).collect();
                 seen.retract(&orphaned);
+                let now = self.book.clock(r.chain_id).unwrap_or_else(Utc::now);
                 return self.book.on_retraction(r.chain_id, &orphaned, now);
             }
         };
-        let mut all = Changes::default();
         for f in findings {
             counter!(m::FINDINGS, "detector" => f.detector.clone(), "severity" => f.severity.to_string())
                 .increment(1);
@@ -324,7 +331,9 @@ impl Watchdog {
                         self.health.healthy("postgres");
                         if i.id.is_none() {
                             if self.proposer.as_ref().is_some_and(|p| wants_pause(&i, p)) {
-                                self.to_propose.insert(id, i.summary.clone());
+                                if let Some(q) = &self.proposals {
+                                    q.enqueue(id, i.summary.clone());
+                                }
                             }
                             counter!(m::ALERTS_FIRED, "detector" => i.detector.clone(), "severity" => i.severity.to_string())
                                 .increment(1);
@@ -350,82 +359,9 @@ impl Watchdog {
                 counter!(m::ALERTS_RESOLVED, "detector" => i.detector.clone(), "severity" => i.severity.to_string())
                     .increment(1);
             }
-            self.undelivered.insert(i.key.clone(), i);
+            self.deliveries.enqueue([&i]);
         }
         gauge!(m::ALERTS_FIRING).set(self.book.firing().count() as f64);
-    }
-
-    /// Posts every undelivered incident; keeps them for the next tick if any Alertmanager failed.
-    async fn deliver(&mut self) {
-        if self.undelivered.is_empty() {
-            return;
-        }
-        let now = Utc::now();
-        let batch: Vec<alerts::Alert> = self
-            .undelivered
-            .values()
-            .map(|i| self.render.alert(i, now))
-            .collect();
-        let started = Instant::now();
-        let errors = self.client.post(&batch).await;
-        histogram!(m::DELIVERY_SECONDS).record(started.elapsed().as_secs_f64());
-        if errors.is_empty() {
-            self.undelivered.clear();
-            self.health.healthy("alertmanager");
-            return;
-        }
-        for e in &errors {
-            let url = match e {
-                alerts::DeliveryError::Transport { url, .. }
-                | alerts::DeliveryError::Rejected { url, .. } => url.clone(),
-            };
-            counter!(m::DELIVERY_ERRORS, "url" => url).increment(1);
-            tracing::warn!(error = %e, "alert delivery failed");
-        }
-        let all_failed = errors.len() == self.client.urls().len();
-        let text = errors
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join("; ");
-        self.health.set(
-            "alertmanager",
-            if all_failed {
-                Status::Unhealthy
-            } else {
-                Status::Degraded
-            },
-            text,
-        );
-        if errors.iter().all(|e| !e.is_retryable()) {
-            // Alertmanager refuses these alerts as they are: sending them again cannot help.
-            self.undelivered.clear();
-        }
-    }
-
-    /// Prepares the pause proposals incidents asked for; failures stay queued for the next tick.
-    async fn propose(&mut self) {
-        let Some(p) = &self.proposer else { return };
-        let queued: Vec<(i64, String)> = self
-            .to_propose
-            .iter()
-            .map(|(k, v)| (*k, v.clone()))
-            .collect();
-        for (id, summary) in queued {
-            let key = format!("incident:{}:{id}", self.consumer_name);
-            match p.propose(&key, &summary).await {
-                Ok(prop) => {
-                    counter!(m::PROPOSALS, "state" => prop.state.clone()).increment(1);
-                    self.health.healthy("safe");
-                    self.to_propose.remove(&id);
-                }
-                Err(e) => {
-                    counter!(m::PROPOSAL_ERRORS).increment(1);
-                    self.health.set("safe", Status::Degraded, e.to_string());
-                    tracing::error!(incident = id, error = %e, "preparing the pause proposal failed; retrying");
-                }
-            }
-        }
     }
 
     async fn report_lag(&self) {

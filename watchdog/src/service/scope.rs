@@ -4,7 +4,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use chrono::Utc;
 use metrics::{counter, gauge};
 use rdkafka::consumer::Consumer;
 use tokio_util::sync::CancellationToken;
@@ -43,8 +42,7 @@ impl Watchdog {
                     if let Some(scope) = self.scopes.remove(topic) {
                         self.save_scope(topic, &scope).await;
                         self.book.drop_chains(&scope.chains);
-                        self.undelivered
-                            .retain(|_, i| !scope.chains.contains(&i.chain_id));
+                        self.deliveries.forget_chains(&scope.chains);
                         tracing::info!(topic, "watchdog let go of the topic");
                     }
                 }
@@ -127,20 +125,19 @@ impl Watchdog {
             _ => Seen::new(crate::seen::DEFAULT_DEPTH),
         };
         let mut incidents = saved.incidents;
-        let now = Utc::now();
         // Firing incidents are sent again at once: Alertmanager may have expired them while no
         // instance had the topic. A crash between storing an incident and its proposal: the
         // proposal is made now (the store keeps it to one per incident).
         for i in incidents.iter_mut().filter(|i| i.state == State::Firing) {
-            self.undelivered.insert(i.key.clone(), i.clone());
-            if let (Some(p), Some(id)) = (&self.proposer, i.id) {
+            self.deliveries.enqueue([&*i]);
+            if let (Some(p), Some(q), Some(id)) = (&self.proposer, &self.proposals, i.id) {
                 if wants_pause(i, p) {
-                    self.to_propose.insert(id, i.summary.clone());
+                    q.enqueue(id, i.summary.clone());
                 }
             }
         }
         self.book.load(incidents);
-        self.book.forget_old(now);
+        self.book.forget_old();
         tracing::info!(topic, offsets = ?saved.offsets, "watchdog took the topic");
         Ok(Scope {
             chains: chains.to_vec(),

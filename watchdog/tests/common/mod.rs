@@ -34,6 +34,8 @@ pub struct Env {
     pub max_reorg_depth: u64,
     /// Alertmanager URL given to the watchdog instead of the real one's (e.g. a proxy in front).
     pub am_url: Option<String>,
+    /// More Alertmanager URLs, listed before that one (e.g. a member that never answers).
+    pub am_urls_before: Vec<String>,
     /// `server.listen` of the in-process ingest (its /metrics), default any free port.
     pub server_listen: String,
     /// More addresses of the `treasury` contract (several pause targets).
@@ -64,6 +66,7 @@ impl Env {
             alertmanager_extra: String::new(),
             max_reorg_depth: 64,
             am_url: None,
+            am_urls_before: Vec::new(),
             extra_treasuries: Vec::new(),
             server_listen: "127.0.0.1:0".into(),
             ingest: None,
@@ -106,7 +109,7 @@ consumer = "watchdog-test"
 listen = "127.0.0.1:0"
 checkpoint_interval_s = 1
 [watchdog.alertmanager]
-urls = ["{am}"]
+urls = [{am_before}"{am}"]
 resend_interval_s = 5
 explorer_tx_url = "https://explorer.invalid/tx/{{tx_hash}}"
 {am_extra}
@@ -128,6 +131,11 @@ explorer_tx_url = "https://explorer.invalid/tx/{{tx_hash}}"
             treasury_abi = testkit::contracts::artifact_path("Treasury").display(),
             token_abi = testkit::contracts::artifact_path("DemoToken").display(),
             am = self.am_url.clone().unwrap_or_else(|| self.am.url()),
+            am_before = self
+                .am_urls_before
+                .iter()
+                .map(|u| format!("\"{u}\", "))
+                .collect::<String>(),
             am_extra = self.alertmanager_extra,
             detectors = self.detectors,
         );
