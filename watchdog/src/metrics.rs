@@ -5,6 +5,7 @@ use metrics::{describe_counter, describe_gauge, describe_histogram};
 pub const RECORDS_CONSUMED: &str = "tripwire_watchdog_records_consumed_total";
 pub const DUPLICATES: &str = "tripwire_watchdog_duplicates_total";
 pub const HISTORY: &str = "tripwire_watchdog_history_skipped_total";
+pub const RECORDS_MISSED: &str = "tripwire_watchdog_records_missed_total";
 pub const CONSUMER_LAG: &str = "tripwire_watchdog_consumer_lag_records";
 pub const EVALUATIONS: &str = "tripwire_watchdog_evaluations_total";
 pub const FINDINGS: &str = "tripwire_watchdog_findings_total";
@@ -37,6 +38,10 @@ pub fn describe() {
     describe_counter!(
         DUPLICATES,
         "Records skipped because they were already counted"
+    );
+    describe_counter!(
+        RECORDS_MISSED,
+        "Records that left the broker (retention) before the watchdog read them, by topic and partition"
     );
     describe_gauge!(
         CONSUMER_LAG,

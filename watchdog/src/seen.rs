@@ -59,6 +59,11 @@ impl Seen {
         fresh
     }
 
+    /// The newest block remembered.
+    pub fn newest(&self) -> Option<u64> {
+        self.blocks.last_key_value().map(|(&n, _)| n)
+    }
+
     /// Whether a record of `block` not seen before is history rather than news: below the newest
     /// block remembered (a replay re-publishing old blocks, or a consumer re-reading them). The
     /// live stream only moves forward; after a reorg the retraction lowers the newest block first.

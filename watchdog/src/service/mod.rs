@@ -31,6 +31,7 @@ use crate::metrics as m;
 use crate::safe::Proposer;
 use crate::store;
 
+mod history;
 mod propose;
 mod scope;
 use propose::Proposals;
@@ -79,6 +80,10 @@ pub struct Watchdog {
     proposer: Option<Arc<Proposer>>,
     /// The queue of the task that prepares them.
     proposals: Option<Proposals>,
+    /// Chain names by id, for the back-test commands of lost history.
+    chain_names: BTreeMap<u64, String>,
+    /// Topics with records lost recently (their `history:` health component is degraded).
+    alarms: history::Alarms,
 }
 
 impl Watchdog {
@@ -178,6 +183,14 @@ impl Watchdog {
             checkpoint_every: Duration::from_secs(w.checkpoint_interval_s.max(1)),
             proposer,
             proposals,
+            chain_names: ws
+                .settings
+                .config
+                .chains
+                .iter()
+                .map(|c| (c.chain_id, c.name.clone()))
+                .collect(),
+            alarms: history::Alarms::default(),
         })
     }
 
@@ -211,6 +224,9 @@ impl Watchdog {
                 _ = tick.tick() => {
                     // Incidents resolve by block time, as records arrive (see `handle`); wall
                     // time only paces re-sending what fires.
+                    for topic in self.alarms.expired() {
+                        self.health.healthy(&format!("history:{topic}"));
+                    }
                     if last_resend.elapsed() >= self.resend_every {
                         self.deliveries.enqueue(self.book.firing());
                         last_resend = Instant::now();
@@ -245,12 +261,24 @@ impl Watchdog {
         offset: i64,
         payload: Option<&[u8]>,
     ) -> Changes {
+        let parsed = payload.map(StreamRecord::from_json);
+        let block = match &parsed {
+            Some(Ok(StreamRecord::Log(l))) => Some(l.block_number),
+            Some(Ok(StreamRecord::Block(b))) => Some(b.number),
+            _ => None,
+        };
         let Some(scope) = self.scopes.get_mut(topic) else {
             // A record of a topic this instance no longer owns (fetched before the rebalance).
             return Changes::default();
         };
+        if let Some((gap, new)) = scope.history.read(partition, offset, block) {
+            self.report_gap(topic, &gap, new);
+        }
+        let Some(scope) = self.scopes.get_mut(topic) else {
+            return Changes::default();
+        };
         scope.offsets.insert(partition, offset + 1);
-        let record = match payload.map(StreamRecord::from_json) {
+        let record = match parsed {
             Some(Ok(r)) => r,
             Some(Err(e)) => {
                 tracing::warn!(topic, partition, offset, error = %e, "unreadable stream record skipped");
@@ -362,6 +390,43 @@ impl Watchdog {
             self.deliveries.enqueue([&i]);
         }
         gauge!(m::ALERTS_FIRING).set(self.book.firing().count() as f64);
+    }
+
+    /// Records of `topic` that were never read: counted (when `new`), logged, and shown in
+    /// `/health` with the back-test that covers them.
+    fn report_gap(&mut self, topic: &str, gap: &history::Gap, new: bool) {
+        let chain = self
+            .topics
+            .get(topic)
+            .and_then(|chains| chains.first())
+            .and_then(|id| self.chain_names.get(id))
+            .cloned()
+            .unwrap_or_else(|| topic.to_owned());
+        if new {
+            counter!(m::RECORDS_MISSED, "topic" => topic.to_owned(), "partition" => gap.partition.to_string())
+                .increment(gap.missed().max(0) as u64);
+        }
+        let backtest = gap.backtest(&chain);
+        tracing::warn!(
+            topic,
+            partition = gap.partition,
+            missed = gap.missed(),
+            offsets = %format!("{}..{}", gap.from, gap.to),
+            %backtest,
+            "records left the broker before the watchdog read them: the detectors did not see their blocks"
+        );
+        self.health.set(
+            &format!("history:{topic}"),
+            Status::Degraded,
+            format!(
+                "{} records of {topic}/{} (offsets {}..{}) left the broker before they were read; back-test them: {backtest}",
+                gap.missed(),
+                gap.partition,
+                gap.from,
+                gap.to
+            ),
+        );
+        self.alarms.raised(topic);
     }
 
     async fn report_lag(&self) {

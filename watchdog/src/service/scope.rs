@@ -25,6 +25,8 @@ pub(super) struct Scope {
     pub(super) seen: Seen,
     /// Next offset per partition of the topic that this instance owns.
     pub(super) offsets: BTreeMap<i32, i64>,
+    /// Records that left the broker before they were read.
+    pub(super) history: super::history::History,
 }
 
 impl Watchdog {
@@ -88,6 +90,7 @@ impl Watchdog {
             tokio::time::sleep(Duration::from_millis(200)).await;
             return Ok(());
         }
+        self.check_retention(&parts).await;
         gauge!(tripwire_indexer::metrics::PARTITIONS_OWNED).set(parts.len() as f64);
         tracing::info!(
             partitions = parts.len(),
@@ -96,6 +99,38 @@ impl Watchdog {
         );
         gauge!(m::ALERTS_FIRING).set(self.book.firing().count() as f64);
         Ok(())
+    }
+
+    /// Compares each owned partition's next offset with the earliest one the broker still holds
+    /// (records below it were lost before this instance read them; see `history`).
+    async fn check_retention(&mut self, parts: &[Partition]) {
+        let consumer = self.consumer.clone();
+        let parts = parts.to_vec();
+        let lows = tokio::task::spawn_blocking(move || {
+            parts
+                .into_iter()
+                .filter_map(|(t, p)| {
+                    match consumer.fetch_watermarks(&t, p, Duration::from_secs(5)) {
+                        Ok((low, _)) => Some((t, p, low)),
+                        Err(e) => {
+                            tracing::warn!(topic = %t, partition = p, error = %e, "reading the earliest offset held failed; gaps show when records are read");
+                            None
+                        }
+                    }
+                })
+                .collect::<Vec<_>>()
+        })
+        .await
+        .unwrap_or_default();
+        for (topic, partition, low) in lows {
+            let gap = self
+                .scopes
+                .get_mut(&topic)
+                .and_then(|s| s.history.assigned(partition, low));
+            if let Some(gap) = gap {
+                self.report_gap(&topic, &gap, true);
+            }
+        }
     }
 
     /// Loads a topic's saved state and takes back its chains' incidents.
@@ -139,10 +174,12 @@ impl Watchdog {
         self.book.load(incidents);
         self.book.forget_old();
         tracing::info!(topic, offsets = ?saved.offsets, "watchdog took the topic");
+        let newest = seen.newest();
         Ok(Scope {
             chains: chains.to_vec(),
             detectors,
             seen,
+            history: super::history::History::at(&saved.offsets, newest),
             offsets: saved.offsets,
         })
     }
