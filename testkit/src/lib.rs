@@ -22,6 +22,7 @@ pub mod proxy;
 pub mod rpc_proxy;
 pub mod safe;
 pub mod safe_service;
+pub mod silent;
 
 use std::path::PathBuf;
 

@@ -8,29 +8,6 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Result};
 use common::Env;
 use testkit::abi;
-use tokio::io::AsyncReadExt;
-
-/// A server that accepts every connection, reads what comes, and never answers.
-async fn silent_server() -> Result<(String, tokio::task::JoinHandle<()>)> {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    let task = tokio::spawn(async move {
-        loop {
-            let Ok((mut sock, _)) = listener.accept().await else {
-                return;
-            };
-            tokio::spawn(async move {
-                let mut buf = [0u8; 4096];
-                while let Ok(n) = sock.read(&mut buf).await {
-                    if n == 0 {
-                        break;
-                    }
-                }
-            });
-        }
-    });
-    Ok((format!("http://{addr}"), task))
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_silent_alertmanager_delays_neither_the_live_one_nor_the_stream() -> Result<()> {
@@ -45,8 +22,8 @@ events = ["RoleGranted"]
 allowed_actors = ["0x000000000000000000000000000000000000dEaD"]
 "#
     .to_owned();
-    let (silent, _server) = silent_server().await?;
-    env.am_urls_before = vec![silent];
+    let silent = testkit::silent::SilentServer::start().await?;
+    env.am_urls_before = vec![silent.url().to_owned()];
     env.start_ingest().await?;
     let wd = env.spawn_watchdog().await?;
     // Assigned and reading before the clock starts (joining the group takes a few seconds).

@@ -518,3 +518,60 @@ async fn d3_submission_to_a_validating_service_retried_or_recorded_with_its_reas
     assert!(r.text().await?.contains("checksum"));
     Ok(())
 }
+
+/// A Safe Transaction Service that accepts connections and never answers: the proposal waits in
+/// its own task; the alerts of the same incident and of later blocks reach Alertmanager at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn d6_a_silent_safe_service_delays_neither_alerts_nor_the_stream() -> Result<()> {
+    let mut env = Env::new("").await?;
+    let silent = testkit::silent::SilentServer::start().await?;
+    let setup = env.setup_safe().await?;
+    env.detectors = format!(
+        "{}{}[watchdog.safe.service]\nurl = \"{}\"\n",
+        env.pause_detector(setup.safe),
+        env.safe_toml(&setup),
+        silent.url()
+    );
+    env.start_ingest().await?;
+    let wd = env.spawn_watchdog().await?;
+    env.token_transfer(common::ether(1.0)).await?;
+    env.wait_watchdog_caught_up(&wd, Duration::from_secs(60))
+        .await?;
+
+    let mut latencies = Vec::new();
+    for who in [5, 6, 7] {
+        let block = attack(&env, who).await?;
+        let mined = Instant::now();
+        loop {
+            let alerts = env.alerts_of("privileged").await?;
+            if alerts
+                .iter()
+                .any(|a| a["annotations"]["block"].as_str() == Some(block.to_string().as_str()))
+            {
+                latencies.push(mined.elapsed());
+                break;
+            }
+            if mined.elapsed() > Duration::from_secs(10) {
+                bail!(
+                    "block {block}'s alert not delivered while the Safe service hangs: {alerts:#?}\n{}",
+                    wd.output()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    println!("alerts while the Safe service hangs, after {latencies:?}");
+    assert!(
+        latencies.iter().all(|l| *l < Duration::from_secs(1)),
+        "{latencies:?}"
+    );
+    // One incident, one proposal, prepared and stored; its submission is what waits.
+    let proposals = wait_proposals(&env, 1, &wd).await?;
+    assert_eq!(proposals.len(), 1, "{proposals:#?}");
+    assert_eq!(
+        wd.metric("tripwire_watchdog_consumer_lag_records").await?,
+        0.0
+    );
+    Ok(())
+}
