@@ -255,3 +255,23 @@ fn an_incident_keeps_its_opening_block() {
     old.opened_block = 0;
     assert_eq!(old.opening_block(), 11);
 }
+
+#[test]
+fn a_chain_clock_ahead_of_ours_still_gives_alertmanager_a_started_alert() {
+    // Block time 10 minutes ahead of the wall clock (a test chain, a skewed validator).
+    let mut book = IncidentBook::new(policy());
+    book.on_finding(&finding("burst", "a", 10), &[], at(600));
+    let render = Render {
+        chains: Default::default(),
+        explorer_tx_url: None,
+        generator_url: String::new(),
+        firing_ttl: Duration::from_secs(15),
+    };
+    let now = at(0);
+    let a = render.alert(book.get("burst/a").expect("incident"), now);
+    assert_eq!(a.starts_at, now, "started by now, not in 10 minutes");
+    assert!(a.ends_at > a.starts_at);
+    let resolved = book.advance(31337, at(600 + 120)).changed.remove(0);
+    let a = render.alert(&resolved, now);
+    assert_eq!(a.ends_at, now, "a resolution has ended by now");
+}
