@@ -254,7 +254,7 @@ pub async fn run(
                         if i.findings == 1 && i.resolved_at.is_none() {
                             fired.push(Fired {
                                 time: now,
-                                block: i.block_number,
+                                block: i.opening_block(),
                                 detector: i.detector.clone(),
                                 severity: i.severity.to_string(),
                                 series: i.series.clone(),

@@ -1,7 +1,8 @@
 //! Harness of the watchdog's end-to-end tests: anvil with the `Treasury` and `DemoToken`
 //! contracts, a fresh Postgres database, Kafka (librdkafka's mock, or `KAFKA_BROKERS`), a real
 //! Alertmanager, the indexer's ingest running in this process (it fills the topic the watchdog
-//! reads), and `tripwire-watchdog` as a child process that tests can kill and restart.
+//! reads; with its sink it also stores the rows a back-test reads), and `tripwire-watchdog` as a
+//! child process that tests can kill and restart.
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
@@ -85,6 +86,9 @@ brokers = "{brokers}"
 topic = "{topic}"
 [server]
 listen = "{server_listen}"
+[sink]
+consumer = "{topic}-sink"
+batch_wait_ms = 50
 [[chains]]
 name = "devnet"
 chain_id = 31337
@@ -148,6 +152,12 @@ explorer_tx_url = "https://explorer.invalid/tx/{{tx_hash}}"
 
     /// Starts the indexer's ingest in this process (it publishes the chain to the topic).
     pub async fn start_ingest(&mut self) -> Result<()> {
+        self.start_indexer(false).await
+    }
+
+    /// Starts the indexer in this process: the ingest, and with `sink` also the sink, which
+    /// stores the topic's records in Postgres (the rows a back-test reads).
+    pub async fn start_indexer(&mut self, sink: bool) -> Result<()> {
         let settings = tripwire_indexer::config::Settings::load(&self.config())?;
         let token = CancellationToken::new();
         let t = token.clone();
@@ -159,12 +169,9 @@ explorer_tx_url = "https://explorer.invalid/tx/{{tx_hash}}"
                 .enable_all()
                 .build()
                 .expect("ingest runtime");
-            let roles = tripwire_indexer::app::Roles {
-                ingest: true,
-                sink: false,
-            };
+            let roles = tripwire_indexer::app::Roles { ingest: true, sink };
             if let Err(e) = rt.block_on(tripwire_indexer::app::run(settings, roles, None, t)) {
-                panic!("ingest failed: {e}");
+                panic!("indexer failed: {e}");
             }
         });
         self.ingest = Some((token, handle));
