@@ -90,7 +90,8 @@ pub fn init_tracing(format: &str, default: &str) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr);
+        // Every line scrubbed of the configured secrets (see `secrets`).
+        .with_writer(crate::secrets::ScrubbingWriter);
     if format == "json" {
         builder.json().init();
     } else {
@@ -195,9 +196,15 @@ pub async fn run(
     }
 
     let addr = listen.unwrap_or(cfg.server.listen);
-    let (bound, http) = server::serve(addr, prometheus, health.clone(), shutdown.clone())
-        .await
-        .map_err(|source| AppError::Listen { addr, source })?;
+    let (bound, http) = server::serve(
+        addr,
+        cfg.server.limits(),
+        prometheus,
+        health.clone(),
+        shutdown.clone(),
+    )
+    .await
+    .map_err(|source| AppError::Listen { addr, source })?;
     tracing::info!(%bound, "serving /metrics and /health");
 
     probes::postgres(pool.clone(), health.clone(), shutdown.clone());

@@ -13,6 +13,8 @@ pub mod offsets;
 pub mod pgsocket;
 pub mod probes;
 pub mod rpc;
+pub mod secrets;
 pub mod server;
 pub mod sink;
 pub mod status;
+pub mod text;

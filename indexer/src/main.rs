@@ -163,10 +163,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             if *json {
                 println!("{}", serde_json::to_string_pretty(&rows)?);
             } else {
-                print!(
-                    "{}",
-                    status::render(&rows, settings.config.server.lag_threshold_blocks)
-                );
+                // Provider reasons are peers' words, stored: shown with control characters escaped.
+                let text = status::render(&rows, settings.config.server.lag_threshold_blocks);
+                print!("{}", tripwire_indexer::text::printable(&text));
             }
             return Ok(());
         }

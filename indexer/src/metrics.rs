@@ -33,9 +33,14 @@ pub const LEAD_OVERRUNS: &str = "tripwire_ingest_lead_overruns_total";
 /// Blocks per `eth_getLogs` request now, and the learned density.
 pub const RANGE_BLOCKS: &str = "tripwire_rpc_range_blocks";
 pub const RANGE_LOGS_PER_BLOCK: &str = "tripwire_rpc_range_logs_per_block";
+pub const HTTP_ACCEPT_ERRORS: &str = "tripwire_http_accept_errors_total";
 
 /// Registers descriptions (called once when the recorder is installed).
 pub fn describe() {
+    describe_counter!(
+        HTTP_ACCEPT_ERRORS,
+        "Failed accepts of the HTTP server (e.g. file descriptors exhausted), retried with backoff"
+    );
     describe_gauge!(
         LEAD_RECORDS,
         "Records in the topic beyond the sink's stored position right after the last publish \

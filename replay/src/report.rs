@@ -136,12 +136,15 @@ pub fn csv(fired: &[Fired]) -> String {
     s
 }
 
-/// A text field, quoted only when it has to be (a comma, quote or line break in it).
+/// A text field, quoted only when it has to be (a comma, quote or line break in it), its control
+/// characters escaped.
 fn csv_field(v: &str) -> String {
+    // Summaries carry decoded event values, which anyone can emit: no terminal escape sequences.
+    let v = tripwire_indexer::text::printable(v);
     if v.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", v.replace('"', "\"\""))
     } else {
-        v.to_owned()
+        v.into_owned()
     }
 }
 

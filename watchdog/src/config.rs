@@ -147,6 +147,16 @@ impl WatchdogSettings {
             message: "the file has no [watchdog] section".into(),
         })?;
         validate(&watchdog, &settings)?;
+        // Their credentials are shown as `***` wherever they would appear (see `secrets`).
+        for url in &watchdog.alertmanager.urls {
+            tripwire_indexer::secrets::register_url(url);
+        }
+        if let Some(t) = &watchdog.alertmanager.bearer_token {
+            tripwire_indexer::secrets::register(t);
+        }
+        if let Some(svc) = watchdog.safe.as_ref().and_then(|s| s.service.as_ref()) {
+            tripwire_indexer::secrets::register_url(&svc.url);
+        }
         Ok(WatchdogSettings {
             settings,
             watchdog,

@@ -175,10 +175,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     };
 
     let addr = listen.unwrap_or(ws.watchdog.listen);
-    let (bound, http) =
-        server::serve_with(addr, prometheus, health.clone(), extra, shutdown.clone())
-            .await
-            .with_context(|| format!("cannot listen on {addr}"))?;
+    let (bound, http) = server::serve_with(
+        addr,
+        ws.settings.config.server.limits(),
+        prometheus,
+        health.clone(),
+        extra,
+        shutdown.clone(),
+    )
+    .await
+    .with_context(|| format!("cannot listen on {addr}"))?;
     tracing::info!(%bound, "serving /metrics and /health");
 
     let watchdog = Watchdog::new(&ws, &brokers, pool, health, proposer).await?;

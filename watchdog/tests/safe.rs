@@ -185,6 +185,27 @@ async fn d1_d2_proposal_hash_and_signature_hold_on_chain_and_two_owners_pause() 
         "{out}"
     );
     assert!(out.contains("execTransaction"), "{out}");
+    // Stored text with terminal escape sequences (a summary from an attacker's event) is shown
+    // escaped by `proposals show` and `list`.
+    sqlx::query("UPDATE safe_proposals SET summary = $2, error = $3 WHERE id = $1")
+        .bind(p.id)
+        .bind("drain \u{1b}[2J\u{1b}]0;owned\u{7}")
+        .bind("peer said \u{1b}[31mred")
+        .execute(env.db.pool())
+        .await?;
+    for args in [
+        vec!["proposals", "show", &*p.id.to_string()],
+        vec!["proposals", "list"],
+    ] {
+        let (ok, out) = env.watchdog_command(&args)?;
+        assert!(ok, "{out}");
+        assert!(
+            !out.contains('\u{1b}') && !out.contains('\u{7}'),
+            "{args:?}: {out:?}"
+        );
+    }
+    let (_, out) = env.watchdog_command(&["proposals", "show", &p.id.to_string()])?;
+    assert!(out.contains("drain \\u{1b}[2J"), "{out}");
     // With the second owner's signature the printed execution carries both, lower address first.
     let owner2: PrivateKeySigner = tsafe::OWNER_KEYS[1].parse()?;
     let hash: B256 = p.safe_tx_hash.parse()?;

@@ -139,6 +139,19 @@ pub struct ServerConfig {
     /// The runbooks call more than 1000 blocks a P1.
     #[serde(default = "default_lag_threshold")]
     pub lag_threshold_blocks: u64,
+    /// A connection that has not sent a request's complete headers within this many
+    /// milliseconds is closed (an idle keep-alive connection too), so idle or slow clients cannot
+    /// hold connections. Applies to every process's HTTP server (the watchdog's webhook too).
+    #[serde(default = "default_header_timeout_ms")]
+    pub header_timeout_ms: u64,
+    /// A request not answered within this many milliseconds, reading its body included, is
+    /// answered 408.
+    #[serde(default = "default_request_timeout_ms")]
+    pub request_timeout_ms: u64,
+    /// Connections served at once; more wait in the kernel's backlog (using no file descriptor
+    /// of the process) until one closes.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
 }
 
 impl Default for ServerConfig {
@@ -146,8 +159,32 @@ impl Default for ServerConfig {
         ServerConfig {
             listen: default_listen(),
             lag_threshold_blocks: default_lag_threshold(),
+            header_timeout_ms: default_header_timeout_ms(),
+            request_timeout_ms: default_request_timeout_ms(),
+            max_connections: default_max_connections(),
         }
     }
+}
+
+impl ServerConfig {
+    /// The HTTP server's limits.
+    pub fn limits(&self) -> crate::server::Limits {
+        crate::server::Limits {
+            header_timeout: std::time::Duration::from_millis(self.header_timeout_ms.max(1)),
+            request_timeout: std::time::Duration::from_millis(self.request_timeout_ms.max(1)),
+            max_connections: self.max_connections.max(1),
+        }
+    }
+}
+
+fn default_header_timeout_ms() -> u64 {
+    5_000
+}
+fn default_request_timeout_ms() -> u64 {
+    10_000
+}
+fn default_max_connections() -> usize {
+    256
 }
 
 /// `[sink]`
@@ -521,6 +558,8 @@ impl Config {
                 ));
             }
             for (j, p) in providers.iter().enumerate() {
+                // From here on its key, wherever it appears, is shown as `***`.
+                crate::secrets::register_url(&p.url);
                 let what = if j < c.rpc_urls.len() {
                     field("rpc_urls")
                 } else {
@@ -687,12 +726,16 @@ fn parse_address(s: &str) -> Result<Address, String> {
     }
 }
 
-/// Hides credentials in a URL before it reaches a log or an error message.
+/// Hides credentials in a URL before it reaches a log, a label or an error message: the user
+/// info (a key given as the user name too), the path and the query.
 pub fn redact_url(url: &str) -> String {
     match url::Url::parse(url) {
         Ok(mut u) => {
             if u.password().is_some() {
                 let _ = u.set_password(Some("***"));
+            }
+            if !u.username().is_empty() {
+                let _ = u.set_username("***");
             }
             // API keys often sit in the path (`/v2/<key>`) or query; keep only the host.
             if u.path().len() > 1 || u.query().is_some() {

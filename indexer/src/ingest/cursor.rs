@@ -190,7 +190,8 @@ pub async fn save_providers(
         .bind(p.head.map(|h| h as i64))
         .bind(p.error_rate)
         .bind(p.latency_ms)
-        .bind(&p.reason)
+        // A provider's error text may quote its URL: stored scrubbed of its key.
+        .bind(p.reason.as_deref().map(|r| crate::secrets::scrub(r).into_owned()))
         .bind(p.inconsistent_answers as i64)
         .execute(&mut *tx)
         .await?;

@@ -1,9 +1,16 @@
 //! The HTTP endpoint of every long-running process: `/metrics` in the Prometheus text format and
-//! `/health` as JSON (200 while healthy or degraded, 503 when unhealthy).
+//! `/health` as JSON (200 while healthy or degraded, 503 when unhealthy). Served by the hardened
+//! accept loop of [`listener`] (connection cap, header and request timeouts).
+
+mod listener;
 
 use std::net::SocketAddr;
 
+use axum::extract::Request;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
 use axum::{extract::State, http::StatusCode, routing::get, Json, Router};
+pub use listener::Limits;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tokio_util::sync::CancellationToken;
 
@@ -44,17 +51,19 @@ struct AppState {
 /// Serves until `shutdown` is cancelled. Returns the bound address through `bound`.
 pub async fn serve(
     listen: SocketAddr,
+    limits: Limits,
     prometheus: PrometheusHandle,
     health: Health,
     shutdown: CancellationToken,
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
-    serve_with(listen, prometheus, health, Router::new(), shutdown).await
+    serve_with(listen, limits, prometheus, health, Router::new(), shutdown).await
 }
 
 /// [`serve`] with the process's own routes (e.g. the watchdog's webhook receiver) beside
 /// `/metrics` and `/health`.
 pub async fn serve_with(
     listen: SocketAddr,
+    limits: Limits,
     prometheus: PrometheusHandle,
     health: Health,
     extra: Router,
@@ -66,16 +75,30 @@ pub async fn serve_with(
         .route("/metrics", get(metrics))
         .route("/health", get(health_handler))
         .with_state(AppState { prometheus, health })
-        .merge(extra);
-    let task = tokio::spawn(async move {
-        let result = axum::serve(listener, app)
-            .with_graceful_shutdown(async move { shutdown.cancelled().await })
-            .await;
-        if let Err(e) = result {
-            tracing::error!(error = %e, "HTTP server failed");
-        }
-    });
+        .merge(extra)
+        .layer(middleware::from_fn_with_state(
+            limits.request_timeout,
+            request_timeout,
+        ));
+    let task = tokio::spawn(listener::run(listener, app, limits, shutdown));
     Ok((addr, task))
+}
+
+/// Answers 408 when a request (reading its body included) takes longer than the limit: a client
+/// that sends a body a byte at a time holds a connection no longer than that.
+async fn request_timeout(
+    State(limit): State<std::time::Duration>,
+    req: Request,
+    next: Next,
+) -> Response {
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(r) => r,
+        Err(_) => (
+            StatusCode::REQUEST_TIMEOUT,
+            format!("request not completed within {} ms", limit.as_millis()),
+        )
+            .into_response(),
+    }
 }
 
 async fn metrics(State(s): State<AppState>) -> String {

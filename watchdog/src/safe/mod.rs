@@ -98,6 +98,9 @@ fn key_text(cfg: &SafeConfig) -> Result<KeyText, SafeError> {
 }
 
 fn parse_key(what: &str, text: &str) -> Result<PrivateKeySigner, SafeError> {
+    // Never printed anyway; registered so that no peer's echo of it is either.
+    tripwire_indexer::secrets::register(text.trim());
+    tripwire_indexer::secrets::register(text.trim().trim_start_matches("0x"));
     // The key's text is never part of an error: only where it came from.
     PrivateKeySigner::from_str(text.trim()).map_err(|_| {
         config_err(

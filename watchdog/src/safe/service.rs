@@ -48,7 +48,9 @@ impl ServiceClient {
     pub fn new(cfg: &ServiceConfig) -> Result<ServiceClient, ServiceError> {
         let api_key = match &cfg.api_key_env {
             Some(env) => Some(
-                std::env::var(env).map_err(|_| ServiceError::MissingKey { env: env.clone() })?,
+                std::env::var(env)
+                    .map_err(|_| ServiceError::MissingKey { env: env.clone() })
+                    .inspect(|k| tripwire_indexer::secrets::register(k))?,
             ),
             None => None,
         };

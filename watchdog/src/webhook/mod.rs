@@ -16,8 +16,10 @@ mod tests;
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderMap, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
 use chrono::Utc;
@@ -69,7 +71,10 @@ impl Receiver {
             match env {
                 None => Ok(None),
                 Some(name) => match std::env::var(name) {
-                    Ok(v) if !v.is_empty() => Ok(Some(v)),
+                    Ok(v) if !v.is_empty() => {
+                        tripwire_indexer::secrets::register(&v);
+                        Ok(Some(v))
+                    }
                     _ => Err(WebhookError::Config {
                         field: format!("watchdog.webhook.{field}"),
                         message: format!("{name} is not set"),
@@ -88,20 +93,62 @@ impl Receiver {
         })
     }
 
-    /// The route, to merge into the process's HTTP server.
+    /// The route, to merge into the process's HTTP server. The token (and the presence of the
+    /// HMAC header) is checked from the headers before any byte of the body is read, so an
+    /// unauthenticated client is answered 401 at once and costs no memory; the body limit holds
+    /// while the body streams in. Every answer is counted by status, the framework's own 400s
+    /// and 413s included.
     pub fn router(self, path: &str) -> Router {
         let max = self.max_body;
+        let state = Arc::new(self);
         Router::new()
             .route(path, post(receive))
+            .route_layer(middleware::from_fn_with_state(state.clone(), headers_first))
             .layer(DefaultBodyLimit::max(max))
-            .with_state(Arc::new(self))
+            .layer(middleware::from_fn(count_answers))
+            .with_state(state)
     }
 }
 
-fn reject(status: StatusCode, reason: &'static str, detail: String) -> (StatusCode, Json<Value>) {
+/// Marks an answer whose rejection was counted with its reason already.
+#[derive(Clone, Copy)]
+struct Counted;
+
+fn reject(status: StatusCode, reason: &'static str, detail: String) -> Response {
     counter!(m::WEBHOOK_REJECTED, "reason" => reason).increment(1);
+    let mut r = (status, Json(json!({ "error": detail }))).into_response();
+    r.extensions_mut().insert(Counted);
+    r
+}
+
+/// Authentication from the headers alone, before the body is read (the HMAC itself needs the
+/// body and is verified by the handler).
+async fn headers_first(State(r): State<Arc<Receiver>>, req: Request, next: Next) -> Response {
+    if let Err(reason) = authenticated_headers(&r, req.headers()) {
+        return reject(
+            StatusCode::UNAUTHORIZED,
+            reason,
+            "authentication failed".into(),
+        );
+    }
+    next.run(req).await
+}
+
+/// Counts every answer of the route by status; a client error the handler did not produce (a
+/// body over the limit, a body that could not be read) also by its reason.
+async fn count_answers(req: Request, next: Next) -> Response {
+    let r = next.run(req).await;
+    let status = r.status();
     counter!(m::WEBHOOK_REQUESTS, "status" => status.as_u16().to_string()).increment(1);
-    (status, Json(json!({ "error": detail })))
+    if status.is_client_error() && r.extensions().get::<Counted>().is_none() {
+        let reason = match status {
+            StatusCode::PAYLOAD_TOO_LARGE => "too_large",
+            StatusCode::REQUEST_TIMEOUT => "timeout",
+            _ => "unreadable",
+        };
+        counter!(m::WEBHOOK_REJECTED, "reason" => reason).increment(1);
+    }
+    r
 }
 
 /// Constant-time equality of a presented secret with the configured one.
@@ -109,7 +156,18 @@ fn same(presented: &[u8], expected: &[u8]) -> bool {
     presented.len() == expected.len() && bool::from(presented.ct_eq(expected))
 }
 
-fn authenticated(r: &Receiver, headers: &HeaderMap, body: &[u8]) -> Result<(), &'static str> {
+/// The HMAC signature the request presents, decoded.
+fn signature(headers: &HeaderMap) -> Result<Vec<u8>, &'static str> {
+    headers
+        .get("x-tripwire-signature")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("sha256="))
+        .and_then(|h| alloy::primitives::hex::decode(h).ok())
+        .ok_or("missing_signature")
+}
+
+/// The token, and that a signature is presented when one is required: all the headers can tell.
+fn authenticated_headers(r: &Receiver, headers: &HeaderMap) -> Result<(), &'static str> {
     if let Some(token) = &r.token {
         let presented = headers
             .get("authorization")
@@ -120,13 +178,16 @@ fn authenticated(r: &Receiver, headers: &HeaderMap, body: &[u8]) -> Result<(), &
             return Err("wrong_token");
         }
     }
+    if r.hmac_secret.is_some() {
+        signature(headers)?;
+    }
+    Ok(())
+}
+
+fn authenticated(r: &Receiver, headers: &HeaderMap, body: &[u8]) -> Result<(), &'static str> {
+    authenticated_headers(r, headers)?;
     if let Some(secret) = &r.hmac_secret {
-        let sig = headers
-            .get("x-tripwire-signature")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("sha256="))
-            .and_then(|h| alloy::primitives::hex::decode(h).ok())
-            .ok_or("missing_signature")?;
+        let sig = signature(headers)?;
         let mut mac =
             Hmac::<Sha256>::new_from_slice(secret.as_bytes()).map_err(|_| "wrong_signature")?;
         mac.update(body);
@@ -135,11 +196,7 @@ fn authenticated(r: &Receiver, headers: &HeaderMap, body: &[u8]) -> Result<(), &
     Ok(())
 }
 
-async fn receive(
-    State(r): State<Arc<Receiver>>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> (StatusCode, Json<Value>) {
+async fn receive(State(r): State<Arc<Receiver>>, headers: HeaderMap, body: Bytes) -> Response {
     if let Err(reason) = authenticated(&r, &headers, &body) {
         return reject(
             StatusCode::UNAUTHORIZED,
@@ -159,16 +216,15 @@ async fn receive(
             Err(e) => {
                 // Alertmanager retries a 5xx: nothing is lost while Postgres is away.
                 tracing::error!(error = %e, fingerprint = %a.fingerprint, "webhook alert not stored");
-                counter!(m::WEBHOOK_REQUESTS, "status" => "503").increment(1);
                 return (
                     StatusCode::SERVICE_UNAVAILABLE,
                     Json(json!({ "error": format!("storing the receipt failed: {e}") })),
-                );
+                )
+                    .into_response();
             }
         }
     }
-    counter!(m::WEBHOOK_REQUESTS, "status" => "200").increment(1);
-    (StatusCode::OK, Json(json!({ "alerts": outcome })))
+    (StatusCode::OK, Json(json!({ "alerts": outcome }))).into_response()
 }
 
 /// Stores one alert's receipt and, the first time, takes the actions of the rules it matches.
@@ -199,7 +255,12 @@ async fn handle(r: &Receiver, p: &Payload, a: &AlertIn) -> Result<Value, sqlx::E
         }
     }
     store::set_actions(&r.pool, id, &Value::Array(taken.clone())).await?;
-    Ok(json!({ "fingerprint": a.fingerprint, "receipt": id, "actions": taken }))
+    let answer = json!({ "fingerprint": a.fingerprint, "receipt": id, "actions": taken });
+    // The answer goes back to the caller: no secret of a peer's error in it.
+    Ok(
+        serde_json::from_str(&tripwire_indexer::secrets::scrub(&answer.to_string()))
+            .unwrap_or(answer),
+    )
 }
 
 async fn act(r: &Receiver, a: &AlertIn, rule: &Rule, action: &str) -> Result<Value, String> {

@@ -37,6 +37,8 @@ pub struct Env {
     pub am_url: Option<String>,
     /// More Alertmanager URLs, listed before that one (e.g. a member that never answers).
     pub am_urls_before: Vec<String>,
+    /// More lines of `[server]` (the HTTP server's limits).
+    pub server_extra: String,
     /// `server.listen` of the in-process ingest (its /metrics), default any free port.
     pub server_listen: String,
     /// More addresses of the `treasury` contract (several pause targets).
@@ -68,6 +70,7 @@ impl Env {
             max_reorg_depth: 64,
             am_url: None,
             am_urls_before: Vec::new(),
+            server_extra: String::new(),
             extra_treasuries: Vec::new(),
             server_listen: "127.0.0.1:0".into(),
             ingest: None,
@@ -86,6 +89,7 @@ brokers = "{brokers}"
 topic = "{topic}"
 [server]
 listen = "{server_listen}"
+{server_extra}
 [sink]
 consumer = "{topic}-sink"
 batch_wait_ms = 50
@@ -126,6 +130,7 @@ explorer_tx_url = "https://explorer.invalid/tx/{{tx_hash}}"
             rpc = self.anvil.url(),
             depth = self.max_reorg_depth,
             server_listen = self.server_listen,
+            server_extra = self.server_extra,
             treasuries = std::iter::once(self.treasury)
                 .chain(self.extra_treasuries.iter().copied())
                 .map(|a| format!("\"{a}\""))
