@@ -37,6 +37,8 @@ pub struct Deliveries {
 /// One URL's queue.
 struct Queue {
     url: String,
+    /// The URL as metric labels show it, credentials hidden.
+    label: String,
     /// Incident key -> (latest state, when it was first queued, version).
     pending: Mutex<BTreeMap<String, Entry>>,
     /// Raised by `enqueue`.
@@ -74,6 +76,7 @@ impl Deliveries {
             .map(|url| {
                 Arc::new(Queue {
                     url: url.clone(),
+                    label: tripwire_indexer::config::redact_url(url),
                     pending: Mutex::new(BTreeMap::new()),
                     wake: Notify::new(),
                     next_version: Default::default(),
@@ -137,7 +140,7 @@ impl Deliveries {
     pub fn depths(&self) -> Vec<(String, usize)> {
         self.queues
             .iter()
-            .map(|q| (q.url.clone(), q.pending.lock().expect("queue lock").len()))
+            .map(|q| (q.label.clone(), q.pending.lock().expect("queue lock").len()))
             .collect()
     }
 }
@@ -164,7 +167,7 @@ impl Queue {
                             .map(|(k, _)| k.clone());
                         if let Some(k) = oldest {
                             pending.remove(&k);
-                            counter!(m::DELIVERY_DROPPED, "url" => self.url.clone()).increment(1);
+                            counter!(m::DELIVERY_DROPPED, "url" => self.label.clone()).increment(1);
                         }
                     }
                     pending.insert(
@@ -184,12 +187,12 @@ impl Queue {
     }
 
     fn report(&self, pending: &BTreeMap<String, Entry>) {
-        gauge!(m::DELIVERY_QUEUE, "url" => self.url.clone()).set(pending.len() as f64);
+        gauge!(m::DELIVERY_QUEUE, "url" => self.label.clone()).set(pending.len() as f64);
         let age = pending
             .values()
             .map(|e| e.queued_at.elapsed().as_secs_f64())
             .fold(0.0, f64::max);
-        gauge!(m::DELIVERY_AGE, "url" => self.url.clone()).set(age);
+        gauge!(m::DELIVERY_AGE, "url" => self.label.clone()).set(age);
     }
 }
 
@@ -241,7 +244,7 @@ impl Worker {
         }
         // One last attempt at what is queued, bounded by the client's timeout.
         if let Some(Err(e)) = self.attempt().await {
-            tracing::warn!(error = %e, url = %self.queue.url, "alerts still queued at shutdown were not delivered");
+            tracing::warn!(error = %e, url = %self.queue.label, "alerts still queued at shutdown were not delivered");
         }
     }
 
@@ -266,12 +269,12 @@ impl Worker {
             .collect();
         let started = Instant::now();
         let result = self.client.post_to(&self.queue.url, &alerts).await;
-        histogram!(m::DELIVERY_SECONDS, "url" => self.queue.url.clone())
+        histogram!(m::DELIVERY_SECONDS, "url" => self.queue.label.clone())
             .record(started.elapsed().as_secs_f64());
         let done = match &result {
             Ok(()) => true,
             Err(e) => {
-                counter!(m::DELIVERY_ERRORS, "url" => self.queue.url.clone()).increment(1);
+                counter!(m::DELIVERY_ERRORS, "url" => self.queue.label.clone()).increment(1);
                 // Alertmanager refuses these alerts as they are: sending them again cannot help.
                 !e.is_retryable()
             }

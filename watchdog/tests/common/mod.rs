@@ -39,6 +39,8 @@ pub struct Env {
     pub am_urls_before: Vec<String>,
     /// More lines of `[server]` (the HTTP server's limits).
     pub server_extra: String,
+    /// More RPC providers of the chain, after anvil (e.g. failing ones).
+    pub rpc_urls_extra: Vec<String>,
     /// `server.listen` of the in-process ingest (its /metrics), default any free port.
     pub server_listen: String,
     /// More addresses of the `treasury` contract (several pause targets).
@@ -71,6 +73,7 @@ impl Env {
             am_url: None,
             am_urls_before: Vec::new(),
             server_extra: String::new(),
+            rpc_urls_extra: Vec::new(),
             extra_treasuries: Vec::new(),
             server_listen: "127.0.0.1:0".into(),
             ingest: None,
@@ -96,7 +99,7 @@ batch_wait_ms = 50
 [[chains]]
 name = "devnet"
 chain_id = 31337
-rpc_urls = ["{rpc}"]
+rpc_urls = ["{rpc}"{rpc_extra}]
 max_reorg_depth = {depth}
 poll_interval_ms = 100
 range_blocks = 200
@@ -131,6 +134,11 @@ explorer_tx_url = "https://explorer.invalid/tx/{{tx_hash}}"
             depth = self.max_reorg_depth,
             server_listen = self.server_listen,
             server_extra = self.server_extra,
+            rpc_extra = self
+                .rpc_urls_extra
+                .iter()
+                .map(|u| format!(", \"{u}\""))
+                .collect::<String>(),
             treasuries = std::iter::once(self.treasury)
                 .chain(self.extra_treasuries.iter().copied())
                 .map(|a| format!("\"{a}\""))
