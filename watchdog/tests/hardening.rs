@@ -203,3 +203,37 @@ async fn after_running_out_of_file_descriptors_health_answers_within_5_s() -> Re
     drop(burst);
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_body_sent_a_byte_at_a_time_is_cut_off_at_the_request_timeout() -> Result<()> {
+    let (_env, _wd, addr) = watchdog("request_timeout_ms = 2000").await?;
+    let mut s = TcpStream::connect(&addr).await?;
+    let head = format!(
+        "POST {PATH} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer a-long-enough-secret-token\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n"
+    );
+    s.write_all(head.as_bytes()).await?;
+    let started = Instant::now();
+    let (mut rd, mut wr) = s.into_split();
+    let trickle = tokio::spawn(async move {
+        for _ in 0..1000 {
+            if wr.write_all(b" ").await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    });
+    let mut buf = vec![0u8; 512];
+    let n = tokio::time::timeout(Duration::from_secs(10), rd.read(&mut buf))
+        .await
+        .context("no answer to a body that never ends")??;
+    let answer = String::from_utf8_lossy(&buf[..n]).into_owned();
+    let after = started.elapsed();
+    trickle.abort();
+    println!(
+        "a byte every 500 ms: answered after {after:?}: {}",
+        answer.lines().next().unwrap_or("")
+    );
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(after < Duration::from_millis(3_500), "{after:?}");
+    Ok(())
+}
