@@ -121,7 +121,9 @@ pub fn recognise(_code: i64, message: &str) -> Option<Limit> {
     let max_blocks = match hint {
         Hint::None => None,
         Hint::SuggestedRange => {
-            suggested_range(&message.to_ascii_lowercase()).map(|(from, to)| to - from + 1)
+            // `[0x0, 0xffffffffffffffff]` spans one block more than u64 holds: saturate.
+            suggested_range(&message.to_ascii_lowercase())
+                .map(|(from, to)| (to - from).saturating_add(1))
         }
         Hint::Number => at,
         Hint::LastNumber => tokens.iter().rev().find_map(Token::number),
@@ -335,6 +337,13 @@ mod tests {
             Some((16, 31))
         );
         assert_eq!(suggested_range("try [0x20, 0x10]"), None);
+        // A hostile provider's widest range saturates instead of overflowing.
+        let whole = recognise(
+            -32005,
+            "query returned more than 10000 results. Try with this block range [0x0, 0xffffffffffffffff].",
+        )
+        .expect("recognised");
+        assert_eq!(whole.max_blocks, Some(u64::MAX));
         assert_eq!(words("limited to a 10,000 range")[3], Token::Number(10_000));
     }
 }
