@@ -7,7 +7,6 @@ use sqlx::{postgres::PgPoolOptions, PgPool};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    config::{redact_url, Settings},
     health::Health,
     ingest::{Backpressure, ChainIngest, IngestError},
     kafka::{self, EmbeddedKafka},
@@ -16,6 +15,7 @@ use crate::{
     server,
     sink::{Sink, SinkError},
 };
+use tripwire_config::{redact_url, Settings};
 
 /// Why a process stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -91,7 +91,7 @@ pub fn init_tracing(format: &str, default: &str) {
         .with_env_filter(filter)
         .with_ansi(std::io::stderr().is_terminal())
         // Every line scrubbed of the configured secrets (see `secrets`).
-        .with_writer(crate::secrets::ScrubbingWriter);
+        .with_writer(ScrubbingWriter);
     if format == "json" {
         builder.json().init();
     } else {
@@ -198,7 +198,7 @@ pub async fn run(
     let addr = listen.unwrap_or(cfg.server.listen);
     let (bound, http) = server::serve(
         addr,
-        cfg.server.limits(),
+        (&cfg.server).into(),
         prometheus,
         health.clone(),
         shutdown.clone(),
@@ -311,4 +311,31 @@ pub async fn run(
     pool.close().await;
     drop(embedded);
     result
+}
+
+/// The tracing writer: each formatted event (written whole by `tracing-subscriber`) is scrubbed
+/// before it reaches stderr.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ScrubbingWriter;
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for ScrubbingWriter {
+    type Writer = ScrubbingWriter;
+    fn make_writer(&'a self) -> Self::Writer {
+        ScrubbingWriter
+    }
+}
+
+impl std::io::Write for ScrubbingWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let text = String::from_utf8_lossy(buf);
+        std::io::Write::write_all(
+            &mut std::io::stderr(),
+            tripwire_config::secrets::scrub(&text).as_bytes(),
+        )?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
 }

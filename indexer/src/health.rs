@@ -40,7 +40,7 @@ impl Health {
     /// Records a component's state. Logs transitions once, not every call.
     pub fn set(&self, component: &str, status: Status, reason: impl Into<String>) {
         // Reasons quote peers' errors, which quote URLs: never a secret in `/health`.
-        let reason = crate::secrets::scrub(&reason.into()).into_owned();
+        let reason = tripwire_config::secrets::scrub(&reason.into()).into_owned();
         let mut map = self.inner.lock().expect("health lock");
         let previous = map.get(component).map(|(s, _)| *s);
         if previous != Some(status) {

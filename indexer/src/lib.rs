@@ -3,7 +3,6 @@
 //! `ARCHITECTURE.md` at the repository root for the data flow.
 
 pub mod app;
-pub mod config;
 pub mod faults;
 pub mod health;
 pub mod ingest;
@@ -13,7 +12,6 @@ pub mod offsets;
 pub mod pgsocket;
 pub mod probes;
 pub mod rpc;
-pub mod secrets;
 pub mod server;
 pub mod sink;
 pub mod status;

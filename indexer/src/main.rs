@@ -5,7 +5,8 @@ use std::{net::SocketAddr, path::PathBuf, process::ExitCode, time::Duration};
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
-use tripwire_indexer::{app, config::Settings, offsets, status};
+use tripwire_config::Settings;
+use tripwire_indexer::{app, offsets, status};
 
 /// mimalloc instead of glibc's malloc: decoding, encoding and writing a log allocates a dozen
 /// small strings and vectors, and glibc spent ~17% of the process's CPU on them (and on

@@ -11,8 +11,8 @@ use std::time::Duration;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use sqlx::PgPool;
 
-use crate::config::KafkaConfig;
 use crate::kafka::client_config;
+use tripwire_config::KafkaConfig;
 
 /// Where a reset moves a consumer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

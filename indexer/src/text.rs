@@ -5,9 +5,9 @@
 use std::borrow::Cow;
 
 /// `s` with every control character but newline and tab escaped, and the configured secrets
-/// hidden (`crate::secrets::scrub`).
+/// hidden (`tripwire_config::secrets::scrub`).
 pub fn printable(s: &str) -> Cow<'_, str> {
-    let s = match crate::secrets::scrub(s) {
+    let s = match tripwire_config::secrets::scrub(s) {
         Cow::Borrowed(b) => b,
         Cow::Owned(o) => return Cow::Owned(escape(&o).into_owned()),
     };

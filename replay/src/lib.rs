@@ -22,7 +22,7 @@ pub enum ReplayError {
     #[error("{0}")]
     Invalid(String),
     #[error(transparent)]
-    Config(#[from] tripwire_indexer::config::ConfigError),
+    Config(#[from] tripwire_config::ConfigError),
     #[error("rpc: {0}")]
     Rpc(#[from] tripwire_indexer::rpc::RpcError),
     #[error("postgres: {0}")]

@@ -9,7 +9,7 @@
 
 use alloy::primitives::Address;
 use serde_json::json;
-use tripwire_indexer::config::{redact_url, ChainConfig, ContractSpec, Settings};
+use tripwire_config::{redact_url, ChainConfig, ContractSpec, Settings};
 use tripwire_indexer::rpc::ChainRpc;
 
 use crate::ReplayError;

@@ -11,7 +11,7 @@ use alloy::primitives::B256;
 use rdkafka::producer::FutureRecord;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
-use tripwire_indexer::config::Settings;
+use tripwire_config::Settings;
 use tripwire_indexer::ingest::records;
 use tripwire_indexer::kafka;
 use tripwire_indexer::rpc::ChainRpc;

@@ -116,7 +116,7 @@ async fn index_everything(
     db: &TestDb,
     treasury: Address,
 ) -> Result<()> {
-    let settings = tripwire_indexer::config::Settings::load(config)?;
+    let settings = tripwire_config::Settings::load(config)?;
     let token = CancellationToken::new();
     let t = token.clone();
     let handle = std::thread::spawn(move || {

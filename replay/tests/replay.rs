@@ -86,7 +86,7 @@ abi = "{abi}"
 
     /// Starts ingest and sink in this process (own thread and runtime).
     fn start_indexer(&mut self) -> Result<()> {
-        let settings = tripwire_indexer::config::Settings::load(&self.config("indexer.toml", ""))?;
+        let settings = tripwire_config::Settings::load(&self.config("indexer.toml", ""))?;
         let token = CancellationToken::new();
         let t = token.clone();
         let handle = std::thread::spawn(move || {

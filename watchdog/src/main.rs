@@ -177,7 +177,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let addr = listen.unwrap_or(ws.watchdog.listen);
     let (bound, http) = server::serve_with(
         addr,
-        ws.settings.config.server.limits(),
+        (&ws.settings.config.server).into(),
         prometheus,
         health.clone(),
         extra,

@@ -61,7 +61,7 @@ pub async fn show(
         .find(|c| c.chain_id as i64 == p.chain_id);
     let rpc = chain
         .and_then(|c| c.all_providers().into_iter().next())
-        .map(|p| tripwire_indexer::config::redact_url(&p.url))
+        .map(|p| tripwire_config::redact_url(&p.url))
         .unwrap_or_else(|| "$RPC_URL".into());
     tripwire_indexer::println_escaped!("proposal {} ({})", p.id, p.state);
     if let Some(e) = &p.error {
@@ -154,7 +154,7 @@ pub async fn show(
 /// The Safe's owners read from the chain, or `None` (with a printed reason) when it cannot be
 /// read: the command is still printed, and the simulation the runbook runs catches a non-owner.
 async fn safe_owners(
-    chain: Option<&tripwire_indexer::config::ChainConfig>,
+    chain: Option<&tripwire_config::ChainConfig>,
     safe: &str,
 ) -> Option<Vec<alloy::primitives::Address>> {
     let chain = chain?;

@@ -191,7 +191,7 @@ pub async fn save_providers(
         .bind(p.error_rate)
         .bind(p.latency_ms)
         // A provider's error text may quote its URL: stored scrubbed of its key.
-        .bind(p.reason.as_deref().map(|r| crate::secrets::scrub(r).into_owned()))
+        .bind(p.reason.as_deref().map(|r| tripwire_config::secrets::scrub(r).into_owned()))
         .bind(p.inconsistent_answers as i64)
         .execute(&mut *tx)
         .await?;

@@ -8,10 +8,10 @@ use metrics::counter;
 use tripwire_schema::{BlockMarker, LogRecord, StreamRecord};
 
 use crate::{
-    config::ContractSpec,
     metrics as m,
     rpc::{Header, Interest},
 };
+use tripwire_config::ContractSpec;
 
 /// Address -> index into the chain's contracts.
 pub type AddressBook = HashMap<Address, usize>;

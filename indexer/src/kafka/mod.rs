@@ -21,7 +21,7 @@ use rdkafka::{
     producer::{BaseProducer, DefaultProducerContext, FutureProducer, Producer as _},
 };
 
-use crate::config::{flow, KafkaConfig};
+use tripwire_config::{flow, KafkaConfig};
 
 /// `(partition, low, high)` watermarks of every partition of `topic` (none when the topic does
 /// not exist or has no partitions). Blocking: call it from a blocking context.

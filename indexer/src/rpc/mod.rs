@@ -39,8 +39,8 @@ pub use evidence::Interest;
 pub use pool::ProviderStatus;
 pub use types::Header;
 
-use crate::config::{redact_url, ChainConfig};
 use pool::{Pool, Provider};
+use tripwire_config::{redact_url, ChainConfig};
 
 /// Index of a provider in its chain's pool.
 pub type ProviderId = usize;

@@ -35,6 +35,16 @@ impl Default for Limits {
     }
 }
 
+impl From<&tripwire_config::ServerConfig> for Limits {
+    fn from(c: &tripwire_config::ServerConfig) -> Self {
+        Limits {
+            header_timeout: c.header_timeout(),
+            request_timeout: c.request_timeout(),
+            max_connections: c.max_connections.max(1),
+        }
+    }
+}
+
 /// First and longest pause after a failed accept.
 const ACCEPT_RETRY_FIRST: Duration = Duration::from_millis(10);
 const ACCEPT_RETRY_MAX: Duration = Duration::from_secs(1);

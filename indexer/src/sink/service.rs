@@ -30,7 +30,6 @@ use tokio_util::sync::CancellationToken;
 
 use super::write::{self, Batch, WriteError};
 use crate::{
-    config::{Flow, KafkaConfig, SinkConfig},
     health::{Health, Status},
     kafka::{
         self,
@@ -38,6 +37,7 @@ use crate::{
     },
     metrics as m,
 };
+use tripwire_config::{Flow, KafkaConfig, SinkConfig};
 
 /// Why the sink could not start or continue.
 #[derive(Debug, thiserror::Error)]

@@ -76,7 +76,7 @@ impl Deliveries {
             .map(|url| {
                 Arc::new(Queue {
                     url: url.clone(),
-                    label: tripwire_indexer::config::redact_url(url),
+                    label: tripwire_config::redact_url(url),
                     pending: Mutex::new(BTreeMap::new()),
                     wake: Notify::new(),
                     next_version: Default::default(),

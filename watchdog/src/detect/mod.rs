@@ -8,8 +8,6 @@
 //! at-least-once; see `seen`), and so are retractions (they annotate incidents; the baselines keep
 //! what they learned, as a few orphaned events cannot move them).
 
-mod abi_check;
-mod config;
 mod event;
 mod flow;
 mod rate;
@@ -22,53 +20,27 @@ pub mod traffic;
 mod value;
 
 #[cfg(test)]
-mod abi_tests;
-#[cfg(test)]
 mod drain_tests;
 #[cfg(test)]
 mod tests;
-
-use std::fmt;
 
 use alloy::primitives::B256;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tripwire_schema::{BlockMarker, LogRecord};
 
-pub use abi_check::{check_against_abis, AbiMismatch, ContractEvents};
-pub use config::{
-    d_privileged as privileged_events, DetectorConfig, EventParams, FlowMethod, FlowParams, Params,
-    RateParams, ValueParams, ACTIONS,
-};
 use select::Selector;
+pub use tripwire_config::watchdog::{
+    check_against_abis, d_privileged as privileged_events, AbiMismatch, ContractEvents,
+    DetectorConfig, EventParams, FlowMethod, FlowParams, InvalidDetector, Params, RateParams,
+    Severity, ValueParams, ACTIONS,
+};
 
-/// How loud a detector's alerts are; the `severity` label in Alertmanager.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Severity {
-    Info,
-    Warning,
-    Critical,
-}
-
-impl fmt::Display for Severity {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Severity::Info => "info",
-            Severity::Warning => "warning",
-            Severity::Critical => "critical",
-        })
-    }
-}
-
+/// What can go wrong building or restoring detectors.
 #[derive(Debug, thiserror::Error)]
 pub enum DetectError {
-    #[error("detector `{detector}`: {field}: {message}")]
-    Invalid {
-        detector: String,
-        field: String,
-        message: String,
-    },
+    #[error(transparent)]
+    Invalid(#[from] InvalidDetector),
     #[error("saved detector state is not readable: {0}")]
     Snapshot(String),
 }

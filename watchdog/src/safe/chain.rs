@@ -64,10 +64,7 @@ impl ChainReader {
                     if is_revert(&text) {
                         return Err(ChainError::Reverted(text));
                     }
-                    errors.push(format!(
-                        "{}: {text}",
-                        tripwire_indexer::config::redact_url(url)
-                    ));
+                    errors.push(format!("{}: {text}", tripwire_config::redact_url(url)));
                 }
             }
         }

@@ -5,7 +5,7 @@
 //! unpause is ever proposed. Start-up checks refuse a Safe, key or target that could not work.
 
 pub mod chain;
-pub mod config;
+use tripwire_config::watchdog as config;
 pub mod service;
 pub mod store;
 pub mod tx;
@@ -21,7 +21,7 @@ use alloy::dyn_abi::DynSolValue;
 use alloy::primitives::{keccak256, Address, U256};
 use alloy::signers::{local::PrivateKeySigner, Signer};
 use sqlx::PgPool;
-use tripwire_indexer::config::ChainConfig;
+use tripwire_config::ChainConfig;
 
 use crate::config::WatchdogSettings;
 use chain::{has_selector, ChainError, ChainReader};
@@ -99,8 +99,8 @@ fn key_text(cfg: &SafeConfig) -> Result<KeyText, SafeError> {
 
 fn parse_key(what: &str, text: &str) -> Result<PrivateKeySigner, SafeError> {
     // Never printed anyway; registered so that no peer's echo of it is either.
-    tripwire_indexer::secrets::register(text.trim());
-    tripwire_indexer::secrets::register(text.trim().trim_start_matches("0x"));
+    tripwire_config::secrets::register(text.trim());
+    tripwire_config::secrets::register(text.trim().trim_start_matches("0x"));
     // The key's text is never part of an error: only where it came from.
     PrivateKeySigner::from_str(text.trim()).map_err(|_| {
         config_err(

@@ -50,7 +50,7 @@ impl ServiceClient {
             Some(env) => Some(
                 std::env::var(env)
                     .map_err(|_| ServiceError::MissingKey { env: env.clone() })
-                    .inspect(|k| tripwire_indexer::secrets::register(k))?,
+                    .inspect(|k| tripwire_config::secrets::register(k))?,
             ),
             None => None,
         };

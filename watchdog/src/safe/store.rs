@@ -109,7 +109,7 @@ pub async fn set_state(
     .bind(id)
     .bind(state)
     // The service's error text may quote its URL: stored scrubbed of its credentials.
-    .bind(error.map(|e| tripwire_indexer::secrets::scrub(e).into_owned()))
+    .bind(error.map(|e| tripwire_config::secrets::scrub(e).into_owned()))
     .execute(pool)
     .await?;
     Ok(())

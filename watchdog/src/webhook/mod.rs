@@ -6,7 +6,7 @@
 //! stored. Alertmanager re-sends groups every interval, so each alert is acted on once per
 //! fingerprint, `startsAt` and status; resolved notifications are recorded and never unpause.
 
-pub mod config;
+use tripwire_config::watchdog as config;
 mod payload;
 pub mod store;
 
@@ -72,7 +72,7 @@ impl Receiver {
                 None => Ok(None),
                 Some(name) => match std::env::var(name) {
                     Ok(v) if !v.is_empty() => {
-                        tripwire_indexer::secrets::register(&v);
+                        tripwire_config::secrets::register(&v);
                         Ok(Some(v))
                     }
                     _ => Err(WebhookError::Config {
@@ -258,7 +258,7 @@ async fn handle(r: &Receiver, p: &Payload, a: &AlertIn) -> Result<Value, sqlx::E
     let answer = json!({ "fingerprint": a.fingerprint, "receipt": id, "actions": taken });
     // The answer goes back to the caller: no secret of a peer's error in it.
     Ok(
-        serde_json::from_str(&tripwire_indexer::secrets::scrub(&answer.to_string()))
+        serde_json::from_str(&tripwire_config::secrets::scrub(&answer.to_string()))
             .unwrap_or(answer),
     )
 }

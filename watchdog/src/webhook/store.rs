@@ -36,7 +36,7 @@ pub async fn receive(
 pub async fn set_actions(pool: &PgPool, id: i64, actions: &Value) -> Result<(), sqlx::Error> {
     // Actions' results quote peers' errors (an Alertmanager's URL among them): stored scrubbed.
     let actions: Value =
-        serde_json::from_str(&tripwire_indexer::secrets::scrub(&actions.to_string()))
+        serde_json::from_str(&tripwire_config::secrets::scrub(&actions.to_string()))
             .unwrap_or_else(|_| actions.clone());
     sqlx::query("UPDATE webhook_receipts SET actions = $2 WHERE id = $1")
         .bind(id)

@@ -171,7 +171,7 @@ explorer_tx_url = "https://explorer.invalid/tx/{{tx_hash}}"
     /// Starts the indexer in this process: the ingest, and with `sink` also the sink, which
     /// stores the topic's records in Postgres (the rows a back-test reads).
     pub async fn start_indexer(&mut self, sink: bool) -> Result<()> {
-        let settings = tripwire_indexer::config::Settings::load(&self.config())?;
+        let settings = tripwire_config::Settings::load(&self.config())?;
         let token = CancellationToken::new();
         let t = token.clone();
         // Its own thread and runtime: the ingest's future holds librdkafka handles that are not

@@ -21,7 +21,8 @@ use std::{
 use rdkafka::{error::KafkaError, producer::Producer};
 
 use super::{ChainIngest, IngestError};
-use crate::{config::LeadLimit, kafka};
+use crate::kafka;
+use tripwire_config::LeadLimit;
 
 /// What this process produced, as far as the sink may not have stored it.
 #[derive(Debug, Default)]

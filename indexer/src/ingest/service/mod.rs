@@ -28,13 +28,13 @@ use super::{
     records::{self, AddressBook, RangeError},
 };
 use crate::{
-    config::{ChainConfig, ContractSpec},
     faults,
     health::{Health, Status},
     kafka::{self, IngestProducer},
     metrics as m,
     rpc::{ChainRpc, RpcError},
 };
+use tripwire_config::{ChainConfig, ContractSpec};
 
 /// Why a step failed.
 #[derive(Debug, thiserror::Error)]
@@ -141,7 +141,7 @@ enum Step {
 /// retention could drop records the sink has not written yet (the embedded one keeps 5 MiB).
 #[derive(Debug, Clone)]
 pub struct Backpressure {
-    pub limit: crate::config::LeadLimit,
+    pub limit: tripwire_config::LeadLimit,
     /// The sink's name in `sink_offsets`.
     pub consumer: String,
     /// Signalled by a sink in the same process after every stored batch, so that a waiting

@@ -8,10 +8,39 @@ use std::num::NonZeroU64;
 use alloy::primitives::Address;
 use serde::{Deserialize, Serialize};
 
-use super::{DetectError, Severity};
+use std::fmt;
+
+/// How loud a detector's alerts are; the `severity` label in Alertmanager.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    Info,
+    Warning,
+    Critical,
+}
+
+impl fmt::Display for Severity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Severity::Info => "info",
+            Severity::Warning => "warning",
+            Severity::Critical => "critical",
+        })
+    }
+}
+
+/// A detector's parameters that the types cannot refuse (a range, an unknown action, parameters
+/// that contradict each other), naming the detector and the field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("detector `{detector}`: {field}: {message}")]
+pub struct InvalidDetector {
+    pub detector: String,
+    pub field: String,
+    pub message: String,
+}
 
 /// One detector. Loading the file checks it against the ABIs of the contracts its selector admits
-/// (`detect::check_against_abis`), so that one that could never fire is refused, naming the key:
+/// ([`check_against_abis`](super::check_against_abis)), so that one that could never fire is refused, naming the key:
 /// the events it names must exist there, and the parameters it reads too, with a usable type.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(try_from = "toml::Table")]
@@ -321,7 +350,7 @@ pub fn d_privileged() -> Vec<String> {
     .to_vec()
 }
 
-pub(super) fn d_actor_fields() -> Vec<String> {
+pub(crate) fn d_actor_fields() -> Vec<String> {
     [
         "account",
         "sender",
@@ -386,8 +415,8 @@ impl TryFrom<toml::Table> for DetectorConfig {
     }
 }
 
-fn bad(detector: &str, field: &str, message: impl Into<String>) -> DetectError {
-    DetectError::Invalid {
+fn bad(detector: &str, field: &str, message: impl Into<String>) -> InvalidDetector {
+    InvalidDetector {
         detector: detector.to_owned(),
         field: field.to_owned(),
         message: message.into(),
@@ -396,7 +425,7 @@ fn bad(detector: &str, field: &str, message: impl Into<String>) -> DetectError {
 
 impl DetectorConfig {
     /// Checks what the types cannot: ranges, known actions, consistent parameters.
-    pub fn validate(&self) -> Result<(), DetectError> {
+    pub fn validate(&self) -> Result<(), InvalidDetector> {
         let n = self.name.as_str();
         if n.trim().is_empty() || n.contains('/') {
             return Err(bad(n, "name", "must be non-empty and must not contain `/`"));

@@ -4,7 +4,6 @@
 
 use alloy::json_abi::Event;
 
-use super::synth::detector;
 use super::{check_against_abis, AbiMismatch, ContractEvents};
 
 fn contract(name: &str, chain_id: u64, sigs: &[&str]) -> ContractEvents {
@@ -192,4 +191,14 @@ fn scopes_that_select_nothing_are_refused() {
     assert_eq!(e.key, "event = \"Withdraw\"");
     let e = check_against_abis(&[detector("name = \"r\"\nkind = \"rate\"")], &[]).unwrap_err();
     assert_eq!(e.key, "contract");
+}
+
+/// Parses one `[[watchdog.detectors]]` table body.
+fn detector(toml_body: &str) -> super::DetectorConfig {
+    #[derive(serde::Deserialize)]
+    struct One {
+        d: super::DetectorConfig,
+    }
+    let one: One = toml::from_str(&format!("[d]\n{toml_body}")).expect("detector config parses");
+    one.d
 }

@@ -19,8 +19,8 @@ use std::collections::BTreeSet;
 
 use alloy::json_abi::Event;
 
-use super::config::d_actor_fields;
-use super::{privileged_events, DetectorConfig, Params};
+use super::detectors::{d_actor_fields, d_privileged as privileged_events};
+use super::{DetectorConfig, Params};
 
 /// The events one `[[contracts]]` entry decodes, as the check sees them.
 #[derive(Debug, Clone)]

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use alloy::primitives::Address;
 use serde::Deserialize;
 
-use crate::detect::Severity;
+use super::Severity;
 
 /// `MultiSendCallOnly` v1.4.1 at its canonical (deterministic deployment) address.
 pub const CANONICAL_MULTISEND_CALL_ONLY: &str = "0x9641d764fc13c8B624c04430C7356C1C7C8102e2";

@@ -1,13 +1,12 @@
 //! One redaction for everything that leaves the process. The secrets of the configured URLs (a
 //! user name or password in the user info, a path segment that looks like an API key, query
 //! values) and the configured tokens are registered once, when the config loads; [`scrub`] then
-//! replaces each of them by `***` in any text: every log line (the tracing writer, see
-//! [`ScrubbingWriter`]), `/health` reasons, error text stored in the database or printed by a CLI.
+//! replaces each of them by `***` in any text: every log line (the tracing writer of
+//! each process), `/health` reasons, error text stored in the database or printed by a CLI.
 //! Scrubbing the text itself, rather than each place that formats a URL, also covers errors of
 //! HTTP clients and peers that quote the URL they failed on.
 
 use std::borrow::Cow;
-use std::io::Write;
 use std::sync::RwLock;
 
 /// The registered secrets, longest first (so a secret containing another is replaced whole).
@@ -122,30 +121,6 @@ pub fn scrub(text: &str) -> Cow<'_, str> {
         }
     }
     Cow::Owned(out)
-}
-
-/// The tracing writer: each formatted event (written whole by `tracing-subscriber`) is scrubbed
-/// before it reaches stderr.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct ScrubbingWriter;
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for ScrubbingWriter {
-    type Writer = ScrubbingWriter;
-    fn make_writer(&'a self) -> Self::Writer {
-        ScrubbingWriter
-    }
-}
-
-impl Write for ScrubbingWriter {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let text = String::from_utf8_lossy(buf);
-        std::io::stderr().write_all(scrub(&text).as_bytes())?;
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        std::io::stderr().flush()
-    }
 }
 
 #[cfg(test)]

@@ -5,10 +5,8 @@ use std::path::{Path, PathBuf};
 use super::*;
 
 fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_owned()
+    // crates/config -> the repository.
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
 const MINIMAL: &str = r#"
