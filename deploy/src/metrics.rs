@@ -10,7 +10,11 @@ use anyhow::Context;
 pub fn declared() -> anyhow::Result<BTreeSet<String>> {
     let name = regex::Regex::new(r#""(tripwire_[a-z0-9_]+)""#)?;
     let mut out = BTreeSet::new();
-    for f in ["indexer/src/metrics.rs", "watchdog/src/metrics.rs"] {
+    for f in [
+        "crates/runtime/src/metrics.rs",
+        "indexer/src/metrics.rs",
+        "watchdog/src/metrics.rs",
+    ] {
         let path = crate::repo_root().join(f);
         let text = std::fs::read_to_string(&path)
             .with_context(|| format!("reading {}", path.display()))?;

@@ -7,15 +7,14 @@ use sqlx::{postgres::PgPoolOptions, PgPool};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    health::Health,
     ingest::{Backpressure, ChainIngest, IngestError},
     kafka::{self, EmbeddedKafka},
     probes,
     rpc::{ChainRpc, RpcError},
-    server,
     sink::{Sink, SinkError},
 };
 use tripwire_config::{redact_url, Settings};
+use tripwire_runtime::{health::Health, server};
 
 /// Why a process stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -81,69 +80,6 @@ pub async fn connect_postgres(settings: &Settings, patience: Duration) -> Result
     }
 }
 
-/// Logs to stderr with `tracing`: `RUST_LOG` or `default` as the filter, `format` `text` or
-/// `json`, colours only on a terminal. Shared by every Tripwire binary.
-pub fn init_tracing(format: &str, default: &str) {
-    use std::io::IsTerminal;
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
-        // Every line scrubbed of the configured secrets (see `secrets`).
-        .with_writer(ScrubbingWriter);
-    if format == "json" {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
-}
-
-/// Why an operator's change did not go ahead.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfirmError {
-    /// Scripts must say `--yes` themselves: nobody is there to answer.
-    #[error("{0} asks for confirmation: pass --yes when not on a terminal")]
-    NotATerminal(String),
-    #[error("not confirmed: nothing changed")]
-    Refused,
-    #[error("reading the answer: {0}")]
-    Io(#[from] std::io::Error),
-}
-
-/// Asks on the terminal to type `expected` before a change that moves stored positions;
-/// `yes` answers for the operator.
-pub fn confirm(yes: bool, command: &str, prompt: &str, expected: &str) -> Result<(), ConfirmError> {
-    use std::io::{BufRead, IsTerminal, Write};
-    if yes {
-        return Ok(());
-    }
-    if !std::io::stdin().is_terminal() {
-        return Err(ConfirmError::NotATerminal(command.to_string()));
-    }
-    eprint!("{prompt} Type {expected} to confirm: ");
-    std::io::stderr().flush().ok();
-    let mut line = String::new();
-    std::io::stdin().lock().read_line(&mut line)?;
-    if line.trim() != expected {
-        return Err(ConfirmError::Refused);
-    }
-    Ok(())
-}
-
-/// Cancels `token` on SIGTERM or Ctrl-C.
-pub fn cancel_on_signal(token: CancellationToken) {
-    tokio::spawn(async move {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("SIGTERM handler");
-        tokio::select! {
-            _ = term.recv() => tracing::info!("SIGTERM: draining"),
-            _ = tokio::signal::ctrl_c() => tracing::info!("interrupt: draining"),
-        }
-        token.cancel();
-    });
-}
-
 /// Runs the given roles until `shutdown` or a fatal error.
 pub async fn run(
     settings: Settings,
@@ -151,7 +87,7 @@ pub async fn run(
     listen: Option<SocketAddr>,
     shutdown: CancellationToken,
 ) -> Result<(), AppError> {
-    let prometheus = server::install_recorder();
+    let prometheus = server::install_recorder(crate::metrics::BUCKETS, crate::metrics::describe);
     let health = Health::new();
     let cfg = &settings.config;
 
@@ -207,7 +143,7 @@ pub async fn run(
     .map_err(|source| AppError::Listen { addr, source })?;
     tracing::info!(%bound, "serving /metrics and /health");
 
-    probes::postgres(pool.clone(), health.clone(), shutdown.clone());
+    tripwire_runtime::probes::postgres(pool.clone(), health.clone(), shutdown.clone());
     // In `run`, the sink tells the ingest at once when it stored a batch.
     let progress = Arc::new(tokio::sync::Notify::new());
     let mut tasks: Vec<tokio::task::JoinHandle<Result<(), AppError>>> = Vec::new();
@@ -311,31 +247,4 @@ pub async fn run(
     pool.close().await;
     drop(embedded);
     result
-}
-
-/// The tracing writer: each formatted event (written whole by `tracing-subscriber`) is scrubbed
-/// before it reaches stderr.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct ScrubbingWriter;
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for ScrubbingWriter {
-    type Writer = ScrubbingWriter;
-    fn make_writer(&'a self) -> Self::Writer {
-        ScrubbingWriter
-    }
-}
-
-impl std::io::Write for ScrubbingWriter {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let text = String::from_utf8_lossy(buf);
-        std::io::Write::write_all(
-            &mut std::io::stderr(),
-            tripwire_config::secrets::scrub(&text).as_bytes(),
-        )?;
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        std::io::stderr().flush()
-    }
 }

@@ -3,8 +3,6 @@
 //! `ARCHITECTURE.md` at the repository root for the data flow.
 
 pub mod app;
-pub mod faults;
-pub mod health;
 pub mod ingest;
 pub mod kafka;
 pub mod metrics;
@@ -12,7 +10,5 @@ pub mod offsets;
 pub mod pgsocket;
 pub mod probes;
 pub mod rpc;
-pub mod server;
 pub mod sink;
 pub mod status;
-pub mod text;

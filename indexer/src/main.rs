@@ -31,8 +31,14 @@ struct Cli {
     )]
     config: PathBuf,
     /// Log format.
-    #[arg(long, env = "TRIPWIRE_LOG_FORMAT", global = true, default_value = "text", value_parser = ["text", "json"])]
-    log_format: String,
+    #[arg(
+        long,
+        env = "TRIPWIRE_LOG_FORMAT",
+        global = true,
+        value_enum,
+        default_value_t
+    )]
+    log_format: tripwire_runtime::LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -120,8 +126,8 @@ fn main() -> ExitCode {
 
 async fn async_main() -> ExitCode {
     let cli = Cli::parse();
-    app::init_tracing(&cli.log_format, "info");
-    if let Err(e) = tripwire_indexer::faults::setup() {
+    tripwire_runtime::init_tracing(cli.log_format, "info");
+    if let Err(e) = tripwire_runtime::faults::setup() {
         eprintln!("error: {e}");
         return ExitCode::FAILURE;
     }
@@ -166,7 +172,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             } else {
                 // Provider reasons are peers' words, stored: shown with control characters escaped.
                 let text = status::render(&rows, settings.config.server.lag_threshold_blocks);
-                print!("{}", tripwire_indexer::text::printable(&text));
+                print!("{}", tripwire_runtime::text::printable(&text));
             }
             return Ok(());
         }
@@ -195,7 +201,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         _ => None,
     };
     let shutdown = CancellationToken::new();
-    app::cancel_on_signal(shutdown.clone());
+    tripwire_runtime::signals::cancel_on_signal(shutdown.clone());
     app::run(settings, roles, listen, shutdown).await?;
     Ok(())
 }
@@ -221,7 +227,7 @@ async fn offsets_command(
             let positions =
                 offsets::read(pool, kafka, topics, std::slice::from_ref(consumer)).await?;
             print!("{}", offsets::render(&positions));
-            app::confirm(
+            tripwire_runtime::prompt::confirm(
                 *yes,
                 "offsets reset",
                 &format!(

@@ -17,6 +17,13 @@ pub const DEAD_LETTERS: &str = "tripwire_dead_letters_total";
 pub const PENDING_RETRACTED: &str = "tripwire_ingest_pending_retracted_total";
 pub const REORGS: &str = "tripwire_reorgs_total";
 pub const REORG_DEPTH: &str = "tripwire_reorg_depth_blocks";
+/// Histograms whose unit is not seconds: reorg depths are block counts, up to a deep reorg.
+pub const BUCKETS: &[tripwire_runtime::server::Buckets] = &[(
+    REORG_DEPTH,
+    &[
+        1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 16.0, 24.0, 32.0, 64.0, 128.0,
+    ],
+)];
 pub const RETRACTIONS_APPLIED: &str = "tripwire_retractions_applied_total";
 pub const KAFKA_ERRORS: &str = "tripwire_kafka_errors_total";
 pub const POSTGRES_ERRORS: &str = "tripwire_postgres_errors_total";
@@ -33,14 +40,9 @@ pub const LEAD_OVERRUNS: &str = "tripwire_ingest_lead_overruns_total";
 /// Blocks per `eth_getLogs` request now, and the learned density.
 pub const RANGE_BLOCKS: &str = "tripwire_rpc_range_blocks";
 pub const RANGE_LOGS_PER_BLOCK: &str = "tripwire_rpc_range_logs_per_block";
-pub const HTTP_ACCEPT_ERRORS: &str = "tripwire_http_accept_errors_total";
 
 /// Registers descriptions (called once when the recorder is installed).
 pub fn describe() {
-    describe_counter!(
-        HTTP_ACCEPT_ERRORS,
-        "Failed accepts of the HTTP server (e.g. file descriptors exhausted), retried with backoff"
-    );
     describe_gauge!(
         LEAD_RECORDS,
         "Records in the topic beyond the sink's stored position right after the last publish \

@@ -1,5 +1,5 @@
-//! Background checks that keep `/health` true while a process is idle: Postgres answers, Kafka
-//! answers, and (for the sink) how far Postgres is behind the chain head.
+//! Background checks that keep `/health` true while a process is idle: Kafka answers, and (for
+//! the sink) how far Postgres is behind the chain head. The Postgres probe is the runtime's.
 
 use std::{sync::Arc, time::Duration};
 
@@ -7,32 +7,12 @@ use metrics::gauge;
 use rdkafka::{client::ClientContext, consumer::Consumer, producer::Producer};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
+use tripwire_runtime::health::{Health, Status};
 
-use crate::{
-    health::{Health, Status},
-    metrics as m,
-};
+use crate::metrics as m;
 
+/// Between two probes.
 const INTERVAL: Duration = Duration::from_secs(3);
-
-/// `SELECT 1` every few seconds.
-pub fn postgres(pool: PgPool, health: Health, shutdown: CancellationToken) {
-    tokio::spawn(async move {
-        while !shutdown.is_cancelled() {
-            let r = tokio::time::timeout(
-                Duration::from_secs(2),
-                sqlx::query("SELECT 1").execute(&pool),
-            )
-            .await;
-            match r {
-                Ok(Ok(_)) => health.healthy("postgres"),
-                Ok(Err(e)) => health.set("postgres", Status::Unhealthy, e.to_string()),
-                Err(_) => health.set("postgres", Status::Unhealthy, "no answer within 2 s"),
-            }
-            tokio::select! { _ = shutdown.cancelled() => {}, _ = tokio::time::sleep(INTERVAL) => {} }
-        }
-    });
-}
 
 /// Something that can ask a broker for metadata.
 pub trait MetadataSource: Send + Sync + 'static {

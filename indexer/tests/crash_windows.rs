@@ -1,5 +1,5 @@
 //! Every boundary between two durable effects of the ingest and the sink, hit exactly by a fault
-//! point (`tripwire_indexer::faults`), for SIGKILL and for SIGTERM, each followed by a reorg of
+//! point (`tripwire_runtime::faults`), for SIGKILL and for SIGTERM, each followed by a reorg of
 //! depth 1 and of depth 3 before the process is started again: Postgres must equal the canonical
 //! chain, with no orphaned row (`logs` or `blocks`) and no missing one.
 //!
@@ -14,7 +14,7 @@ use std::time::Duration;
 use anyhow::{ensure, Context, Result};
 use common::Env;
 use testkit::abi;
-use tripwire_indexer::faults::points;
+use tripwire_runtime::faults::points;
 
 /// The processes' view after the run, for the failure message.
 fn logs(procs: &[&testkit::process::Proc]) -> String {

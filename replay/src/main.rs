@@ -74,7 +74,10 @@ struct Cli {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    app::init_tracing("text", "info,tripwire_indexer=warn,sqlx=warn");
+    tripwire_runtime::init_tracing(
+        tripwire_runtime::LogFormat::Text,
+        "info,tripwire_indexer=warn,sqlx=warn",
+    );
     match run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -124,7 +127,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         .await
         .context("applying migrations")?;
     let shutdown = CancellationToken::new();
-    app::cancel_on_signal(shutdown.clone());
+    tripwire_runtime::signals::cancel_on_signal(shutdown.clone());
     match cli.mode {
         Mode::Detect => unreachable!("handled above"),
         Mode::Reindex => {
@@ -177,7 +180,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 );
                 return Ok(());
             }
-            app::confirm(
+            tripwire_runtime::prompt::confirm(
                 cli.yes,
                 "reset-cursor",
                 &format!(

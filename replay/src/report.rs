@@ -140,7 +140,7 @@ pub fn csv(fired: &[Fired]) -> String {
 /// characters escaped.
 fn csv_field(v: &str) -> String {
     // Summaries carry decoded event values, which anyone can emit: no terminal escape sequences.
-    let v = tripwire_indexer::text::printable(v);
+    let v = tripwire_runtime::text::printable(v);
     if v.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", v.replace('"', "\"\""))
     } else {

@@ -539,7 +539,7 @@ history = 100
             .build()
             .expect("runtime");
         rt.block_on(async move {
-            let health = tripwire_indexer::health::Health::new();
+            let health = tripwire_runtime::health::Health::new();
             let pool = sqlx::PgPool::connect(&db_url).await.expect("postgres");
             let wd = tripwire_watchdog::service::Watchdog::new(&ws, &brokers, pool, health, None)
                 .await

@@ -5,7 +5,8 @@ use std::{net::SocketAddr, path::PathBuf, process::ExitCode, time::Duration};
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
-use tripwire_indexer::{app, health::Health, kafka, server};
+use tripwire_indexer::{app, kafka};
+use tripwire_runtime::{health::Health, server};
 use tripwire_watchdog::{
     alerts, config::WatchdogSettings, metrics, safe, service::Watchdog, webhook,
 };
@@ -29,8 +30,14 @@ struct Cli {
     )]
     config: PathBuf,
     /// Log format.
-    #[arg(long, env = "TRIPWIRE_LOG_FORMAT", global = true, default_value = "text", value_parser = ["text", "json"])]
-    log_format: String,
+    #[arg(
+        long,
+        env = "TRIPWIRE_LOG_FORMAT",
+        global = true,
+        value_enum,
+        default_value_t
+    )]
+    log_format: tripwire_runtime::LogFormat,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -82,7 +89,7 @@ async fn main() -> ExitCode {
         Some(Command::Run { .. }) | None => "info",
         _ => "warn",
     };
-    app::init_tracing(&cli.log_format, level);
+    tripwire_runtime::init_tracing(cli.log_format, level);
     match run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -140,11 +147,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         );
     }
 
-    let prometheus = server::install_recorder();
-    metrics::describe();
+    let prometheus = server::install_recorder(&[], metrics::describe);
     let health = Health::new();
     let shutdown = CancellationToken::new();
-    app::cancel_on_signal(shutdown.clone());
+    tripwire_runtime::signals::cancel_on_signal(shutdown.clone());
 
     let pool = app::connect_postgres(&ws.settings, Duration::from_secs(30)).await?;
     tripwire_schema::migrate(&pool)

@@ -11,14 +11,14 @@ pub async fn list(pool: &PgPool, limit: i64, json: bool) -> anyhow::Result<()> {
         .await
         .context("reading safe_proposals")?;
     if json {
-        tripwire_indexer::println_escaped!("{}", serde_json::to_string_pretty(&rows)?);
+        tripwire_runtime::println_escaped!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(());
     }
     if rows.is_empty() {
-        tripwire_indexer::println_escaped!("no proposals");
+        tripwire_runtime::println_escaped!("no proposals");
         return Ok(());
     }
-    tripwire_indexer::println_escaped!(
+    tripwire_runtime::println_escaped!(
         "{:>5}  {:<10} {:>6}  {:<66}  {:<20}  SOURCE",
         "ID",
         "STATE",
@@ -27,7 +27,7 @@ pub async fn list(pool: &PgPool, limit: i64, json: bool) -> anyhow::Result<()> {
         "CREATED"
     );
     for p in rows {
-        tripwire_indexer::println_escaped!(
+        tripwire_runtime::println_escaped!(
             "{:>5}  {:<10} {:>6}  {:<66}  {:<20}  {}",
             p.id,
             p.state,
@@ -63,16 +63,16 @@ pub async fn show(
         .and_then(|c| c.all_providers().into_iter().next())
         .map(|p| tripwire_config::redact_url(&p.url))
         .unwrap_or_else(|| "$RPC_URL".into());
-    tripwire_indexer::println_escaped!("proposal {} ({})", p.id, p.state);
+    tripwire_runtime::println_escaped!("proposal {} ({})", p.id, p.state);
     if let Some(e) = &p.error {
-        tripwire_indexer::println_escaped!("  last error:   {e}");
+        tripwire_runtime::println_escaped!("  last error:   {e}");
     }
-    tripwire_indexer::println_escaped!("  source:       {}", p.source_key);
-    tripwire_indexer::println_escaped!("  summary:      {}", p.summary);
-    tripwire_indexer::println_escaped!("  safe:         {} (chain {})", p.safe, p.chain_id);
-    tripwire_indexer::println_escaped!("  safeTxHash:   {}", p.safe_tx_hash);
-    tripwire_indexer::println_escaped!("  nonce:        {}", p.nonce);
-    tripwire_indexer::println_escaped!(
+    tripwire_runtime::println_escaped!("  source:       {}", p.source_key);
+    tripwire_runtime::println_escaped!("  summary:      {}", p.summary);
+    tripwire_runtime::println_escaped!("  safe:         {} (chain {})", p.safe, p.chain_id);
+    tripwire_runtime::println_escaped!("  safeTxHash:   {}", p.safe_tx_hash);
+    tripwire_runtime::println_escaped!("  nonce:        {}", p.nonce);
+    tripwire_runtime::println_escaped!(
         "  transaction:  to {} value {} operation {} ({})",
         p.to_address,
         p.value,
@@ -83,10 +83,10 @@ pub async fn show(
             "call"
         }
     );
-    tripwire_indexer::println_escaped!("  data:         {}", p.data);
-    tripwire_indexer::println_escaped!("  target calls:");
+    tripwire_runtime::println_escaped!("  data:         {}", p.data);
+    tripwire_runtime::println_escaped!("  target calls:");
     for c in p.calls.as_array().into_iter().flatten() {
-        tripwire_indexer::println_escaped!(
+        tripwire_runtime::println_escaped!(
             "    {} {}  ({})",
             c["to"].as_str().unwrap_or("?"),
             c["function"].as_str().unwrap_or("?"),
@@ -105,11 +105,11 @@ pub async fn show(
                         }
                     }
                 }
-                Err(e) => tripwire_indexer::println_escaped!(
+                Err(e) => tripwire_runtime::println_escaped!(
                     "  (could not read confirmations from the service: {e})"
                 ),
             },
-            Err(e) => tripwire_indexer::println_escaped!("  (no service client: {e})"),
+            Err(e) => tripwire_runtime::println_escaped!("  (no service client: {e})"),
         }
     }
     let hash: alloy::primitives::B256 = p.safe_tx_hash.parse().context("stored safeTxHash")?;
@@ -138,14 +138,14 @@ pub async fn show(
             added.push(who);
         }
     }
-    tripwire_indexer::println_escaped!("  signatures gathered ({}):", sigs.len());
+    tripwire_runtime::println_escaped!("  signatures gathered ({}):", sigs.len());
     for (who, _) in &sigs {
         let note = if added.contains(who) {
             "  (--signature)"
         } else {
             ""
         };
-        tripwire_indexer::println_escaped!("    {who}{note}");
+        tripwire_runtime::println_escaped!("    {who}{note}");
     }
     print_commands(&p, &tx, &sigs, &rpc);
     Ok(())
@@ -173,7 +173,7 @@ async fn safe_owners(
     match read.await {
         Ok(owners) => Some(owners),
         Err(e) => {
-            tripwire_indexer::println_escaped!(
+            tripwire_runtime::println_escaped!(
                 "  (could not read the Safe's owners to check the signers: {e})"
             );
             None
@@ -226,20 +226,20 @@ fn print_commands(p: &Proposal, tx: &safe::tx::SafeTx, sigs: &[(String, String)]
         safe::tx::pack_signatures(s)
     };
     println!();
-    tripwire_indexer::println_escaped!("To add your signature (an owner's key in $OWNER_KEY; --no-hash signs the EIP-712 hash itself):");
-    tripwire_indexer::println_escaped!(
+    tripwire_runtime::println_escaped!("To add your signature (an owner's key in $OWNER_KEY; --no-hash signs the EIP-712 hash itself):");
+    tripwire_runtime::println_escaped!(
         "  cast wallet sign --no-hash {} --private-key $OWNER_KEY",
         p.safe_tx_hash
     );
     println!();
-    tripwire_indexer::println_escaped!(
+    tripwire_runtime::println_escaped!(
         "To execute once the threshold is reached: every signature (65 bytes each, without 0x)"
     );
-    tripwire_indexer::println_escaped!("concatenated in ascending order of the signer's address, after 0x (`proposals show` does it");
-    tripwire_indexer::println_escaped!(
+    tripwire_runtime::println_escaped!("concatenated in ascending order of the signer's address, after 0x (`proposals show` does it");
+    tripwire_runtime::println_escaped!(
         "with each owner's signature given as --signature 0x…). With the signatures above:"
     );
-    tripwire_indexer::println_escaped!(
+    tripwire_runtime::println_escaped!(
         "  cast send {safe} 'execTransaction(address,uint256,bytes,uint8,uint256,uint256,uint256,address,address,bytes)' \\\n    {to} {value} {data} {op} 0 0 0 {zero} {zero} {sigs} \\\n    --rpc-url {rpc} --private-key $OWNER_KEY",
         safe = p.safe,
         to = tx.to,
@@ -250,7 +250,7 @@ fn print_commands(p: &Proposal, tx: &safe::tx::SafeTx, sigs: &[(String, String)]
         sigs = sorted,
     );
     println!();
-    tripwire_indexer::println_escaped!(
+    tripwire_runtime::println_escaped!(
         "Or in the Safe wallet: the transaction with nonce {} in the queue of {}.",
         p.nonce,
         p.safe

@@ -30,7 +30,6 @@ use tokio_util::sync::CancellationToken;
 
 use super::write::{self, Batch, WriteError};
 use crate::{
-    health::{Health, Status},
     kafka::{
         self,
         group::{self, GroupConsumer, Partition},
@@ -38,6 +37,7 @@ use crate::{
     metrics as m,
 };
 use tripwire_config::{Flow, KafkaConfig, SinkConfig};
+use tripwire_runtime::health::{Health, Status};
 
 /// Why the sink could not start or continue.
 #[derive(Debug, thiserror::Error)]

@@ -7,8 +7,8 @@
 //! `dead_letters`, and stores the sink cursors and the Kafka offsets, all in one transaction. A
 //! prepared batch does not change: a failed write is retried with exactly the same batch.
 
-use crate::faults;
 use std::collections::BTreeMap;
+use tripwire_runtime::faults;
 
 use alloy::primitives::B256;
 use sqlx::{PgConnection, PgPool};
@@ -180,7 +180,7 @@ pub enum WriteError {
     },
     /// A test stopped the process at a fault point (see `faults.rs`).
     #[error(transparent)]
-    Stopped(#[from] crate::faults::Stopped),
+    Stopped(#[from] tripwire_runtime::faults::Stopped),
 }
 
 /// What a batch did.

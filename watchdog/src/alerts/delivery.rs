@@ -16,7 +16,7 @@ use chrono::Utc;
 use metrics::{counter, gauge, histogram};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
-use tripwire_indexer::health::{Health, Status};
+use tripwire_runtime::health::{Health, Status};
 
 use super::{Client, DeliveryError, Incident, Render};
 use crate::metrics as m;

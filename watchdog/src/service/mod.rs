@@ -17,11 +17,11 @@ use metrics::{counter, gauge};
 use rdkafka::{consumer::Consumer, message::Message};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
-use tripwire_indexer::health::{Health, Status};
 use tripwire_indexer::kafka::{
     self,
     group::{self, GroupConsumer, Partition},
 };
+use tripwire_runtime::health::{Health, Status};
 use tripwire_schema::StreamRecord;
 
 use crate::alerts::{self, Changes, Deliveries, Incident, IncidentBook, Render, State};

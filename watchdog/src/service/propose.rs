@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use metrics::{counter, gauge};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
-use tripwire_indexer::health::{Health, Status};
+use tripwire_runtime::health::{Health, Status};
 
 use crate::metrics as m;
 use crate::safe::Proposer;

@@ -7,8 +7,8 @@ use std::time::Duration;
 use metrics::{counter, gauge};
 use rdkafka::consumer::Consumer;
 use tokio_util::sync::CancellationToken;
-use tripwire_indexer::health::Status;
 use tripwire_indexer::kafka::group::{self, Partition, Rebalanced};
+use tripwire_runtime::health::Status;
 
 use super::{wants_pause, Watchdog, WatchdogError};
 use crate::alerts::State;

@@ -28,13 +28,15 @@ use super::{
     records::{self, AddressBook, RangeError},
 };
 use crate::{
-    faults,
-    health::{Health, Status},
     kafka::{self, IngestProducer},
     metrics as m,
     rpc::{ChainRpc, RpcError},
 };
 use tripwire_config::{ChainConfig, ContractSpec};
+use tripwire_runtime::{
+    faults,
+    health::{Health, Status},
+};
 
 /// Why a step failed.
 #[derive(Debug, thiserror::Error)]
@@ -47,7 +49,7 @@ pub enum IngestError {
     Postgres(#[from] sqlx::Error),
     /// A test stopped the process at a fault point (see `faults.rs`).
     #[error(transparent)]
-    Stopped(#[from] crate::faults::Stopped),
+    Stopped(#[from] tripwire_runtime::faults::Stopped),
     #[error("chain {chain}: inconsistent RPC answer for blocks {from}..={to}: {source}")]
     Inconsistent {
         chain: String,

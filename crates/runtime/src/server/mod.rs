@@ -16,27 +16,31 @@ use tokio_util::sync::CancellationToken;
 
 use crate::health::{Health, Report, Status};
 
-/// Installs the global Prometheus recorder (once per process) and returns its handle.
-pub fn install_recorder() -> PrometheusHandle {
+/// Histogram buckets of one metric, for [`install_recorder`].
+pub type Buckets = (&'static str, &'static [f64]);
+
+/// Installs the global Prometheus recorder (once per process) and returns its handle: latency
+/// buckets in seconds for every histogram, except those `custom` gives their own (a depth in
+/// blocks, say); `describe` registers the process's metric descriptions.
+pub fn install_recorder(custom: &[Buckets], describe: fn()) -> PrometheusHandle {
     static HANDLE: std::sync::OnceLock<PrometheusHandle> = std::sync::OnceLock::new();
     HANDLE
         .get_or_init(|| {
-            let handle = PrometheusBuilder::new()
+            let mut builder = PrometheusBuilder::new()
                 .set_buckets(&[
                     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
                 ])
-                .expect("static buckets")
-                // Depths are block counts, not seconds: buckets up to a deep reorg.
-                .set_buckets_for_metric(
-                    Matcher::Full(crate::metrics::REORG_DEPTH.to_string()),
-                    &[
-                        1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 16.0, 24.0, 32.0, 64.0, 128.0,
-                    ],
-                )
-                .expect("static buckets")
+                .expect("static buckets");
+            for (name, buckets) in custom {
+                builder = builder
+                    .set_buckets_for_metric(Matcher::Full((*name).to_string()), buckets)
+                    .expect("static buckets");
+            }
+            let handle = builder
                 .install_recorder()
                 .expect("metrics recorder installs once");
             crate::metrics::describe();
+            describe();
             handle
         })
         .clone()
