@@ -8,12 +8,12 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     ingest::{Backpressure, ChainIngest, IngestError},
-    kafka::{self, EmbeddedKafka},
     probes,
     rpc::{ChainRpc, RpcError},
     sink::{Sink, SinkError},
 };
 use tripwire_config::{redact_url, Settings};
+use tripwire_kafka::{self as kafka, EmbeddedKafka};
 use tripwire_runtime::{health::Health, server};
 
 /// Why a process stopped with an error.
@@ -152,7 +152,7 @@ pub async fn run(
         let flow = settings.flow();
         let (producer, sent) = kafka::producer(&cfg.kafka, &brokers, flow.lead.bytes.is_some())?;
         let producer = Arc::new(producer);
-        probes::kafka(
+        tripwire_kafka::probe::kafka(
             producer.clone(),
             topics[0].clone(),
             health.clone(),
@@ -204,7 +204,7 @@ pub async fn run(
         .with_progress(progress.clone());
         if !roles.ingest {
             // In `run` the producer's probe already covers the broker.
-            probes::kafka(
+            tripwire_kafka::probe::kafka(
                 sink.consumer(),
                 topics[0].clone(),
                 health.clone(),

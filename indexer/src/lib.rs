@@ -4,7 +4,6 @@
 
 pub mod app;
 pub mod ingest;
-pub mod kafka;
 pub mod metrics;
 pub mod offsets;
 pub mod pgsocket;

@@ -28,7 +28,6 @@ pub const RETRACTIONS_APPLIED: &str = "tripwire_retractions_applied_total";
 pub const KAFKA_ERRORS: &str = "tripwire_kafka_errors_total";
 pub const POSTGRES_ERRORS: &str = "tripwire_postgres_errors_total";
 pub const SINK_FENCED: &str = "tripwire_sink_batches_fenced_total";
-pub const PARTITIONS_OWNED: &str = "tripwire_kafka_partitions_owned";
 pub const BATCH_SECONDS: &str = "tripwire_batch_duration_seconds";
 pub const HEAD_AGE: &str = "tripwire_chain_head_age_seconds";
 pub const PROVIDER_FORKS: &str = "tripwire_rpc_provider_forks_total";
@@ -43,6 +42,7 @@ pub const RANGE_LOGS_PER_BLOCK: &str = "tripwire_rpc_range_logs_per_block";
 
 /// Registers descriptions (called once when the recorder is installed).
 pub fn describe() {
+    tripwire_kafka::metrics::describe();
     describe_gauge!(
         LEAD_RECORDS,
         "Records in the topic beyond the sink's stored position right after the last publish \
@@ -110,10 +110,6 @@ pub fn describe() {
     );
     describe_counter!(KAFKA_ERRORS, "Kafka errors by operation.");
     describe_counter!(POSTGRES_ERRORS, "Postgres errors by operation.");
-    describe_gauge!(
-        PARTITIONS_OWNED,
-        "Partitions of the chain topics this instance of its consumer group reads now."
-    );
     describe_counter!(
         SINK_FENCED,
         "Sink batches dropped unwritten because another instance stored a later position."

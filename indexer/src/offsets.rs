@@ -11,8 +11,8 @@ use std::time::Duration;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use sqlx::PgPool;
 
-use crate::kafka::client_config;
 use tripwire_config::KafkaConfig;
+use tripwire_kafka::client_config;
 
 /// Where a reset moves a consumer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -70,7 +70,7 @@ pub async fn read(
     topics: &[String],
     consumers: &[String],
 ) -> Result<Vec<Position>, OffsetsError> {
-    if kafka.brokers.trim() == crate::kafka::EMBEDDED {
+    if kafka.brokers.trim() == tripwire_kafka::EMBEDDED {
         return Err(OffsetsError::Embedded);
     }
     let stored: Vec<(String, String, i32, i64)> = sqlx::query_as(
@@ -101,7 +101,7 @@ pub async fn read(
     for topic in topics {
         let marks =
             tokio::task::block_in_place(|| -> Result<Vec<(i32, i64, i64)>, OffsetsError> {
-                let marks = crate::kafka::watermarks(client.client(), topic, timeout)?;
+                let marks = tripwire_kafka::watermarks(client.client(), topic, timeout)?;
                 if marks.is_empty() {
                     return Err(OffsetsError::NoTopic(topic.clone()));
                 }

@@ -5,7 +5,8 @@ use std::{net::SocketAddr, path::PathBuf, process::ExitCode, time::Duration};
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
-use tripwire_indexer::{app, kafka};
+use tripwire_indexer::app;
+use tripwire_kafka as kafka;
 use tripwire_runtime::{health::Health, server};
 use tripwire_watchdog::{
     alerts, config::WatchdogSettings, metrics, safe, service::Watchdog, webhook,

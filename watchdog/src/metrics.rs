@@ -31,6 +31,7 @@ pub const PROPOSALS: &str = "tripwire_watchdog_safe_proposals_total";
 pub const PROPOSAL_ERRORS: &str = "tripwire_watchdog_safe_proposal_errors_total";
 
 pub fn describe() {
+    tripwire_kafka::metrics::describe();
     describe_counter!(
         RECORDS_CONSUMED,
         "Stream records read, by chain and record type"

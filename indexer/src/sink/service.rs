@@ -29,14 +29,12 @@ use tokio::sync::{mpsc, Mutex, Notify};
 use tokio_util::sync::CancellationToken;
 
 use super::write::{self, Batch, WriteError};
-use crate::{
-    kafka::{
-        self,
-        group::{self, GroupConsumer, Partition},
-    },
-    metrics as m,
-};
+use crate::metrics as m;
 use tripwire_config::{Flow, KafkaConfig, SinkConfig};
+use tripwire_kafka::{
+    self as kafka,
+    group::{self, GroupConsumer, Partition},
+};
 use tripwire_runtime::health::{Health, Status};
 
 /// Why the sink could not start or continue.
@@ -457,7 +455,7 @@ impl Reader {
             tokio::time::sleep(Duration::from_millis(200)).await;
             return Ok(true);
         }
-        metrics::gauge!(m::PARTITIONS_OWNED).set(parts.len() as f64);
+        metrics::gauge!(tripwire_kafka::metrics::PARTITIONS_OWNED).set(parts.len() as f64);
         tracing::info!(
             partitions = parts.len(),
             "sink owns {} partitions",

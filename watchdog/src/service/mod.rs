@@ -17,8 +17,8 @@ use metrics::{counter, gauge};
 use rdkafka::{consumer::Consumer, message::Message};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
-use tripwire_indexer::kafka::{
-    self,
+use tripwire_kafka::{
+    self as kafka,
     group::{self, GroupConsumer, Partition},
 };
 use tripwire_runtime::health::{Health, Status};

@@ -7,7 +7,7 @@ use std::time::Duration;
 use metrics::{counter, gauge};
 use rdkafka::consumer::Consumer;
 use tokio_util::sync::CancellationToken;
-use tripwire_indexer::kafka::group::{self, Partition, Rebalanced};
+use tripwire_kafka::group::{self, Partition, Rebalanced};
 use tripwire_runtime::health::Status;
 
 use super::{wants_pause, Watchdog, WatchdogError};
@@ -91,7 +91,7 @@ impl Watchdog {
             return Ok(());
         }
         self.check_retention(&parts).await;
-        gauge!(tripwire_indexer::metrics::PARTITIONS_OWNED).set(parts.len() as f64);
+        gauge!(tripwire_kafka::metrics::PARTITIONS_OWNED).set(parts.len() as f64);
         tracing::info!(
             partitions = parts.len(),
             "watchdog owns {} partitions",

@@ -21,8 +21,8 @@ use std::{
 use rdkafka::{error::KafkaError, producer::Producer};
 
 use super::{ChainIngest, IngestError};
-use crate::kafka;
 use tripwire_config::LeadLimit;
+use tripwire_kafka as kafka;
 
 /// What this process produced, as far as the sink may not have stored it.
 #[derive(Debug, Default)]

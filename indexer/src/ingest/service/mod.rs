@@ -28,11 +28,11 @@ use super::{
     records::{self, AddressBook, RangeError},
 };
 use crate::{
-    kafka::{self, IngestProducer},
     metrics as m,
     rpc::{ChainRpc, RpcError},
 };
 use tripwire_config::{ChainConfig, ContractSpec};
+use tripwire_kafka::{self as kafka, IngestProducer};
 use tripwire_runtime::{
     faults,
     health::{Health, Status},

@@ -1,8 +1,11 @@
-//! Kafka clients shared by the ingest (producer) and the sink (consumer): librdkafka settings in one
-//! place, the embedded development broker, topic creation, and group consumers reading from
-//! positions stored in Postgres (`group`).
+//! Kafka clients for every role (the ingest's producer, the sink's and the watchdog's group
+//! consumers, the replay's): librdkafka settings in one place, the embedded development broker,
+//! topic creation, watermarks, group consumers reading from positions stored in Postgres
+//! ([`group`]), and the broker probe behind `/health` ([`probe`]).
 
 pub mod group;
+pub mod metrics;
+pub mod probe;
 
 use std::{
     sync::{
@@ -48,7 +51,7 @@ pub fn watermarks<C: ClientContext>(
 }
 
 /// The value of `kafka.brokers` that starts the in-process broker.
-pub const EMBEDDED: &str = "embedded";
+pub use tripwire_config::EMBEDDED;
 
 /// librdkafka's in-process broker (`rdkafka::mocking::MockCluster`), reachable over TCP on
 /// loopback. Everything it holds is in memory and gone when the process exits.
