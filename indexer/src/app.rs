@@ -9,11 +9,11 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     ingest::{Backpressure, ChainIngest, IngestError},
     probes,
-    rpc::{ChainRpc, RpcError},
     sink::{Sink, SinkError},
 };
 use tripwire_config::{redact_url, Settings};
 use tripwire_kafka::{self as kafka, EmbeddedKafka};
+use tripwire_rpc::{ChainRpc, RpcError};
 use tripwire_runtime::{health::Health, server};
 
 /// Why a process stopped with an error.

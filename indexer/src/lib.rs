@@ -8,6 +8,5 @@ pub mod metrics;
 pub mod offsets;
 pub mod pgsocket;
 pub mod probes;
-pub mod rpc;
 pub mod sink;
 pub mod status;

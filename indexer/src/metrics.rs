@@ -37,11 +37,10 @@ pub const LEAD_BYTES: &str = "tripwire_ingest_lead_bytes";
 /// Publishes that took the lead past its limit (a single block larger than the limit).
 pub const LEAD_OVERRUNS: &str = "tripwire_ingest_lead_overruns_total";
 /// Blocks per `eth_getLogs` request now, and the learned density.
-pub const RANGE_BLOCKS: &str = "tripwire_rpc_range_blocks";
-pub const RANGE_LOGS_PER_BLOCK: &str = "tripwire_rpc_range_logs_per_block";
 
 /// Registers descriptions (called once when the recorder is installed).
 pub fn describe() {
+    tripwire_rpc::metrics::describe();
     tripwire_kafka::metrics::describe();
     describe_gauge!(
         LEAD_RECORDS,
@@ -58,14 +57,6 @@ pub fn describe() {
         LEAD_OVERRUNS,
         "Publishes that took the lead past its limit: a single block larger than the whole limit, \
          sent alone once the sink had caught up."
-    );
-    describe_gauge!(
-        RANGE_BLOCKS,
-        "Blocks per eth_getLogs request now (sized by the answers, shrunk by provider limits)."
-    );
-    describe_gauge!(
-        RANGE_LOGS_PER_BLOCK,
-        "Logs per block of the configured contracts, as estimated from the answers."
     );
     describe_gauge!(
         HEAD_BLOCK,
@@ -126,61 +117,6 @@ pub fn describe() {
     describe_counter!(
         PROVIDER_FORKS,
         "Times a provider alone reported another block at the indexed tip (benched, not a reorg)."
-    );
-    describe_counter!(
-        "tripwire_rpc_requests_total",
-        "HTTP requests per provider and method (a batch counts once)."
-    );
-    describe_counter!(
-        "tripwire_rpc_calls_total",
-        "JSON-RPC calls per provider (each call of a batch counts)."
-    );
-    describe_counter!(
-        "tripwire_rpc_errors_total",
-        "RPC failures per provider and kind (timeout, transport, http, rate_limited, range_limit, response, missing_block, inconsistent, unsettled, invalid)."
-    );
-    describe_counter!(
-        "tripwire_rpc_failovers_total",
-        "Calls moved from this provider to the next one."
-    );
-    describe_histogram!(
-        "tripwire_rpc_latency_seconds",
-        Unit::Seconds,
-        "HTTP request latency per provider and method."
-    );
-    describe_gauge!(
-        "tripwire_rpc_provider_up",
-        "1 while the provider is in rotation, 0 while benched or lagging."
-    );
-    describe_gauge!(
-        "tripwire_rpc_provider_head_block",
-        "Head block last reported by the provider."
-    );
-    describe_gauge!(
-        "tripwire_rpc_provider_error_rate",
-        "Moving average of the provider's failure rate (0..1)."
-    );
-    describe_gauge!(
-        "tripwire_rpc_providers_in_rotation",
-        "Providers of the chain in rotation (0: all down)."
-    );
-    describe_gauge!(
-        "tripwire_rpc_best_head_block",
-        "Highest head reported by any provider of the chain."
-    );
-    describe_counter!(
-        "tripwire_rpc_range_shrinks_total",
-        "Range or response-size limits that shrank the range."
-    );
-    describe_counter!(
-        "tripwire_rpc_inconsistent_answers_total",
-        "Answers of a provider caught contradicting the evidence (a log outside its block's \
-         logsBloom, or no logs where a second source shows some)."
-    );
-    describe_counter!(
-        "tripwire_rpc_bloom_suspects_total",
-        "Blocks whose logsBloom may hold configured logs but whose answer had none, by outcome \
-         (false_positive: a second source agrees; caught: it shows logs; unsettled: no source)."
     );
     describe_counter!(
         PENDING_RETRACTED,

@@ -16,7 +16,7 @@ use testkit::{
     rpc_proxy::{FaultProxy, Mode, Outcome, RangeStyle},
 };
 use tripwire_config::ChainConfig;
-use tripwire_indexer::rpc::{ChainRpc, Interest, RpcError};
+use tripwire_rpc::{ChainRpc, Interest, RpcError};
 
 fn chain(urls: &[String], range_blocks: u64) -> Result<ChainConfig> {
     let urls: Vec<String> = urls.iter().map(|u| format!("\"{u}\"")).collect();

@@ -13,7 +13,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use serde::Serialize;
 use sqlx::PgPool;
 use tripwire_indexer::ingest::records;
-use tripwire_indexer::rpc::ChainRpc;
+use tripwire_rpc::ChainRpc;
 use tripwire_schema::{BlockMarker, DecodedEvent, LogRecord, StreamRecord};
 use tripwire_watchdog::alerts::{IncidentBook, Policy};
 use tripwire_watchdog::config::WatchdogSettings;

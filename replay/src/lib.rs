@@ -24,7 +24,7 @@ pub enum ReplayError {
     #[error(transparent)]
     Config(#[from] tripwire_config::ConfigError),
     #[error("rpc: {0}")]
-    Rpc(#[from] tripwire_indexer::rpc::RpcError),
+    Rpc(#[from] tripwire_rpc::RpcError),
     #[error("postgres: {0}")]
     Postgres(#[from] sqlx::Error),
     #[error("kafka: {0}")]
@@ -55,7 +55,7 @@ pub enum ReplayError {
         from: u64,
         to: u64,
         #[source]
-        source: tripwire_indexer::rpc::RpcError,
+        source: tripwire_rpc::RpcError,
     },
     /// detect: the report could not be written to `--output` (or stdout when `path` is `None`).
     #[error("writing the report to {}", path.as_ref().map_or("stdout".to_string(), |p| format!("--output {}", p.display())))]

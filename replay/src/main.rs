@@ -10,10 +10,11 @@ use anyhow::Context;
 use clap::{Parser, ValueEnum};
 use tokio_util::sync::CancellationToken;
 use tripwire_config::Settings;
-use tripwire_indexer::{app, rpc::ChainRpc};
+use tripwire_indexer::app;
 use tripwire_replay::plan::DeploymentCheck;
 use tripwire_replay::report::{self, Format};
 use tripwire_replay::{detect, plan, reindex, reset, ReplayError};
+use tripwire_rpc::ChainRpc;
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Mode {

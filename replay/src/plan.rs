@@ -10,7 +10,7 @@
 use alloy::primitives::Address;
 use serde_json::json;
 use tripwire_config::{redact_url, ChainConfig, ContractSpec, Settings};
-use tripwire_indexer::rpc::ChainRpc;
+use tripwire_rpc::ChainRpc;
 
 use crate::ReplayError;
 

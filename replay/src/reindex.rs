@@ -13,8 +13,8 @@ use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 use tripwire_config::Settings;
 use tripwire_indexer::ingest::records;
-use tripwire_indexer::rpc::ChainRpc;
 use tripwire_kafka as kafka;
+use tripwire_rpc::ChainRpc;
 use tripwire_schema::StreamRecord;
 
 use crate::plan::Plan;

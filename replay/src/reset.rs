@@ -6,7 +6,7 @@
 
 use alloy::primitives::B256;
 use sqlx::PgPool;
-use tripwire_indexer::rpc::ChainRpc;
+use tripwire_rpc::ChainRpc;
 use tripwire_schema::BlockRef;
 
 use crate::plan::Plan;

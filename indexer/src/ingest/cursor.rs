@@ -69,7 +69,7 @@ pub async fn load(pool: &PgPool, chain_id: u64) -> Result<Cursor, sqlx::Error> {
 pub async fn save_pending(
     pool: &PgPool,
     chain_id: u64,
-    headers: &[crate::rpc::Header],
+    headers: &[tripwire_rpc::Header],
 ) -> Result<(), sqlx::Error> {
     let blocks: Vec<BlockRef> = headers
         .iter()
@@ -162,7 +162,7 @@ pub const UNKNOWN_HASH: B256 = B256::ZERO;
 pub async fn save_providers(
     pool: &PgPool,
     chain_id: u64,
-    providers: &[crate::rpc::ProviderStatus],
+    providers: &[tripwire_rpc::ProviderStatus],
 ) -> Result<(), sqlx::Error> {
     let mut tx = pool.begin().await?;
     let names: Vec<String> = providers.iter().map(|p| p.provider.clone()).collect();

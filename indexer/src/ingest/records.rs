@@ -7,11 +7,9 @@ use alloy::{primitives::Address, rpc::types::Log};
 use metrics::counter;
 use tripwire_schema::{BlockMarker, LogRecord, StreamRecord};
 
-use crate::{
-    metrics as m,
-    rpc::{Header, Interest},
-};
+use crate::metrics as m;
 use tripwire_config::ContractSpec;
+use tripwire_rpc::{Header, Interest};
 
 /// Address -> index into the chain's contracts.
 pub type AddressBook = HashMap<Address, usize>;

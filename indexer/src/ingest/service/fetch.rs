@@ -7,7 +7,7 @@ use std::future::Future;
 use futures::StreamExt;
 
 use super::ChainIngest;
-use crate::rpc::{ChainRpc, Interest, RangeData, RpcError};
+use tripwire_rpc::{ChainRpc, Interest, RangeData, RpcError};
 
 /// Consecutive ranges from `from`, `span` blocks each, at most `count`, none past `target`.
 pub(super) fn plan(from: u64, target: u64, span: u64, count: usize) -> Vec<(u64, u64)> {
@@ -24,7 +24,7 @@ pub(super) fn plan(from: u64, target: u64, span: u64, count: usize) -> Vec<(u64,
 /// The next group's ranges, fetched while the current group is published.
 pub(super) struct Prefetched {
     ranges: Vec<(u64, u64)>,
-    task: tokio::task::JoinHandle<Vec<Result<crate::rpc::RangeData, RpcError>>>,
+    task: tokio::task::JoinHandle<Vec<Result<tripwire_rpc::RangeData, RpcError>>>,
 }
 
 impl Drop for Prefetched {

@@ -27,12 +27,10 @@ use super::{
     cursor::{self, Cursor},
     records::{self, AddressBook, RangeError},
 };
-use crate::{
-    metrics as m,
-    rpc::{ChainRpc, RpcError},
-};
+use crate::metrics as m;
 use tripwire_config::{ChainConfig, ContractSpec};
 use tripwire_kafka::{self as kafka, IngestProducer};
+use tripwire_rpc::{ChainRpc, RpcError};
 use tripwire_runtime::{
     faults,
     health::{Health, Status},
@@ -378,7 +376,7 @@ impl ChainIngest {
 
     /// The contracts deployed by block `to` (a contract with a later `start_block` is not asked
     /// for yet).
-    fn interest_for(&self, to: u64) -> crate::rpc::Interest {
+    fn interest_for(&self, to: u64) -> tripwire_rpc::Interest {
         records::interest(
             self.contracts
                 .iter()

@@ -9,8 +9,8 @@ use super::{ChainIngest, IngestError};
 use crate::{
     ingest::cursor::{self, UNKNOWN_HASH},
     metrics as m,
-    rpc::RpcError,
 };
+use tripwire_rpc::RpcError;
 
 impl ChainIngest {
     /// After a crash between handing records to Kafka and storing the cursor, Kafka may hold

@@ -9,10 +9,8 @@ use super::{
     cursor::{self, UNKNOWN_HASH},
     ChainIngest, IngestError,
 };
-use crate::{
-    metrics as m,
-    rpc::{ProviderId, RpcError},
-};
+use crate::metrics as m;
+use tripwire_rpc::{ProviderId, RpcError};
 
 impl ChainIngest {
     /// Provider `reporter` says the block at our tip's height is not `tip` (`theirs` is its

@@ -9,11 +9,11 @@ use std::{
     time::Instant,
 };
 
+use ::metrics::{counter, histogram};
 use alloy::{
     rpc::json_rpc::{RequestPacket, ResponsePacket},
     transports::{TransportError, TransportFut},
 };
-use metrics::{counter, histogram};
 use tower::{Layer, Service};
 
 /// Counts requests and calls and records latency, labelled by chain and provider.
@@ -83,13 +83,13 @@ where
         let provider = self.layer.provider.to_string();
         let mut inner = self.inner.clone();
         Box::pin(async move {
-            counter!("tripwire_rpc_requests_total", "chain" => chain.clone(), "provider" => provider.clone(), "method" => method.clone())
+            counter!(crate::metrics::REQUESTS, "chain" => chain.clone(), "provider" => provider.clone(), "method" => method.clone())
                 .increment(1);
-            counter!("tripwire_rpc_calls_total", "chain" => chain.clone(), "provider" => provider.clone())
+            counter!(crate::metrics::CALLS, "chain" => chain.clone(), "provider" => provider.clone())
                 .increment(calls);
             let started = Instant::now();
             let result = inner.call(req).await;
-            histogram!("tripwire_rpc_latency_seconds", "chain" => chain, "provider" => provider, "method" => method)
+            histogram!(crate::metrics::LATENCY, "chain" => chain, "provider" => provider, "method" => method)
                 .record(started.elapsed().as_secs_f64());
             result
         })

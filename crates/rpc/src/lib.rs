@@ -13,6 +13,7 @@ pub mod evidence;
 mod http;
 mod layers;
 pub mod limits;
+pub mod metrics;
 mod pool;
 pub mod range;
 mod settle;
@@ -24,6 +25,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use ::metrics::{counter, gauge};
 use alloy::{
     primitives::U64,
     rpc::{
@@ -32,7 +34,6 @@ use alloy::{
     },
     transports::layers::ThrottleLayer,
 };
-use metrics::{counter, gauge};
 
 pub use error::RpcError;
 pub use evidence::Interest;
@@ -322,7 +323,7 @@ impl ChainRpc {
             });
         };
         let heads = Heads { best, serving };
-        gauge!("tripwire_rpc_best_head_block", "chain" => self.chain().to_owned()).set(best as f64);
+        gauge!(crate::metrics::BEST_HEAD, "chain" => self.chain().to_owned()).set(best as f64);
         *self
             .inner
             .last_heads
@@ -474,7 +475,7 @@ impl ChainRpc {
                     max_blocks, style, ..
                 }) if end > next => {
                     let span = self.inner.range.shrink(end - next + 1, max_blocks);
-                    counter!("tripwire_rpc_range_shrinks_total", "chain" => self.chain().to_owned(), "style" => style)
+                    counter!(crate::metrics::RANGE_SHRINKS, "chain" => self.chain().to_owned(), "style" => style)
                         .increment(1);
                     tracing::debug!(chain = %self.chain(), from = next, to = end, span, "range limit: shrinking");
                 }

@@ -13,7 +13,7 @@ use futures::StreamExt;
 use tower::Service;
 
 use super::CappedHttp;
-use crate::rpc::RpcError;
+use crate::RpcError;
 
 /// A JSON-RPC answer to id 1 whose result is a string of `len` bytes.
 fn answer(len: usize) -> String {

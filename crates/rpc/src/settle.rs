@@ -9,8 +9,8 @@
 
 use std::time::Instant;
 
+use ::metrics::counter;
 use alloy::rpc::types::{Filter, Log, TransactionReceipt};
-use metrics::counter;
 
 use super::{
     evidence::{self, Interest, ReceiptsVerdict},
@@ -189,7 +189,7 @@ impl ChainRpc {
     /// Provider `i` answered block `block` wrongly: counted, benched by the caller's failure
     /// record, and for the only provider of the chain, counted towards the stop.
     pub(super) fn caught(&self, i: ProviderId, block: u64, detail: String) -> RpcError {
-        counter!("tripwire_rpc_inconsistent_answers_total", "chain" => self.chain().to_owned(), "provider" => self.label(i).to_owned())
+        counter!(crate::metrics::INCONSISTENT_ANSWERS, "chain" => self.chain().to_owned(), "provider" => self.label(i).to_owned())
             .increment(1);
         self.count_settled("caught", 1);
         tracing::warn!(chain = %self.chain(), provider = %self.label(i), block, %detail, "RPC provider answered wrongly");
@@ -233,7 +233,7 @@ impl ChainRpc {
     }
 
     fn count_settled(&self, outcome: &'static str, n: usize) {
-        counter!("tripwire_rpc_bloom_suspects_total", "chain" => self.chain().to_owned(), "outcome" => outcome)
+        counter!(crate::metrics::BLOOM_SUSPECTS, "chain" => self.chain().to_owned(), "outcome" => outcome)
             .increment(n as u64);
     }
 

@@ -8,8 +8,8 @@ use std::{
     time::{Duration, Instant},
 };
 
+use ::metrics::{counter, gauge};
 use alloy::rpc::client::RpcClient;
-use metrics::{counter, gauge};
 use rand::Rng;
 use serde::Serialize;
 
@@ -273,7 +273,7 @@ impl Pool {
     /// Counts a failure; a provider fault benches the provider.
     pub fn record_failure(&self, i: usize, e: &RpcError) {
         let p = &self.providers[i];
-        counter!("tripwire_rpc_errors_total", "chain" => self.chain.clone(), "provider" => p.label.clone(), "kind" => e.kind())
+        counter!(crate::metrics::ERRORS, "chain" => self.chain.clone(), "provider" => p.label.clone(), "kind" => e.kind())
             .increment(1);
         if !e.is_provider_fault() {
             return;
@@ -315,7 +315,7 @@ impl Pool {
     /// Records a provider's head and re-evaluates who lags behind the best head.
     pub fn record_head(&self, i: usize, head: u64) {
         self.providers[i].lock().head = Some(head);
-        gauge!("tripwire_rpc_provider_head_block", "chain" => self.chain.clone(), "provider" => self.providers[i].label.clone())
+        gauge!(crate::metrics::PROVIDER_HEAD, "chain" => self.chain.clone(), "provider" => self.providers[i].label.clone())
             .set(head as f64);
         let best = self.best_head().unwrap_or(head);
         for (j, p) in self.providers.iter().enumerate() {
@@ -371,7 +371,7 @@ impl Pool {
     }
 
     pub fn count_failover(&self, from: usize) {
-        counter!("tripwire_rpc_failovers_total", "chain" => self.chain.clone(), "provider" => self.providers[from].label.clone())
+        counter!(crate::metrics::FAILOVERS, "chain" => self.chain.clone(), "provider" => self.providers[from].label.clone())
             .increment(1);
     }
 
@@ -387,12 +387,12 @@ impl Pool {
     fn publish_state(&self, i: usize) {
         let p = &self.providers[i];
         let up = matches!(p.tier(Instant::now(), None), Tier::Ready);
-        gauge!("tripwire_rpc_provider_up", "chain" => self.chain.clone(), "provider" => p.label.clone())
+        gauge!(crate::metrics::PROVIDER_UP, "chain" => self.chain.clone(), "provider" => p.label.clone())
             .set(if up { 1.0 } else { 0.0 });
         let error_rate = p.lock().error_rate;
-        gauge!("tripwire_rpc_provider_error_rate", "chain" => self.chain.clone(), "provider" => p.label.clone())
+        gauge!(crate::metrics::PROVIDER_ERROR_RATE, "chain" => self.chain.clone(), "provider" => p.label.clone())
             .set(error_rate);
-        gauge!("tripwire_rpc_providers_in_rotation", "chain" => self.chain.clone())
+        gauge!(crate::metrics::IN_ROTATION, "chain" => self.chain.clone())
             .set(self.in_rotation() as f64);
     }
 
