@@ -1,26 +1,22 @@
-//! The metric names the processes declare: `indexer/src/metrics.rs` and `watchdog/src/metrics.rs`
-//! describe every metric they export, so the dashboard's queries and the runbooks' greps are
-//! checked against these two files.
+//! The metric names the processes declare: each crate that records metrics lists them in its
+//! `metrics::NAMES`, so the dashboard's queries and the runbooks' greps are checked against the
+//! names the code records.
 
 use std::collections::BTreeSet;
 
-use anyhow::Context;
-
-/// Every quoted `tripwire_*` name of the two metric modules.
+/// Every metric name of every process.
 pub fn declared() -> anyhow::Result<BTreeSet<String>> {
-    let name = regex::Regex::new(r#""(tripwire_[a-z0-9_]+)""#)?;
-    let mut out = BTreeSet::new();
-    for f in [
-        "crates/runtime/src/metrics.rs",
-        "indexer/src/metrics.rs",
-        "watchdog/src/metrics.rs",
-    ] {
-        let path = crate::repo_root().join(f);
-        let text = std::fs::read_to_string(&path)
-            .with_context(|| format!("reading {}", path.display()))?;
-        out.extend(name.captures_iter(&text).map(|c| c[1].to_owned()));
-    }
-    Ok(out)
+    Ok([
+        tripwire_runtime::metrics::NAMES,
+        tripwire_kafka::metrics::NAMES,
+        tripwire_rpc::metrics::NAMES,
+        tripwire_indexer::metrics::NAMES,
+        tripwire_watchdog::metrics::NAMES,
+    ]
+    .into_iter()
+    .flatten()
+    .map(|n| (*n).to_owned())
+    .collect())
 }
 
 /// `name` is declared, or is a series of a declared histogram (`_bucket`, `_sum`, `_count`).

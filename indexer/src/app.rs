@@ -3,7 +3,6 @@
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
-use sqlx::{postgres::PgPoolOptions, PgPool};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
@@ -19,8 +18,14 @@ use tripwire_runtime::{health::Health, server};
 /// Why a process stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
-    #[error("postgres {url}: {source}")]
-    Postgres { url: String, source: sqlx::Error },
+    #[error(transparent)]
+    Connect(#[from] tripwire_store::ConnectError),
+    #[error("postgres {url}")]
+    Postgres {
+        url: String,
+        #[source]
+        source: sqlx::Error,
+    },
     #[error("migrations failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("kafka: {0}")]
@@ -43,41 +48,6 @@ pub enum AppError {
 pub struct Roles {
     pub ingest: bool,
     pub sink: bool,
-}
-
-/// Connects to Postgres, retrying for up to `patience` (a database starting next to us).
-pub async fn connect_postgres(settings: &Settings, patience: Duration) -> Result<PgPool, AppError> {
-    let url = &settings.config.postgres.url;
-    let deadline = tokio::time::Instant::now() + patience;
-    let port = crate::pgsocket::port_of(url);
-    loop {
-        let r = PgPoolOptions::new()
-            .max_connections(settings.config.postgres.max_connections)
-            .acquire_timeout(Duration::from_secs(5))
-            .after_connect(move |_, _| {
-                Box::pin(async move {
-                    if let Some(port) = port {
-                        crate::pgsocket::set_nodelay_towards(port);
-                    }
-                    Ok(())
-                })
-            })
-            .connect(url)
-            .await;
-        match r {
-            Ok(pool) => return Ok(pool),
-            Err(e) if tokio::time::Instant::now() >= deadline => {
-                return Err(AppError::Postgres {
-                    url: redact_url(url),
-                    source: e,
-                })
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "postgres not reachable yet, retrying");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
-        }
-    }
 }
 
 /// Runs the given roles until `shutdown` or a fatal error.
@@ -119,7 +89,7 @@ pub async fn run(
         .map(EmbeddedKafka::bootstrap_servers)
         .unwrap_or_else(|| cfg.kafka.brokers.clone());
 
-    let pool = connect_postgres(&settings, Duration::from_secs(30)).await?;
+    let pool = tripwire_store::connect(&settings, Duration::from_secs(30)).await?;
     tripwire_schema::migrate(&pool).await?;
 
     let topics: Vec<String> = cfg.chains.iter().map(|c| settings.topic(c)).collect();
@@ -184,7 +154,7 @@ pub async fn run(
     }
     if roles.sink {
         for chain in &cfg.chains {
-            crate::ingest::cursor::register_chain(&pool, chain.chain_id, &chain.name)
+            tripwire_store::cursor::register_chain(&pool, chain.chain_id, &chain.name)
                 .await
                 .map_err(|source| AppError::Postgres {
                     url: redact_url(&cfg.postgres.url),

@@ -6,7 +6,6 @@ pub mod app;
 pub mod ingest;
 pub mod metrics;
 pub mod offsets;
-pub mod pgsocket;
 pub mod probes;
 pub mod sink;
 pub mod status;

@@ -157,7 +157,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             sink: true,
         },
         Command::Migrate => {
-            let pool = app::connect_postgres(&settings, Duration::from_secs(30)).await?;
+            let pool = tripwire_store::connect(&settings, Duration::from_secs(30)).await?;
             tripwire_schema::migrate(&pool)
                 .await
                 .context("applying migrations")?;
@@ -165,7 +165,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             return Ok(());
         }
         Command::Status { json } => {
-            let pool = app::connect_postgres(&settings, Duration::from_secs(5)).await?;
+            let pool = tripwire_store::connect(&settings, Duration::from_secs(5)).await?;
             let rows = status::read(&pool).await.context("reading indexer_state")?;
             if *json {
                 println!("{}", serde_json::to_string_pretty(&rows)?);
@@ -177,7 +177,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             return Ok(());
         }
         Command::Offsets { command } => {
-            let pool = app::connect_postgres(&settings, Duration::from_secs(5)).await?;
+            let pool = tripwire_store::connect(&settings, Duration::from_secs(5)).await?;
             let topics: Vec<String> = settings
                 .config
                 .chains

@@ -36,7 +36,32 @@ pub const LEAD_RECORDS: &str = "tripwire_ingest_lead_records";
 pub const LEAD_BYTES: &str = "tripwire_ingest_lead_bytes";
 /// Publishes that took the lead past its limit (a single block larger than the limit).
 pub const LEAD_OVERRUNS: &str = "tripwire_ingest_lead_overruns_total";
-/// Blocks per `eth_getLogs` request now, and the learned density.
+/// Every metric name the indexer declares (the deploy checks read it).
+pub const NAMES: &[&str] = &[
+    HEAD_BLOCK,
+    INGESTED_BLOCK,
+    INDEXED_BLOCK,
+    LAG_BLOCKS,
+    LOGS_PRODUCED,
+    LOGS_UNDECODED,
+    BLOCKS_PRODUCED,
+    LOGS_WRITTEN,
+    RECORDS_CONSUMED,
+    DEAD_LETTERS,
+    PENDING_RETRACTED,
+    REORGS,
+    REORG_DEPTH,
+    RETRACTIONS_APPLIED,
+    KAFKA_ERRORS,
+    POSTGRES_ERRORS,
+    SINK_FENCED,
+    BATCH_SECONDS,
+    HEAD_AGE,
+    PROVIDER_FORKS,
+    LEAD_RECORDS,
+    LEAD_BYTES,
+    LEAD_OVERRUNS,
+];
 
 /// Registers descriptions (called once when the recorder is installed).
 pub fn describe() {

@@ -73,12 +73,8 @@ pub async fn read(
     if kafka.brokers.trim() == tripwire_kafka::EMBEDDED {
         return Err(OffsetsError::Embedded);
     }
-    let stored: Vec<(String, String, i32, i64)> = sqlx::query_as(
-        "SELECT consumer, topic, partition, next_offset FROM sink_offsets ORDER BY 1, 2, 3",
-    )
-    .fetch_all(pool)
-    .await?;
-    let mut known: Vec<String> = stored.iter().map(|r| r.0.clone()).collect();
+    let stored = tripwire_store::positions::all(pool).await?;
+    let mut known: Vec<String> = stored.iter().map(|r| r.consumer.clone()).collect();
     known.dedup();
     if let Some(unknown) = consumers.iter().find(|c| !known.contains(c)) {
         return Err(OffsetsError::UnknownConsumer(
@@ -111,8 +107,8 @@ pub async fn read(
             for (partition, low, high) in &marks {
                 let stored = stored
                     .iter()
-                    .find(|r| &r.0 == name && &r.1 == topic && r.2 == *partition)
-                    .map(|r| r.3);
+                    .find(|r| &r.consumer == name && &r.topic == topic && r.partition == *partition)
+                    .map(|r| r.next_offset);
                 out.push(Position {
                     consumer: name.clone(),
                     topic: topic.clone(),
@@ -142,18 +138,7 @@ pub async fn reset(
             Target::Earliest => p.low,
             Target::Latest => p.high,
         };
-        sqlx::query(
-            "INSERT INTO sink_offsets (consumer, topic, partition, next_offset, updated_at)
-             VALUES ($1, $2, $3, $4, now())
-             ON CONFLICT (consumer, topic, partition)
-             DO UPDATE SET next_offset = EXCLUDED.next_offset, updated_at = now()",
-        )
-        .bind(consumer)
-        .bind(&p.topic)
-        .bind(p.partition)
-        .bind(next)
-        .execute(&mut *tx)
-        .await?;
+        tripwire_store::positions::save(&mut tx, consumer, &p.topic, p.partition, next).await?;
         moved.push(Position {
             stored: Some(next),
             ..p.clone()

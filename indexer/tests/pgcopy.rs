@@ -12,11 +12,11 @@ use alloy::primitives::{Address, Bytes, B256};
 use serde_json::{json, Map, Value};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Connection, PgConnection, PgPool, Row};
-use tripwire_indexer::sink::pgcopy::{
+use tripwire_schema::{BlockMarker, DecodedEvent, LogRecord};
+use tripwire_store::pgcopy::{
     flush_blocks, flush_logs, prepare_staging, store_blocks, store_logs, BlockCopyBuffer,
     LogCopyBuffer,
 };
-use tripwire_schema::{BlockMarker, DecodedEvent, LogRecord};
 
 fn admin_options() -> PgConnectOptions {
     let url = std::env::var("TRIPWIRE_TEST_PG_ADMIN_URL")

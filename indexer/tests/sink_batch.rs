@@ -5,8 +5,8 @@
 
 use alloy::primitives::{Address, Bytes, B256};
 use testkit::postgres::TestDb;
-use tripwire_indexer::sink::{write_batch, Batch, WriteError};
 use tripwire_schema::{BlockMarker, BlockRef, DecodedEvent, LogRecord, Retraction, StreamRecord};
+use tripwire_store::{write_batch, Batch, WriteError};
 
 const CHAIN: u64 = 31337;
 const TOPIC: &str = "tripwire.test.events";

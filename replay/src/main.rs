@@ -10,7 +10,6 @@ use anyhow::Context;
 use clap::{Parser, ValueEnum};
 use tokio_util::sync::CancellationToken;
 use tripwire_config::Settings;
-use tripwire_indexer::app;
 use tripwire_replay::plan::DeploymentCheck;
 use tripwire_replay::report::{self, Format};
 use tripwire_replay::{detect, plan, reindex, reset, ReplayError};
@@ -120,7 +119,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         check,
     )
     .await?;
-    let pool = app::connect_postgres(&settings, Duration::from_secs(10)).await?;
+    let pool = tripwire_store::connect(&settings, Duration::from_secs(10)).await?;
     if cli.mode == Mode::Detect {
         return run_detect(&cli, &plan, &rpc, &pool).await;
     }

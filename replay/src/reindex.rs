@@ -296,14 +296,7 @@ async fn wait_for_sink(
     loop {
         let mut behind = 0i64;
         for (p, o) in last {
-            let next: Option<i64> = sqlx::query_scalar(
-                "SELECT next_offset FROM sink_offsets WHERE consumer = $1 AND topic = $2 AND partition = $3",
-            )
-            .bind(consumer)
-            .bind(topic)
-            .bind(*p)
-            .fetch_optional(pool)
-            .await?;
+            let next = tripwire_store::positions::of_partition(pool, consumer, topic, *p).await?;
             behind += (o + 1 - next.unwrap_or(0)).max(0);
         }
         if behind == 0 {

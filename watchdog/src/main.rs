@@ -5,7 +5,6 @@ use std::{net::SocketAddr, path::PathBuf, process::ExitCode, time::Duration};
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
-use tripwire_indexer::app;
 use tripwire_kafka as kafka;
 use tripwire_runtime::{health::Health, server};
 use tripwire_watchdog::{
@@ -126,7 +125,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Some(Command::Run { listen }) => listen,
         Some(Command::Proposals { command }) => {
-            let pool = app::connect_postgres(&ws.settings, Duration::from_secs(5)).await?;
+            let pool = tripwire_store::connect(&ws.settings, Duration::from_secs(5)).await?;
             tripwire_schema::migrate(&pool)
                 .await
                 .context("applying migrations")?;
@@ -153,7 +152,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     tripwire_runtime::signals::cancel_on_signal(shutdown.clone());
 
-    let pool = app::connect_postgres(&ws.settings, Duration::from_secs(30)).await?;
+    let pool = tripwire_store::connect(&ws.settings, Duration::from_secs(30)).await?;
     tripwire_schema::migrate(&pool)
         .await
         .context("applying migrations")?;

@@ -30,6 +30,37 @@ pub const WEBHOOK_ACTIONS: &str = "tripwire_watchdog_webhook_actions_total";
 pub const PROPOSALS: &str = "tripwire_watchdog_safe_proposals_total";
 pub const PROPOSAL_ERRORS: &str = "tripwire_watchdog_safe_proposal_errors_total";
 
+/// Every metric name the watchdog declares (the deploy checks read it).
+pub const NAMES: &[&str] = &[
+    RECORDS_CONSUMED,
+    DUPLICATES,
+    HISTORY,
+    RECORDS_MISSED,
+    CONSUMER_LAG,
+    EVALUATIONS,
+    FINDINGS,
+    SCORE,
+    ALERTS_FIRED,
+    ALERTS_RESOLVED,
+    ALERTS_SUPPRESSED,
+    ALERTS_FIRING,
+    DELIVERY_ERRORS,
+    DELIVERY_SECONDS,
+    DELIVERY_QUEUE,
+    DELIVERY_AGE,
+    DELIVERY_DROPPED,
+    PROPOSAL_QUEUE,
+    PROPOSAL_AGE,
+    CHECKPOINTS,
+    WEBHOOK_REQUESTS,
+    WEBHOOK_REJECTED,
+    WEBHOOK_ALERTS,
+    WEBHOOK_DUPLICATES,
+    WEBHOOK_ACTIONS,
+    PROPOSALS,
+    PROPOSAL_ERRORS,
+];
+
 pub fn describe() {
     tripwire_kafka::metrics::describe();
     describe_counter!(

@@ -65,14 +65,7 @@ pub async fn load(
         saved.detectors = Some(detectors);
         saved.seen = Some(seen);
     }
-    let rows: Vec<(i32, i64)> = sqlx::query_as(
-        "SELECT partition, next_offset FROM sink_offsets WHERE consumer = $1 AND topic = $2",
-    )
-    .bind(consumer)
-    .bind(topic)
-    .fetch_all(pool)
-    .await?;
-    saved.offsets = rows.into_iter().collect();
+    saved.offsets = tripwire_store::positions::of_topic(pool, consumer, topic).await?;
     let chains: Vec<i64> = chains.iter().map(|c| *c as i64).collect();
     let incidents: Vec<(i64, serde_json::Value)> = sqlx::query_as(
         "SELECT DISTINCT ON (key) id, detail FROM watchdog_incidents
@@ -102,14 +95,7 @@ pub async fn checkpoint(
     offsets: &BTreeMap<i32, i64>,
 ) -> Result<(), StoreError> {
     let mut tx = pool.begin().await?;
-    let stored: Vec<(i32, i64)> = sqlx::query_as(
-        "SELECT partition, next_offset FROM sink_offsets
-         WHERE consumer = $1 AND topic = $2 ORDER BY partition FOR UPDATE",
-    )
-    .bind(consumer)
-    .bind(topic)
-    .fetch_all(&mut *tx)
-    .await?;
+    let stored = tripwire_store::positions::lock_topic(&mut tx, consumer, topic).await?;
     for (partition, stored) in stored {
         if let Some(&ours) = offsets.get(&partition) {
             if stored > ours {
@@ -134,19 +120,8 @@ pub async fn checkpoint(
     .bind(seen)
     .execute(&mut *tx)
     .await?;
-    for (partition, next) in offsets {
-        sqlx::query(
-            "INSERT INTO sink_offsets (consumer, topic, partition, next_offset, updated_at)
-             VALUES ($1, $2, $3, $4, now())
-             ON CONFLICT (consumer, topic, partition) DO UPDATE SET
-                 next_offset = EXCLUDED.next_offset, updated_at = now()",
-        )
-        .bind(consumer)
-        .bind(topic)
-        .bind(partition)
-        .bind(next)
-        .execute(&mut *tx)
-        .await?;
+    for (&partition, &next) in offsets {
+        tripwire_store::positions::save(&mut tx, consumer, topic, partition, next).await?;
     }
     tx.commit().await?;
     Ok(())

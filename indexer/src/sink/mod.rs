@@ -2,9 +2,7 @@
 //! logs and blocks with binary COPY, applies retractions, and stores the new position in the same
 //! transaction, so a crash at any moment neither loses nor duplicates a row.
 
-pub mod pgcopy;
 mod service;
-mod write;
 
 pub use service::{Sink, SinkError};
-pub use write::{write_batch, Batch, BatchStats, WriteError};
+pub use tripwire_store::{write_batch, Batch, BatchStats, WriteError};

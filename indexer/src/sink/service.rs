@@ -28,7 +28,6 @@ use sqlx::PgPool;
 use tokio::sync::{mpsc, Mutex, Notify};
 use tokio_util::sync::CancellationToken;
 
-use super::write::{self, Batch, WriteError};
 use crate::metrics as m;
 use tripwire_config::{Flow, KafkaConfig, SinkConfig};
 use tripwire_kafka::{
@@ -36,6 +35,7 @@ use tripwire_kafka::{
     group::{self, GroupConsumer, Partition},
 };
 use tripwire_runtime::health::{Health, Status};
+use tripwire_store::write::{self, Batch, WriteError};
 
 /// Why the sink could not start or continue.
 #[derive(Debug, thiserror::Error)]
@@ -426,7 +426,7 @@ impl Reader {
         };
         let mut wait = Duration::from_millis(200);
         let stored = loop {
-            match write::load_offsets(&self.pool, &self.consumer_name).await {
+            match tripwire_store::positions::of_consumer(&self.pool, &self.consumer_name).await {
                 Ok(stored) => break stored,
                 Err(e) => {
                     counter!(m::POSTGRES_ERRORS, "op" => "load_offsets").increment(1);

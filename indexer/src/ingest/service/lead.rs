@@ -224,16 +224,9 @@ impl ChainIngest {
             let ends = self.topic_ends().await?;
             self.produced.start_at(ends);
         }
-        let rows: Vec<(i32, i64)> = sqlx::query_as(
-            "SELECT partition, next_offset FROM sink_offsets WHERE consumer = $1 AND topic = $2",
-        )
-        .bind(&bp.consumer)
-        .bind(&self.topic)
-        .fetch_all(&self.pool)
-        .await?;
-        let (records, bytes) = self
-            .produced
-            .lead(&rows.into_iter().collect(), self.sent.read());
+        let stored =
+            tripwire_store::positions::of_topic(&self.pool, &bp.consumer, &self.topic).await?;
+        let (records, bytes) = self.produced.lead(&stored, self.sent.read());
         Ok(Some(Lead {
             records,
             bytes,

@@ -23,10 +23,7 @@ mod reorg;
 
 use fetch::plan;
 
-use super::{
-    cursor::{self, Cursor},
-    records::{self, AddressBook, RangeError},
-};
+use super::records::{self, AddressBook, RangeError};
 use crate::metrics as m;
 use tripwire_config::{ChainConfig, ContractSpec};
 use tripwire_kafka::{self as kafka, IngestProducer};
@@ -35,6 +32,7 @@ use tripwire_runtime::{
     faults,
     health::{Health, Status},
 };
+use tripwire_store::cursor::{self, Cursor};
 
 /// Why a step failed.
 #[derive(Debug, thiserror::Error)]

@@ -6,11 +6,9 @@ use metrics::counter;
 use tripwire_schema::{BlockRef, Retraction, StreamRecord};
 
 use super::{ChainIngest, IngestError};
-use crate::{
-    ingest::cursor::{self, UNKNOWN_HASH},
-    metrics as m,
-};
+use crate::metrics as m;
 use tripwire_rpc::RpcError;
+use tripwire_store::cursor::{self, UNKNOWN_HASH};
 
 impl ChainIngest {
     /// After a crash between handing records to Kafka and storing the cursor, Kafka may hold

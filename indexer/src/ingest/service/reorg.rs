@@ -5,12 +5,10 @@
 use metrics::{counter, histogram};
 use tripwire_schema::{BlockRef, Retraction, StreamRecord};
 
-use super::{
-    cursor::{self, UNKNOWN_HASH},
-    ChainIngest, IngestError,
-};
+use super::{ChainIngest, IngestError};
 use crate::metrics as m;
 use tripwire_rpc::{ProviderId, RpcError};
+use tripwire_store::cursor::{self, UNKNOWN_HASH};
 
 impl ChainIngest {
     /// Provider `reporter` says the block at our tip's height is not `tip` (`theirs` is its

@@ -8,13 +8,15 @@
 //! prepared batch does not change: a failed write is retried with exactly the same batch.
 
 use std::collections::BTreeMap;
+
 use tripwire_runtime::faults;
 
 use alloy::primitives::B256;
 use sqlx::{PgConnection, PgPool};
 use tripwire_schema::{BlockRef, LogView, Retraction, StreamRecord};
 
-use super::pgcopy::{self, BlockCopyBuffer, LogCopyBuffer};
+use crate::pgcopy::{self, BlockCopyBuffer, LogCopyBuffer};
+use crate::positions;
 
 /// Kafka messages prepared for one transaction. Build it with [`Batch::push`] in stream order.
 #[derive(Debug, Default)]
@@ -263,18 +265,7 @@ pub async fn write_batch(
         .await?;
     }
     for (topic, partition, next) in batch.next_offsets() {
-        sqlx::query(
-            "INSERT INTO sink_offsets (consumer, topic, partition, next_offset, updated_at)
-             VALUES ($1, $2, $3, $4, now())
-             ON CONFLICT (consumer, topic, partition) DO UPDATE
-               SET next_offset = EXCLUDED.next_offset, updated_at = now()",
-        )
-        .bind(consumer)
-        .bind(topic)
-        .bind(partition)
-        .bind(next)
-        .execute(&mut *tx)
-        .await?;
+        positions::save(&mut tx, consumer, topic, partition, next).await?;
     }
     tx.commit().await?;
     faults::point(faults::points::SINK_AFTER_COMMIT)?;
@@ -284,18 +275,12 @@ pub async fn write_batch(
 /// Locks the stored positions of the batch's partitions (so two instances never write one
 /// partition at once) and checks that none is past the batch's start.
 async fn fence(conn: &mut PgConnection, consumer: &str, batch: &Batch) -> Result<(), WriteError> {
-    let topics: Vec<&str> = batch.offsets.iter().map(|(t, ..)| t.as_str()).collect();
-    let partitions: Vec<i32> = batch.offsets.iter().map(|(_, p, ..)| *p).collect();
-    let stored: Vec<(String, i32, i64)> = sqlx::query_as(
-        "SELECT topic, partition, next_offset FROM sink_offsets
-         WHERE consumer = $1 AND (topic, partition) IN (SELECT * FROM unnest($2::text[], $3::int[]))
-         ORDER BY topic, partition FOR UPDATE",
-    )
-    .bind(consumer)
-    .bind(&topics)
-    .bind(&partitions)
-    .fetch_all(&mut *conn)
-    .await?;
+    let partitions: Vec<(&str, i32)> = batch
+        .offsets
+        .iter()
+        .map(|(t, p, ..)| (t.as_str(), *p))
+        .collect();
+    let stored = positions::lock(conn, consumer, &partitions).await?;
     for (topic, partition, stored) in stored {
         let first = batch
             .offsets
@@ -349,18 +334,4 @@ async fn apply_retraction(conn: &mut PgConnection, r: &Retraction) -> Result<(),
     .execute(&mut *conn)
     .await?;
     Ok(())
-}
-
-/// The stored positions of `consumer`: (topic, partition) -> next offset.
-pub async fn load_offsets(
-    pool: &PgPool,
-    consumer: &str,
-) -> Result<BTreeMap<(String, i32), i64>, sqlx::Error> {
-    let rows: Vec<(String, i32, i64)> = sqlx::query_as(
-        "SELECT topic, partition, next_offset FROM sink_offsets WHERE consumer = $1",
-    )
-    .bind(consumer)
-    .fetch_all(pool)
-    .await?;
-    Ok(rows.into_iter().map(|(t, p, o)| ((t, p), o)).collect())
 }
