@@ -168,7 +168,7 @@ allowed_actors = ["{admin:#x}"]
             &self.config,
             role,
             self.dir.path(),
-            "info,tripwire_indexer=debug,tripwire_watchdog=debug",
+            "info,tripwire_indexer=debug,tripwire_watchdog=debug,tripwire_kafka=debug,tripwire_store=debug,tripwire_rpc=debug",
         )
     }
 

@@ -90,7 +90,7 @@ pub async fn run(
         .unwrap_or_else(|| cfg.kafka.brokers.clone());
 
     let pool = tripwire_store::connect(&settings, Duration::from_secs(30)).await?;
-    tripwire_schema::migrate(&pool).await?;
+    tripwire_store::migrate(&pool).await?;
 
     let topics: Vec<String> = cfg.chains.iter().map(|c| settings.topic(c)).collect();
     for t in &topics {

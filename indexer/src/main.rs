@@ -158,7 +158,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         },
         Command::Migrate => {
             let pool = tripwire_store::connect(&settings, Duration::from_secs(30)).await?;
-            tripwire_schema::migrate(&pool)
+            tripwire_store::migrate(&pool)
                 .await
                 .context("applying migrations")?;
             println!("migrations applied");

@@ -8,7 +8,6 @@ pub const INGESTED_BLOCK: &str = "tripwire_ingested_block";
 pub const INDEXED_BLOCK: &str = "tripwire_indexed_block";
 pub const LAG_BLOCKS: &str = "tripwire_lag_blocks";
 pub const LOGS_PRODUCED: &str = "tripwire_logs_produced_total";
-pub const LOGS_UNDECODED: &str = "tripwire_logs_undecoded_total";
 pub const BLOCKS_PRODUCED: &str = "tripwire_blocks_produced_total";
 pub const LOGS_WRITTEN: &str = "tripwire_logs_written_total";
 pub const RECORDS_CONSUMED: &str = "tripwire_records_consumed_total";
@@ -43,7 +42,6 @@ pub const NAMES: &[&str] = &[
     INDEXED_BLOCK,
     LAG_BLOCKS,
     LOGS_PRODUCED,
-    LOGS_UNDECODED,
     BLOCKS_PRODUCED,
     LOGS_WRITTEN,
     RECORDS_CONSUMED,
@@ -97,10 +95,6 @@ pub fn describe() {
         "Head minus the last block of this process's stage."
     );
     describe_counter!(LOGS_PRODUCED, "Log records published to Kafka.");
-    describe_counter!(
-        LOGS_UNDECODED,
-        "Logs published raw because no ABI event decoded them."
-    );
     describe_counter!(BLOCKS_PRODUCED, "Block markers published to Kafka.");
     describe_counter!(
         LOGS_WRITTEN,

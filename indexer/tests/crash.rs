@@ -20,7 +20,7 @@ async fn sigkill_at_random_moments_loses_and_duplicates_nothing() -> anyhow::Res
     assert!(truth.len() >= 30_000);
 
     // The processes migrate at start; the loop below may query before either got that far.
-    tripwire_schema::migrate(env.db.pool()).await?;
+    tripwire_store::migrate(env.db.pool()).await?;
     let mut ingest = env.spawn("ingest")?;
     let mut sink = env.spawn("sink")?;
     let mut rng = rand::rng();

@@ -46,7 +46,7 @@ impl TestDb {
             .connect_with(admin_options().database(&name))
             .await
             .expect("connect to the test database");
-        tripwire_schema::migrate(&pool).await.expect("migrate");
+        tripwire_store::migrate(&pool).await.expect("migrate");
         TestDb { name, pool }
     }
 

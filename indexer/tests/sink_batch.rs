@@ -14,7 +14,7 @@ const CONSUMER: &str = "test-sink";
 
 async fn migrated_db() -> anyhow::Result<TestDb> {
     let db = TestDb::create().await?;
-    tripwire_schema::migrate(db.pool()).await?;
+    tripwire_store::migrate(db.pool()).await?;
     Ok(db)
 }
 

@@ -12,12 +12,13 @@ use alloy::primitives::{Address, Bytes, B256};
 use chrono::{DateTime, TimeZone, Utc};
 use serde::Serialize;
 use sqlx::PgPool;
-use tripwire_indexer::ingest::records;
+use tripwire_config::watchdog::WatchdogConfig;
+use tripwire_config::Settings;
+use tripwire_detect::incidents::{IncidentBook, Policy};
+use tripwire_detect::DetectorSet;
+use tripwire_rpc::records;
 use tripwire_rpc::ChainRpc;
 use tripwire_schema::{BlockMarker, DecodedEvent, LogRecord, StreamRecord};
-use tripwire_watchdog::alerts::{IncidentBook, Policy};
-use tripwire_watchdog::config::WatchdogSettings;
-use tripwire_watchdog::detect::DetectorSet;
 
 use crate::plan::Plan;
 use crate::progress::Progress;
@@ -149,27 +150,27 @@ async fn stored(
 
 /// Runs the back-test; `warmup_from` is where learning starts (default: the first stored block).
 pub async fn run(
-    ws: &WatchdogSettings,
+    settings: &Settings,
+    watchdog: &WatchdogConfig,
     plan: &Plan,
     rpc: &ChainRpc,
     pool: &PgPool,
     warmup_from: Option<u64>,
 ) -> Result<(Vec<Fired>, u64), ReplayError> {
     let chain_id = plan.chain.chain_id;
-    let mut detectors = DetectorSet::new(&ws.watchdog.detectors)
+    let mut detectors = DetectorSet::new(&watchdog.detectors)
         .map_err(|e| ReplayError::Invalid(format!("[watchdog] detectors: {e}")))?;
     if detectors.is_empty() {
         return Err(ReplayError::Invalid(
             "the config has no [[watchdog.detectors]] to back-test".into(),
         ));
     }
-    let actions: BTreeMap<String, Vec<String>> = ws
-        .watchdog
+    let actions: BTreeMap<String, Vec<String>> = watchdog
         .detectors
         .iter()
         .map(|d| (d.name.clone(), d.actions.clone()))
         .collect();
-    let am = &ws.watchdog.alertmanager;
+    let am = &watchdog.alertmanager;
     let mut book = IncidentBook::new(Policy {
         hold: std::time::Duration::from_secs(am.resolve_after_s),
         cooldown: std::time::Duration::from_secs(am.cooldown_s),
@@ -185,11 +186,7 @@ pub async fn run(
         .unwrap_or(plan.from)
         .min(plan.from);
     let book_map = records::address_book(&plan.contracts);
-    let all_contracts: Vec<_> = ws
-        .settings
-        .contracts_of(&plan.chain.name)
-        .cloned()
-        .collect();
+    let all_contracts: Vec<_> = settings.contracts_of(&plan.chain.name).cloned().collect();
     let interest = records::interest(&all_contracts);
     let mut fired = Vec::new();
     let mut evaluated = 0u64;

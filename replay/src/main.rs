@@ -76,7 +76,7 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     tripwire_runtime::init_tracing(
         tripwire_runtime::LogFormat::Text,
-        "info,tripwire_indexer=warn,sqlx=warn",
+        "info,tripwire_rpc=warn,tripwire_kafka=warn,tripwire_store=warn,sqlx=warn",
     );
     match run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
@@ -123,7 +123,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     if cli.mode == Mode::Detect {
         return run_detect(&cli, &plan, &rpc, &pool).await;
     }
-    tripwire_schema::migrate(&pool)
+    tripwire_store::migrate(&pool)
         .await
         .context("applying migrations")?;
     let shutdown = CancellationToken::new();
@@ -208,7 +208,8 @@ async fn run_detect(
     rpc: &ChainRpc,
     pool: &sqlx::PgPool,
 ) -> anyhow::Result<()> {
-    let ws = tripwire_watchdog::config::WatchdogSettings::load(&cli.config)?;
+    let settings = Settings::load(&cli.config)?;
+    let watchdog = settings.watchdog()?;
     let format = cli
         .format
         .unwrap_or_else(|| Format::default_for(cli.output.as_deref()));
@@ -217,9 +218,10 @@ async fn run_detect(
         plan.chain.name,
         plan.from,
         plan.to,
-        ws.watchdog.detectors.len()
+        watchdog.detectors.len()
     );
-    let (fired, evaluated) = detect::run(&ws, plan, rpc, pool, cli.warmup_from).await?;
+    let (fired, evaluated) =
+        detect::run(&settings, watchdog, plan, rpc, pool, cli.warmup_from).await?;
     let output_error = |source| ReplayError::Output {
         path: cli.output.clone(),
         source,

@@ -12,8 +12,8 @@ use rdkafka::producer::FutureRecord;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 use tripwire_config::Settings;
-use tripwire_indexer::ingest::records;
 use tripwire_kafka as kafka;
+use tripwire_rpc::records;
 use tripwire_rpc::ChainRpc;
 use tripwire_schema::StreamRecord;
 

@@ -9,8 +9,7 @@ use anyhow::{bail, Context, Result};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
-use testkit::{abi, anvil::Anvil, kafka::TestKafka, postgres::TestDb, Address};
-use tokio_util::sync::CancellationToken;
+use testkit::{abi, anvil::Anvil, kafka::TestKafka, postgres::TestDb, process::Proc, Address};
 
 const BIN: &str = env!("CARGO_BIN_EXE_tripwire-replay");
 
@@ -109,30 +108,22 @@ history = 100
     Ok(path)
 }
 
-/// Runs ingest and sink in this process until every log of `treasury` on the chain is stored.
+/// Runs ingest and sink (`tripwire-indexer run`) until every log of `treasury` on the chain is
+/// stored.
 async fn index_everything(
     config: &Path,
     anvil: &Anvil,
     db: &TestDb,
     treasury: Address,
 ) -> Result<()> {
-    let settings = tripwire_config::Settings::load(config)?;
-    let token = CancellationToken::new();
-    let t = token.clone();
-    let handle = std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("runtime");
-        let roles = tripwire_indexer::app::Roles {
-            ingest: true,
-            sink: true,
-        };
-        if let Err(e) = rt.block_on(tripwire_indexer::app::run(settings, roles, None, t)) {
-            eprintln!("indexer failed: {e}");
-        }
-    });
+    let mut indexer = Proc::spawn(
+        &testkit::workspace_bin("tripwire-indexer")?,
+        config,
+        "run",
+        config.parent().unwrap_or(Path::new(".")),
+        "info",
+    )?;
+    indexer.http_addr().await?;
     let want = anvil
         .get_logs(json!({"fromBlock": "0x0", "toBlock": "latest", "address": [treasury]}))
         .await?
@@ -156,8 +147,7 @@ async fn index_everything(
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
-    token.cancel();
-    let _ = handle.join();
+    indexer.terminate(Duration::from_secs(20))?;
     result
 }
 
@@ -225,7 +215,7 @@ fn numbers_normalised(rows: Vec<Vec<String>>) -> Vec<Vec<String>> {
 async fn detect_needs_no_archive_state_and_writes_each_format_to_stdout_or_a_file() -> Result<()> {
     let anvil = Anvil::builder().arg("--prune-history").spawn().await?;
     let db = TestDb::create().await?;
-    tripwire_schema::migrate(db.pool()).await?;
+    tripwire_store::migrate(db.pool()).await?;
     let kafka = TestKafka::start()?;
     let topic = kafka.unique_topic("tripwire-detect-output");
     kafka.create_topic(&topic, 1).await?;

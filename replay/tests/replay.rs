@@ -1,5 +1,5 @@
 //! F1, F2, F4 and the cursor reset, against anvil, Kafka (librdkafka's mock or `KAFKA_BROKERS`)
-//! and Postgres, with the indexer (ingest and sink) running in this process like in production.
+//! and Postgres, with the indexer (ingest and sink) and the live watchdog as child processes, as in production.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -9,8 +9,10 @@ use anyhow::{bail, Result};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::json;
-use testkit::{abi, anvil::Anvil, kafka::TestKafka, postgres::TestDb, Address, DynSolValue, U256};
-use tokio_util::sync::CancellationToken;
+use testkit::{
+    abi, anvil::Anvil, kafka::TestKafka, postgres::TestDb, process::Proc, Address, DynSolValue,
+    U256,
+};
 
 const BIN: &str = env!("CARGO_BIN_EXE_tripwire-replay");
 
@@ -21,14 +23,14 @@ struct Env {
     topic: String,
     treasury: Address,
     dir: tempfile::TempDir,
-    indexer: Option<(CancellationToken, std::thread::JoinHandle<()>)>,
+    indexer: Option<Proc>,
 }
 
 impl Env {
     async fn new() -> Result<Env> {
         let anvil = Anvil::spawn().await?;
         let db = TestDb::create().await?;
-        tripwire_schema::migrate(db.pool()).await?;
+        tripwire_store::migrate(db.pool()).await?;
         let kafka = TestKafka::start()?;
         let topic = kafka.unique_topic("tripwire-replay");
         kafka.create_topic(&topic, 1).await?;
@@ -84,33 +86,25 @@ abi = "{abi}"
         path
     }
 
-    /// Starts ingest and sink in this process (own thread and runtime).
-    fn start_indexer(&mut self) -> Result<()> {
-        let settings = tripwire_config::Settings::load(&self.config("indexer.toml", ""))?;
-        let token = CancellationToken::new();
-        let t = token.clone();
-        let handle = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .expect("runtime");
-            let roles = tripwire_indexer::app::Roles {
-                ingest: true,
-                sink: true,
-            };
-            if let Err(e) = rt.block_on(tripwire_indexer::app::run(settings, roles, None, t)) {
-                eprintln!("indexer failed: {e}");
-            }
-        });
-        self.indexer = Some((token, handle));
+    /// Starts ingest and sink (`tripwire-indexer run`, a child process as in production) and
+    /// waits until it serves HTTP.
+    async fn start_indexer(&mut self) -> Result<()> {
+        let p = Proc::spawn(
+            &testkit::workspace_bin("tripwire-indexer")?,
+            &self.config("indexer.toml", ""),
+            "run",
+            self.dir.path(),
+            "info",
+        )?;
+        p.http_addr().await?;
+        self.indexer = Some(p);
         Ok(())
     }
 
+    /// Stops the indexer with SIGTERM (it drains and exits).
     fn stop_indexer(&mut self) {
-        if let Some((token, handle)) = self.indexer.take() {
-            token.cancel();
-            let _ = handle.join();
+        if let Some(mut p) = self.indexer.take() {
+            let _ = p.terminate(Duration::from_secs(20));
         }
     }
 
@@ -207,7 +201,7 @@ async fn f1_deleted_rows_and_a_whole_range_come_back_while_the_indexer_runs() ->
     let mut env = Env::new().await?;
     let mut rng = StdRng::seed_from_u64(1);
     env.traffic(&mut rng, 60).await?;
-    env.start_indexer()?;
+    env.start_indexer().await?;
     let n = env
         .wait_equal(&[env.treasury], Duration::from_secs(60))
         .await?;
@@ -313,7 +307,7 @@ async fn f2_a_new_contract_gets_its_history_and_f4_bad_ranges_change_nothing() -
         );
         env.anvil.send_and_mine(newer, data).await?;
     }
-    env.start_indexer()?;
+    env.start_indexer().await?;
     env.wait_equal(&[env.treasury], Duration::from_secs(60))
         .await?;
     assert!(env.stored(&[newer]).await?.is_empty());
@@ -411,7 +405,7 @@ async fn reset_cursor_needs_confirmation_audits_and_the_ingest_resyncs_from_ther
     let mut env = Env::new().await?;
     let mut rng = StdRng::seed_from_u64(3);
     env.traffic(&mut rng, 30).await?;
-    env.start_indexer()?;
+    env.start_indexer().await?;
     env.wait_equal(&[env.treasury], Duration::from_secs(60))
         .await?;
     env.stop_indexer();
@@ -485,7 +479,7 @@ async fn reset_cursor_needs_confirmation_audits_and_the_ingest_resyncs_from_ther
     sqlx::query("DELETE FROM logs WHERE block_number > 10")
         .execute(env.db.pool())
         .await?;
-    env.start_indexer()?;
+    env.start_indexer().await?;
     env.wait_equal(&[env.treasury], Duration::from_secs(60))
         .await?;
     Ok(())
@@ -524,29 +518,16 @@ history = 100
         deployer = env.anvil.accounts()[0],
     );
     let config = env.config("with-watchdog.toml", &watchdog);
-    env.start_indexer()?;
-    // The live watchdog, in this process.
-    let ws = tripwire_watchdog::config::WatchdogSettings::load(&config)?;
-    let brokers = env.kafka.brokers();
-    // Its own pool: connections belong to the runtime that opened them, and that one ends first.
-    let db_url = env.db.url().to_owned();
-    let token = CancellationToken::new();
-    let t = token.clone();
-    let live = std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("runtime");
-        rt.block_on(async move {
-            let health = tripwire_runtime::health::Health::new();
-            let pool = sqlx::PgPool::connect(&db_url).await.expect("postgres");
-            let wd = tripwire_watchdog::service::Watchdog::new(&ws, &brokers, pool, health, None)
-                .await
-                .expect("watchdog starts");
-            wd.run(t).await.expect("watchdog runs");
-        });
-    });
+    env.start_indexer().await?;
+    // The live watchdog, a child process as in production.
+    let mut live = Proc::spawn(
+        &testkit::workspace_bin("tripwire-watchdog")?,
+        &config,
+        "run",
+        env.dir.path(),
+        "info",
+    )?;
+    live.http_addr().await?;
 
     let mut rng = StdRng::seed_from_u64(4);
     let withdraw = |amount: u64| abi::call("withdraw(uint256)", &[abi::uint(amount)]);
@@ -598,8 +579,7 @@ history = 100
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
-    token.cancel();
-    let _ = live.join();
+    live.terminate(Duration::from_secs(20))?;
     assert_eq!(
         live_fired,
         vec![

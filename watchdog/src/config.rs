@@ -28,14 +28,7 @@ impl WatchdogSettings {
 
     /// The watchdog's view of validated settings.
     pub fn from_settings(settings: Settings) -> Result<Self, ConfigError> {
-        let watchdog = settings
-            .config
-            .watchdog
-            .clone()
-            .ok_or_else(|| ConfigError::Invalid {
-                field: "watchdog".into(),
-                message: "the file has no [watchdog] section".into(),
-            })?;
+        let watchdog = settings.watchdog()?.clone();
         let path = settings.path.clone();
         Ok(WatchdogSettings {
             settings,
@@ -90,7 +83,7 @@ events = ["event Withdraw(address indexed user, uint256 amount)"]
                 if path.extension().is_some_and(|e| e == "toml") && text.contains("[watchdog]") {
                     let s = WatchdogSettings::load(&path)
                         .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-                    crate::detect::DetectorSet::new(&s.watchdog.detectors)
+                    tripwire_detect::DetectorSet::new(&s.watchdog.detectors)
                         .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
                     assert!(!s.watchdog.detectors.is_empty());
                     seen += 1;

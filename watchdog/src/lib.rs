@@ -9,7 +9,6 @@
 
 pub mod alerts;
 pub mod config;
-pub mod detect;
 pub mod metrics;
 pub mod safe;
 pub mod seen;

@@ -126,7 +126,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Run { listen }) => listen,
         Some(Command::Proposals { command }) => {
             let pool = tripwire_store::connect(&ws.settings, Duration::from_secs(5)).await?;
-            tripwire_schema::migrate(&pool)
+            tripwire_store::migrate(&pool)
                 .await
                 .context("applying migrations")?;
             return match command {
@@ -153,7 +153,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     tripwire_runtime::signals::cancel_on_signal(shutdown.clone());
 
     let pool = tripwire_store::connect(&ws.settings, Duration::from_secs(30)).await?;
-    tripwire_schema::migrate(&pool)
+    tripwire_store::migrate(&pool)
         .await
         .context("applying migrations")?;
 

@@ -63,7 +63,7 @@ async fn planted_credentials_appear_in_no_log_health_metric_cli_answer_or_row() 
         &env.config(),
         "ingest",
         env.dir.path(),
-        "info,tripwire_indexer=debug",
+        "info,tripwire_indexer=debug,tripwire_rpc=debug,tripwire_kafka=debug,tripwire_store=debug",
     )?;
     indexer.http_addr().await?;
     let mut wd = env.spawn_watchdog().await?;

@@ -17,7 +17,7 @@ const TOKEN: &str = "s3cret-token-for-tests";
 const PATH: &str = "/alertmanager/webhook";
 
 async fn receiver(db: &TestDb, max_body: usize) -> Result<axum::Router> {
-    tripwire_schema::migrate(db.pool()).await?;
+    tripwire_store::migrate(db.pool()).await?;
     let cfg: WebhookConfig = toml::from_str(&format!(
         "path = \"{PATH}\"\nallow_unauthenticated = true\nmax_body_bytes = {max_body}\n\
          [[rules]]\nname = \"record-all\"\nmatchers = ['alertname=~\".+\"']\nactions = [\"record\"]\n"
@@ -229,7 +229,7 @@ async fn e3_missing_or_wrong_token_is_401_and_stores_nothing_oversized_is_413() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn alert_action_relabels_into_alertmanager_once() -> Result<()> {
     let db = TestDb::create().await?;
-    tripwire_schema::migrate(db.pool()).await?;
+    tripwire_store::migrate(db.pool()).await?;
     let am = testkit::alertmanager::Alertmanager::spawn().await?;
     let cfg: WebhookConfig = toml::from_str(&format!(
         "path = \"{PATH}\"\nallow_unauthenticated = true\n\
@@ -285,7 +285,7 @@ async fn alert_action_relabels_into_alertmanager_once() -> Result<()> {
 async fn hmac_signature_is_required_and_checked() -> Result<()> {
     use hmac::{Hmac, Mac};
     let db = TestDb::create().await?;
-    tripwire_schema::migrate(db.pool()).await?;
+    tripwire_store::migrate(db.pool()).await?;
     let cfg: WebhookConfig = toml::from_str(&format!(
         "path = \"{PATH}\"\nallow_unauthenticated = true\n[[rules]]\nname = \"r\"\nmatchers = ['alertname=~\".+\"']\nactions = [\"record\"]\n"
     ))?;

@@ -3,11 +3,9 @@
 
 use std::{collections::HashMap, path::Path};
 
-use alloy::{
-    dyn_abi::{DynSolEvent, DynSolValue, Specifier},
-    json_abi::{Event, JsonAbi},
-    primitives::B256,
-};
+use alloy_dyn_abi::{DynSolEvent, DynSolValue, Specifier};
+use alloy_json_abi::{Event, JsonAbi};
+use alloy_primitives::B256;
 use tripwire_schema::DecodedEvent;
 
 /// One event of a contract, resolved once for fast decoding.

@@ -7,8 +7,9 @@ use std::{
     str::FromStr,
 };
 
-use alloy::primitives::Address;
+use alloy_primitives::Address;
 
+use crate::watchdog::WatchdogConfig;
 use crate::{ChainConfig, Config, ConfigError, ContractAbi, Flow};
 
 /// A contract after validation: parsed addresses and loaded ABI.
@@ -63,6 +64,17 @@ impl Settings {
             contracts,
             path: path.to_owned(),
         })
+    }
+
+    /// The `[watchdog]` section, which the watchdog and the back-test need.
+    pub fn watchdog(&self) -> Result<&WatchdogConfig, ConfigError> {
+        self.config
+            .watchdog
+            .as_ref()
+            .ok_or_else(|| ConfigError::Invalid {
+                field: "watchdog".into(),
+                message: "the file has no [watchdog] section".into(),
+            })
     }
 
     /// The chain named `name`.

@@ -167,7 +167,7 @@ fn env_interpolation_applies_and_missing_var_is_named() {
 
 #[test]
 fn abi_decodes_transfer_and_keeps_bad_data_raw() {
-    use alloy::primitives::{keccak256, Address, B256, U256};
+    use alloy_primitives::{keccak256, Address, B256, U256};
     let abi = ContractAbi::load(
         None,
         &["event Transfer(address indexed from, address indexed to, uint256 value)".into()],

@@ -16,6 +16,7 @@ pub mod limits;
 pub mod metrics;
 mod pool;
 pub mod range;
+pub mod records;
 mod settle;
 mod split;
 mod types;

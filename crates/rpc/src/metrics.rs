@@ -16,6 +16,8 @@ pub const BEST_HEAD: &str = "tripwire_rpc_best_head_block";
 pub const RANGE_SHRINKS: &str = "tripwire_rpc_range_shrinks_total";
 pub const INCONSISTENT_ANSWERS: &str = "tripwire_rpc_inconsistent_answers_total";
 pub const BLOOM_SUSPECTS: &str = "tripwire_rpc_bloom_suspects_total";
+/// Logs no ABI event decoded (published raw), per contract.
+pub const LOGS_UNDECODED: &str = "tripwire_logs_undecoded_total";
 pub const RANGE_BLOCKS: &str = "tripwire_rpc_range_blocks";
 pub const RANGE_LOGS_PER_BLOCK: &str = "tripwire_rpc_range_logs_per_block";
 
@@ -36,10 +38,15 @@ pub const NAMES: &[&str] = &[
     BLOOM_SUSPECTS,
     RANGE_BLOCKS,
     RANGE_LOGS_PER_BLOCK,
+    LOGS_UNDECODED,
 ];
 
 /// Registers the descriptions (called once, when the recorder is installed).
 pub fn describe() {
+    describe_counter!(
+        LOGS_UNDECODED,
+        "Logs published raw because no ABI event decoded them."
+    );
     describe_counter!(
         REQUESTS,
         "HTTP requests per provider and method (a batch counts once)."

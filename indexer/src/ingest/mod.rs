@@ -1,7 +1,6 @@
 //! Ingest (RPC -> Kafka): backfills a chain from its cursor in block ranges, then follows the head,
 //! publishing each block's logs and marker; detects reorgs by parent hash and publishes retractions.
 
-pub mod records;
 mod service;
 
 pub use service::{Backpressure, ChainIngest, IngestError};

@@ -195,7 +195,7 @@ addresses = ["{registry}"]
             &self.config(),
             role,
             self.dir.path(),
-            "info,tripwire_indexer=debug",
+            "info,tripwire_indexer=debug,tripwire_rpc=debug,tripwire_kafka=debug,tripwire_store=debug,tripwire_runtime=debug",
             env,
         )
     }

@@ -4,7 +4,7 @@
 
 pub mod client;
 pub mod delivery;
-pub mod incidents;
+pub use tripwire_detect::incidents;
 
 pub use client::{Alert, Client, DeliveryError, Render};
 pub use delivery::Deliveries;

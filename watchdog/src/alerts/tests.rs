@@ -6,7 +6,7 @@ use alloy::primitives::B256;
 use chrono::{DateTime, TimeZone, Utc};
 
 use super::*;
-use crate::detect::{Finding, Severity};
+use tripwire_detect::{Finding, Severity};
 
 fn policy() -> Policy {
     Policy {

@@ -212,7 +212,7 @@ impl Proposer {
         Ok(Some(p))
     }
 
-    pub fn min_severity(&self) -> crate::detect::Severity {
+    pub fn min_severity(&self) -> tripwire_detect::Severity {
         self.cfg.min_severity
     }
 

@@ -26,10 +26,10 @@ use tripwire_schema::StreamRecord;
 
 use crate::alerts::{self, Changes, Deliveries, Incident, IncidentBook, Render, State};
 use crate::config::WatchdogSettings;
-use crate::detect::DetectorSet;
 use crate::metrics as m;
 use crate::safe::Proposer;
 use crate::store;
+use tripwire_detect::DetectorSet;
 
 mod history;
 mod propose;
@@ -46,7 +46,7 @@ pub enum WatchdogError {
     #[error(transparent)]
     Store(#[from] store::StoreError),
     #[error("detectors: {0}")]
-    Detect(#[from] crate::detect::DetectError),
+    Detect(#[from] tripwire_detect::DetectError),
     #[error("alertmanager client: {0}")]
     Client(#[from] reqwest::Error),
 }
@@ -57,7 +57,7 @@ pub struct Watchdog {
     pool: PgPool,
     consumer: Arc<GroupConsumer>,
     /// The detectors' configs, for the detector sets of the scopes.
-    detector_configs: Vec<crate::detect::DetectorConfig>,
+    detector_configs: Vec<tripwire_detect::DetectorConfig>,
     /// Chains per topic, from the config.
     topics: BTreeMap<String, Vec<u64>>,
     /// The topics this instance owns now.

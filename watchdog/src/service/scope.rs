@@ -12,10 +12,10 @@ use tripwire_runtime::health::Status;
 
 use super::{wants_pause, Watchdog, WatchdogError};
 use crate::alerts::State;
-use crate::detect::DetectorSet;
 use crate::metrics as m;
 use crate::seen::Seen;
 use crate::store;
+use tripwire_detect::DetectorSet;
 
 /// One chain topic as this instance follows it.
 pub(super) struct Scope {

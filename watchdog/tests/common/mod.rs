@@ -1,8 +1,8 @@
 //! Harness of the watchdog's end-to-end tests: anvil with the `Treasury` and `DemoToken`
 //! contracts, a fresh Postgres database, Kafka (librdkafka's mock, or `KAFKA_BROKERS`), a real
-//! Alertmanager, the indexer's ingest running in this process (it fills the topic the watchdog
-//! reads; with its sink it also stores the rows a back-test reads), and `tripwire-watchdog` as a
-//! child process that tests can kill and restart.
+//! Alertmanager, the indexer's ingest as a child process (it fills the topic the watchdog reads;
+//! with its sink it also stores the rows a back-test reads), and `tripwire-watchdog` as a child
+//! process that tests can kill and restart.
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
@@ -14,7 +14,6 @@ use testkit::{
     abi, alertmanager::Alertmanager, anvil::Anvil, kafka::TestKafka, postgres::TestDb,
     process::Proc, Address, DynSolValue, U256,
 };
-use tokio_util::sync::CancellationToken;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_tripwire-watchdog");
 
@@ -41,11 +40,11 @@ pub struct Env {
     pub server_extra: String,
     /// More RPC providers of the chain, after anvil (e.g. failing ones).
     pub rpc_urls_extra: Vec<String>,
-    /// `server.listen` of the in-process ingest (its /metrics), default any free port.
+    /// `server.listen` of the indexer (its /metrics), default any free port.
     pub server_listen: String,
     /// More addresses of the `treasury` contract (several pause targets).
     pub extra_treasuries: Vec<Address>,
-    ingest: Option<(CancellationToken, std::thread::JoinHandle<()>)>,
+    ingest: Option<Proc>,
 }
 
 impl Env {
@@ -163,31 +162,24 @@ explorer_tx_url = "https://explorer.invalid/tx/{{tx_hash}}"
         path
     }
 
-    /// Starts the indexer's ingest in this process (it publishes the chain to the topic).
+    /// Starts the indexer's ingest (it publishes the chain to the topic).
     pub async fn start_ingest(&mut self) -> Result<()> {
         self.start_indexer(false).await
     }
 
-    /// Starts the indexer in this process: the ingest, and with `sink` also the sink, which
-    /// stores the topic's records in Postgres (the rows a back-test reads).
+    /// Starts the indexer (`tripwire-indexer ingest`, or `run` with `sink`, which also stores
+    /// the topic's records in Postgres: the rows a back-test reads) and waits until it serves
+    /// HTTP. A child process, as in production; stopped with SIGTERM when the test ends.
     pub async fn start_indexer(&mut self, sink: bool) -> Result<()> {
-        let settings = tripwire_config::Settings::load(&self.config())?;
-        let token = CancellationToken::new();
-        let t = token.clone();
-        // Its own thread and runtime: the ingest's future holds librdkafka handles that are not
-        // `Send`, and the test's runtime must stay free to drive the test.
-        let handle = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .expect("ingest runtime");
-            let roles = tripwire_indexer::app::Roles { ingest: true, sink };
-            if let Err(e) = rt.block_on(tripwire_indexer::app::run(settings, roles, None, t)) {
-                panic!("indexer failed: {e}");
-            }
-        });
-        self.ingest = Some((token, handle));
+        let p = Proc::spawn(
+            &testkit::workspace_bin("tripwire-indexer")?,
+            &self.config(),
+            if sink { "run" } else { "ingest" },
+            self.dir.path(),
+            "info",
+        )?;
+        p.http_addr().await?;
+        self.ingest = Some(p);
         Ok(())
     }
 
@@ -540,9 +532,8 @@ pub async fn incidents(env: &Env, detector: &str) -> Result<Vec<(String, i64, Op
 
 impl Drop for Env {
     fn drop(&mut self) {
-        if let Some((token, handle)) = self.ingest.take() {
-            token.cancel();
-            let _ = handle.join();
+        if let Some(mut p) = self.ingest.take() {
+            let _ = p.terminate(Duration::from_secs(20));
         }
     }
 }

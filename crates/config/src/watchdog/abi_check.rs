@@ -17,7 +17,7 @@
 
 use std::collections::BTreeSet;
 
-use alloy::json_abi::Event;
+use alloy_json_abi::Event;
 
 use super::detectors::{d_actor_fields, d_privileged as privileged_events};
 use super::{DetectorConfig, Params};

@@ -2,7 +2,7 @@
 //! and the key named, and the configs that can fire (any contract, the default event catalogue,
 //! events several contracts share) pass.
 
-use alloy::json_abi::Event;
+use alloy_json_abi::Event;
 
 use super::{check_against_abis, AbiMismatch, ContractEvents};
 

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::num::NonZeroU64;
 
-use alloy::primitives::Address;
+use alloy_primitives::Address;
 use serde::{Deserialize, Serialize};
 
 use std::fmt;

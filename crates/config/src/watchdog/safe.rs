@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use alloy::primitives::Address;
+use alloy_primitives::Address;
 use serde::Deserialize;
 
 use super::Severity;

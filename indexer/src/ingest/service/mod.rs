@@ -23,10 +23,10 @@ mod reorg;
 
 use fetch::plan;
 
-use super::records::{self, AddressBook, RangeError};
 use crate::metrics as m;
 use tripwire_config::{ChainConfig, ContractSpec};
 use tripwire_kafka::{self as kafka, IngestProducer};
+use tripwire_rpc::records::{self, AddressBook, RangeError};
 use tripwire_rpc::{ChainRpc, RpcError};
 use tripwire_runtime::{
     faults,

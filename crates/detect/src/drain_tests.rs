@@ -13,7 +13,7 @@ use chrono::{DateTime, Utc};
 use super::synth::detector;
 use super::traffic::{Drain, Profile, Traffic, UNIT};
 use super::{DetectorSet, Finding};
-use crate::alerts::{IncidentBook, Policy};
+use crate::incidents::{IncidentBook, Policy};
 
 const DAY: u64 = 86_400;
 const HOUR: u64 = 3600;

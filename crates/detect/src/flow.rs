@@ -10,7 +10,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use alloy::primitives::{Address, B256};
+use alloy_primitives::{Address, B256};
 use serde::{Deserialize, Serialize};
 use tripwire_schema::{BlockMarker, LogRecord};
 

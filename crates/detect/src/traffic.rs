@@ -6,7 +6,7 @@
 
 use std::f64::consts::TAU;
 
-use alloy::primitives::Address;
+use alloy_primitives::Address;
 use tripwire_schema::{BlockMarker, LogRecord};
 
 use super::synth::{log, marker};

@@ -6,7 +6,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use alloy::primitives::Address;
+use alloy_primitives::Address;
 use serde::{Deserialize, Serialize};
 use tripwire_schema::LogRecord;
 

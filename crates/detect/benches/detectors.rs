@@ -2,18 +2,18 @@
 //! together) is fed a pre-built stream of decoded logs with block markers, as the watchdog feeds
 //! them from Kafka; criterion prints events per second (target >= 1,000,000 for rate and value).
 //!
-//! `cargo bench -p tripwire-watchdog --bench detectors`
+//! `cargo bench -p tripwire-detect --features test-utils --bench detectors`
 
 use std::hint::black_box;
 use std::time::Instant;
 
-use alloy::primitives::Address;
+use alloy_primitives::Address;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use tripwire_detect::synth::{detector, log, marker};
+use tripwire_detect::DetectorSet;
 use tripwire_schema::{BlockMarker, LogRecord};
-use tripwire_watchdog::detect::synth::{detector, log, marker};
-use tripwire_watchdog::detect::DetectorSet;
 
 const EVENTS: usize = 200_000;
 const VAULT: Address = Address::repeat_byte(0x11);

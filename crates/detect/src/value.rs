@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use alloy::primitives::Address;
+use alloy_primitives::Address;
 use serde::{Deserialize, Serialize};
 use tripwire_schema::LogRecord;
 

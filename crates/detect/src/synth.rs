@@ -1,7 +1,7 @@
 //! Synthetic records for the detectors' tests and benchmarks: decoded logs and block markers as
 //! the indexer writes them, without a chain.
 
-use alloy::primitives::{Address, Bytes, B256};
+use alloy_primitives::{Address, Bytes, B256};
 use serde_json::{Map, Value};
 use tripwire_schema::{BlockMarker, DecodedEvent, LogRecord};
 
@@ -24,9 +24,9 @@ pub fn log(
     LogRecord {
         chain_id: CHAIN,
         block_number: block,
-        block_hash: B256::from(alloy::primitives::U256::from(block)),
+        block_hash: B256::from(alloy_primitives::U256::from(block)),
         block_timestamp: ts,
-        tx_hash: B256::from(alloy::primitives::U256::from(block << 16 | log_index)),
+        tx_hash: B256::from(alloy_primitives::U256::from(block << 16 | log_index)),
         tx_index: log_index,
         log_index,
         address,
@@ -46,8 +46,8 @@ pub fn marker(block: u64, ts: u64) -> BlockMarker {
     BlockMarker {
         chain_id: CHAIN,
         number: block,
-        hash: B256::from(alloy::primitives::U256::from(block)),
-        parent_hash: B256::from(alloy::primitives::U256::from(block.saturating_sub(1))),
+        hash: B256::from(alloy_primitives::U256::from(block)),
+        parent_hash: B256::from(alloy_primitives::U256::from(block.saturating_sub(1))),
         timestamp: ts,
         log_count: 0,
     }

@@ -1,7 +1,8 @@
 //! The detectors: plain state machines fed one decoded log or block marker at a time, with no I/O,
 //! so the same code runs in the watchdog, in back-tests and in benchmarks. A detector selects logs
 //! (chain, contract, event, field filters), decides with its kind (`rate`, `value`, `flow`,
-//! `event`) and emits [`Finding`]s; turning findings into incidents and alerts is `alerts`' job.
+//! `event`) and emits [`Finding`]s; [`incidents`] turns findings into incidents (the watchdog's `alerts`
+//! delivers them).
 //!
 //! Time is block time: windows close when a log or block marker of a later window arrives, so
 //! quiet periods count as quiet windows. Duplicates are the caller's concern (the stream is
@@ -10,6 +11,7 @@
 
 mod event;
 mod flow;
+pub mod incidents;
 mod rate;
 mod select;
 pub mod stats;
@@ -24,7 +26,7 @@ mod drain_tests;
 #[cfg(test)]
 mod tests;
 
-use alloy::primitives::B256;
+use alloy_primitives::B256;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tripwire_schema::{BlockMarker, LogRecord};

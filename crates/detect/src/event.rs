@@ -3,7 +3,7 @@
 //! field it carries names an expected actor: routine operations by the team's own multisig stay
 //! quiet, the same event by anyone else does not.
 
-use alloy::primitives::Address;
+use alloy_primitives::Address;
 use tripwire_schema::LogRecord;
 
 use super::{Base, EventParams, Finding};

@@ -17,11 +17,11 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
-use alloy::primitives::B256;
+use alloy_primitives::B256;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::detect::{Finding, Severity};
+use crate::{Finding, Severity};
 
 /// How findings become incidents.
 #[derive(Debug, Clone)]

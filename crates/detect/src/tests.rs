@@ -1,7 +1,7 @@
 //! The detectors on synthetic streams: quiet on stationary traffic, one finding per attack,
 //! no finding before warm-up, state that survives a snapshot, configs that name their mistakes.
 
-use alloy::primitives::Address;
+use alloy_primitives::Address;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 

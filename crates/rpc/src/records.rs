@@ -3,13 +3,13 @@
 
 use std::collections::HashMap;
 
+use ::metrics::counter;
 use alloy::{primitives::Address, rpc::types::Log};
-use metrics::counter;
 use tripwire_schema::{BlockMarker, LogRecord, StreamRecord};
 
 use crate::metrics as m;
+use crate::{Header, Interest};
 use tripwire_config::ContractSpec;
-use tripwire_rpc::{Header, Interest};
 
 /// Address -> index into the chain's contracts.
 pub type AddressBook = HashMap<Address, usize>;
