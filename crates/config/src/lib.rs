@@ -8,6 +8,8 @@ mod abi;
 mod env;
 mod error;
 pub mod flow;
+#[cfg(test)]
+mod keys_tests;
 mod model;
 pub mod secrets;
 mod settings;

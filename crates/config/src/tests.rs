@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use super::*;
 
-fn repo() -> PathBuf {
+pub(crate) fn repo() -> PathBuf {
     // crates/config -> the repository.
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }

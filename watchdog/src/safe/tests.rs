@@ -1,5 +1,5 @@
 //! Encoding rules of the pause transaction that need no chain (the hash itself is checked
-//! against a real Safe in `tests/safe.rs`).
+//! against a real Safe in `tests/it/safe.rs`).
 
 use alloy::primitives::{address, Address, U256};
 

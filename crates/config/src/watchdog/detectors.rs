@@ -91,7 +91,7 @@ struct Common {
     description: Option<String>,
 }
 
-const COMMON_KEYS: &[&str] = &[
+pub(crate) const COMMON_KEYS: &[&str] = &[
     "name",
     "chain_id",
     "contract",

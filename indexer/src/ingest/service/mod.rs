@@ -11,93 +11,31 @@ use std::time::Duration;
 
 use backon::{BackoffBuilder, ExponentialBuilder};
 use metrics::{counter, gauge, histogram};
-use rdkafka::{error::KafkaError, producer::FutureRecord};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 use tripwire_schema::{BlockRef, StreamRecord};
 
+mod error;
 mod fetch;
 mod lead;
 mod pending;
+mod publish;
 mod reorg;
+
+pub use error::IngestError;
 
 use fetch::plan;
 
 use crate::metrics as m;
 use tripwire_config::{ChainConfig, ContractSpec};
 use tripwire_kafka::{self as kafka, IngestProducer};
-use tripwire_rpc::records::{self, AddressBook, RangeError};
+use tripwire_rpc::records::{self, AddressBook};
 use tripwire_rpc::{ChainRpc, RpcError};
 use tripwire_runtime::{
     faults,
     health::{Health, Status},
 };
 use tripwire_store::cursor::{self, Cursor};
-
-/// Why a step failed.
-#[derive(Debug, thiserror::Error)]
-pub enum IngestError {
-    #[error(transparent)]
-    Rpc(#[from] RpcError),
-    #[error("kafka: {0}")]
-    Kafka(#[from] KafkaError),
-    #[error("postgres: {0}")]
-    Postgres(#[from] sqlx::Error),
-    /// A test stopped the process at a fault point (see `faults.rs`).
-    #[error(transparent)]
-    Stopped(#[from] tripwire_runtime::faults::Stopped),
-    #[error("chain {chain}: inconsistent RPC answer for blocks {from}..={to}: {source}")]
-    Inconsistent {
-        chain: String,
-        from: u64,
-        to: u64,
-        source: RangeError,
-    },
-    #[error(
-        "chain {chain}: reorg deeper than max_reorg_depth = {max}: none of the last {checked} \
-         indexed blocks (up to block {tip}) is still canonical. Stopping instead of writing \
-         inconsistent data; raise max_reorg_depth or reset the cursor with replay"
-    )]
-    ReorgTooDeep {
-        chain: String,
-        tip: u64,
-        checked: usize,
-        max: u64,
-    },
-}
-
-impl IngestError {
-    /// Retrying cannot help: the process must stop.
-    pub fn is_fatal(&self) -> bool {
-        match self {
-            IngestError::ReorgTooDeep { .. } => true,
-            IngestError::Rpc(e) => e.is_fatal(),
-            _ => false,
-        }
-    }
-
-    /// The fault in an operator's words (see [`RpcError::fault`]).
-    pub fn fault(&self) -> String {
-        match self {
-            IngestError::Rpc(e) => e.fault(),
-            IngestError::Kafka(e) => format!("Kafka error ({e})"),
-            IngestError::Postgres(_) => "Postgres error".into(),
-            IngestError::Stopped(_) => "stopped".into(),
-            IngestError::Inconsistent { .. } => "inconsistent answers".into(),
-            IngestError::ReorgTooDeep { .. } => "reorg too deep".into(),
-        }
-    }
-
-    fn component(&self) -> &'static str {
-        match self {
-            IngestError::Rpc(_) | IngestError::Inconsistent { .. } => "rpc",
-            IngestError::Kafka(_) => "kafka",
-            IngestError::Postgres(_) => "postgres",
-            IngestError::Stopped(_) => "ingest",
-            IngestError::ReorgTooDeep { .. } => "reorg",
-        }
-    }
-}
 
 /// Encoded records of a group of blocks, in stream order.
 #[derive(Default)]
@@ -579,101 +517,5 @@ impl ChainIngest {
         self.report_lag();
         tracing::debug!(chain = %self.chain.name, from = next, to, logs = group.logs, records = group.payloads.len(), bytes = group.bytes, cut, "ranges published");
         Ok(Step::Progressed)
-    }
-
-    /// The room the lead limit leaves, in logs (about one record each); `None`: unlimited.
-    fn room_in_logs(&self, lead: &lead::Lead) -> Option<u64> {
-        let (records, bytes) = lead.room();
-        let by_bytes =
-            bytes.and_then(|b| Some((b as f64 / (self.record_bytes? * lead.factor)) as u64));
-        match (records, by_bytes) {
-            (Some(r), Some(b)) => Some(r.min(b)),
-            (r, b) => r.or(b),
-        }
-    }
-
-    fn report_lag(&self) {
-        let ingested = self.cursor.tip().map_or(0, |t| t.number);
-        let lag = self.head.saturating_sub(ingested);
-        gauge!(m::LAG_BLOCKS, "chain" => self.label(), "stage" => "ingest").set(lag as f64);
-    }
-
-    /// Publishes encoded records in order and waits until Kafka acknowledged all of them.
-    async fn publish(&mut self, payloads: &[Vec<u8>]) -> Result<(), IngestError> {
-        let key = self.chain.chain_id.to_string();
-        let (sent_before, _) = self.sent.read();
-        let mut pending = Vec::with_capacity(payloads.len());
-        for payload in payloads {
-            let mut record = FutureRecord::to(&self.topic).key(&key).payload(payload);
-            loop {
-                match self.producer.send_result(record) {
-                    Ok(f) => {
-                        pending.push(f);
-                        break;
-                    }
-                    Err((
-                        KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull),
-                        back,
-                    )) => {
-                        record = back;
-                        // The local queue is full: let librdkafka drain it.
-                        tokio::time::sleep(Duration::from_millis(5)).await;
-                    }
-                    Err((e, _)) => {
-                        counter!(m::KAFKA_ERRORS, "op" => "produce").increment(1);
-                        return Err(e.into());
-                    }
-                }
-            }
-        }
-        faults::point(faults::points::INGEST_AFTER_PUBLISH)?;
-        // In order, one after the other: acknowledgements arrive in about that order anyway,
-        // and a group is up to ~100,000 records, for which `join_all`'s task set costs more
-        // than the waiting.
-        let all = async move {
-            let mut results = Vec::with_capacity(pending.len());
-            for f in pending {
-                results.push(f.await);
-            }
-            results
-        };
-        tokio::pin!(all);
-        let results = loop {
-            tokio::select! {
-                r = &mut all => break r,
-                _ = tokio::time::sleep(Duration::from_secs(5)) => {
-                    self.health.set("kafka", Status::Unhealthy, "no acknowledgement from Kafka for 5 s");
-                }
-            }
-        };
-        let (_, updates_at_ack) = self.sent.read();
-        // Per partition: (offset after the last record, bytes, records).
-        let mut ends: std::collections::BTreeMap<i32, (i64, u64, u64)> = Default::default();
-        for (r, payload) in results.into_iter().zip(payloads) {
-            match r {
-                Ok(Ok(d)) => {
-                    let e = ends.entry(d.partition).or_default();
-                    e.0 = e.0.max(d.offset + 1);
-                    e.1 += (key.len() + payload.len()) as u64;
-                    e.2 += 1;
-                }
-                Ok(Err((e, _))) => {
-                    counter!(m::KAFKA_ERRORS, "op" => "delivery").increment(1);
-                    return Err(e.into());
-                }
-                Err(_) => return Err(KafkaError::Canceled.into()),
-            }
-        }
-        for (partition, (end, bytes, records)) in ends {
-            self.produced.acknowledged(lead::SentGroup {
-                partition,
-                end,
-                bytes,
-                records,
-                sent_before,
-                updates_at_ack,
-            });
-        }
-        Ok(())
     }
 }

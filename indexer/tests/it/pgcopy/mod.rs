@@ -1,0 +1,230 @@
+//! Integration tests of the binary COPY writer against a real Postgres. Every test works in a
+//! database of its own, created through `TRIPWIRE_TEST_PG_ADMIN_URL` (as for the testkit; default
+//! `postgres://postgres@127.0.0.1:5432/postgres`, a database every cluster has) and dropped again when the test ends.
+//!
+//! This module holds that database and the rows written and read back; the tests are in
+//! `encoding` (what the rows hold) and `transactions` (conflicts, rollbacks, failures, retries).
+//!
+//! `cargo test --release -p tripwire-indexer --test it -- --ignored --nocapture pgcopy::encoding::copy_throughput`
+//! measures the write rate.
+
+mod encoding;
+mod transactions;
+
+use std::str::FromStr;
+
+use alloy::primitives::{Address, Bytes, B256};
+use serde_json::{json, Map, Value};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{Connection, PgConnection, PgPool, Row};
+use tripwire_schema::{BlockMarker, DecodedEvent, LogRecord};
+
+fn admin_options() -> PgConnectOptions {
+    let url = std::env::var("TRIPWIRE_TEST_PG_ADMIN_URL")
+        .unwrap_or_else(|_| testkit::postgres::DEFAULT_ADMIN_URL.into());
+    PgConnectOptions::from_str(&url).expect("TRIPWIRE_TEST_PG_ADMIN_URL is a Postgres URL")
+}
+
+/// A migrated throwaway database, dropped when the value is (also when the test panics).
+struct TestDb {
+    name: String,
+    pool: PgPool,
+}
+
+impl TestDb {
+    async fn new() -> Self {
+        let name = format!("tripwire_pgcopy_{:016x}", rand::random::<u64>());
+        let mut admin = PgConnection::connect_with(&admin_options())
+            .await
+            .expect("connect to the test Postgres");
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut admin)
+            .await
+            .expect("create test database");
+        admin.close().await.ok();
+        let pool = PgPoolOptions::new()
+            .max_connections(4)
+            .connect_with(admin_options().database(&name))
+            .await
+            .expect("connect to the test database");
+        tripwire_store::migrate(&pool).await.expect("migrate");
+        TestDb { name, pool }
+    }
+
+    async fn conn(&self) -> PgConnection {
+        PgConnection::connect_with(&admin_options().database(&self.name))
+            .await
+            .expect("connect to the test database")
+    }
+
+    async fn count(&self, table: &str) -> i64 {
+        sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {table}")))
+            .fetch_one(&self.pool)
+            .await
+            .unwrap()
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        // Drop may run on a runtime thread (or while unwinding), so use a runtime of its own.
+        let name = self.name.clone();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                if let Ok(mut admin) = PgConnection::connect_with(&admin_options()).await {
+                    let sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+                    if let Err(err) = sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+                        .execute(&mut admin)
+                        .await
+                    {
+                        eprintln!("could not drop test database {name}: {err}");
+                    }
+                }
+            });
+        })
+        .join()
+        .ok();
+    }
+}
+
+fn params(value: Value) -> Map<String, Value> {
+    value.as_object().expect("params are an object").clone()
+}
+
+fn transfer(chain_id: u64, block: u64, log_index: u64) -> LogRecord {
+    LogRecord {
+        chain_id,
+        block_number: block,
+        block_hash: B256::left_padding_from(&block.to_be_bytes()),
+        block_timestamp: 1_700_000_000 + block * 12,
+        tx_hash: B256::repeat_byte((log_index % 251) as u8),
+        tx_index: log_index / 4,
+        log_index,
+        address: Address::repeat_byte(0x22),
+        topics: vec![
+            B256::repeat_byte(0xdd),
+            B256::left_padding_from(&[0x11; 20]),
+            B256::left_padding_from(&[0x12; 20]),
+        ],
+        data: Bytes::from(vec![0xab; 32]),
+        contract: Some("token".into()),
+        event: Some(DecodedEvent {
+            name: "Transfer".into(),
+            signature: "Transfer(address,address,uint256)".into(),
+            params: params(json!({
+                "from": "0x1111111111111111111111111111111111111111",
+                "to": "0x1212121212121212121212121212121212121212",
+                "value": (log_index * 1_000_000_007).to_string(),
+            })),
+        }),
+    }
+}
+
+fn marker(chain_id: u64, number: u64, hash: u8) -> BlockMarker {
+    BlockMarker {
+        chain_id,
+        number,
+        hash: B256::repeat_byte(hash),
+        parent_hash: B256::repeat_byte(hash.wrapping_sub(1)),
+        timestamp: 1_700_000_000 + number * 12,
+        log_count: number as u32 % 7,
+    }
+}
+
+/// One `logs` row as read back.
+#[derive(Debug, PartialEq)]
+struct StoredLog {
+    chain_id: i64,
+    block_number: i64,
+    block_hash: Vec<u8>,
+    block_timestamp: i64,
+    tx_hash: Vec<u8>,
+    tx_index: i32,
+    log_index: i32,
+    address: Vec<u8>,
+    topics: [Option<Vec<u8>>; 4],
+    data: Vec<u8>,
+    contract: Option<String>,
+    event_name: Option<String>,
+    params: Option<Value>,
+}
+
+impl StoredLog {
+    fn expected(log: &LogRecord) -> Self {
+        StoredLog {
+            chain_id: log.chain_id as i64,
+            block_number: log.block_number as i64,
+            block_hash: log.block_hash.to_vec(),
+            block_timestamp: log.block_timestamp as i64,
+            tx_hash: log.tx_hash.to_vec(),
+            tx_index: log.tx_index as i32,
+            log_index: log.log_index as i32,
+            address: log.address.to_vec(),
+            topics: std::array::from_fn(|i| log.topics.get(i).map(|t| t.to_vec())),
+            data: log.data.to_vec(),
+            contract: log.contract.clone(),
+            event_name: log.event.as_ref().map(|e| e.name.clone()),
+            params: log.event.as_ref().map(|e| Value::Object(e.params.clone())),
+        }
+    }
+}
+
+async fn stored_logs(pool: &PgPool) -> Vec<StoredLog> {
+    let rows = sqlx::query(
+        "SELECT chain_id, block_number, block_hash,
+                EXTRACT(EPOCH FROM block_timestamp)::int8 AS block_timestamp,
+                tx_hash, tx_index, log_index, address, topic0, topic1, topic2, topic3, data,
+                contract, event_name, params
+         FROM logs ORDER BY chain_id, block_number, log_index",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    rows.iter()
+        .map(|r| StoredLog {
+            chain_id: r.get("chain_id"),
+            block_number: r.get("block_number"),
+            block_hash: r.get("block_hash"),
+            block_timestamp: r.get("block_timestamp"),
+            tx_hash: r.get("tx_hash"),
+            tx_index: r.get("tx_index"),
+            log_index: r.get("log_index"),
+            address: r.get("address"),
+            topics: [
+                r.get("topic0"),
+                r.get("topic1"),
+                r.get("topic2"),
+                r.get("topic3"),
+            ],
+            data: r.get("data"),
+            contract: r.get("contract"),
+            event_name: r.get("event_name"),
+            params: r.get("params"),
+        })
+        .collect()
+}
+
+/// (number, hash, parent_hash, unix timestamp, log_count) of every stored block, by height.
+async fn stored_blocks(pool: &PgPool) -> Vec<(i64, Vec<u8>, Vec<u8>, i64, i32)> {
+    sqlx::query_as(
+        "SELECT number, hash, parent_hash, EXTRACT(EPOCH FROM \"timestamp\")::int8, log_count
+         FROM blocks ORDER BY chain_id, number",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap()
+}
+
+fn expected_block(m: &BlockMarker) -> (i64, Vec<u8>, Vec<u8>, i64, i32) {
+    (
+        m.number as i64,
+        m.hash.to_vec(),
+        m.parent_hash.to_vec(),
+        m.timestamp as i64,
+        m.log_count as i32,
+    )
+}
