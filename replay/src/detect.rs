@@ -203,7 +203,7 @@ pub async fn run(
                 ReplayError::NotStored {
                     from: lo,
                     to: hi,
-                    source,
+                    source: Box::new(source),
                 }
             })?;
             let built = records::build(

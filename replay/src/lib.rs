@@ -43,7 +43,7 @@ pub enum ReplayError {
         contract: String,
         block: u64,
         #[source]
-        source: plan::CodeError,
+        source: Box<tripwire_rpc::RpcError>,
     },
     /// detect: blocks missing from Postgres had to be read over RPC, and that failed.
     #[error(
@@ -55,7 +55,7 @@ pub enum ReplayError {
         from: u64,
         to: u64,
         #[source]
-        source: tripwire_rpc::RpcError,
+        source: Box<tripwire_rpc::RpcError>,
     },
     /// detect: the report could not be written to `--output` (or stdout when `path` is `None`).
     #[error("writing the report to {}", path.as_ref().map_or("stdout".to_string(), |p| format!("--output {}", p.display())))]

@@ -8,9 +8,9 @@
 //! unnecessary.
 
 use alloy::primitives::Address;
-use serde_json::json;
-use tripwire_config::{redact_url, ChainConfig, ContractSpec, Settings};
-use tripwire_rpc::ChainRpc;
+
+use tripwire_config::{ChainConfig, ContractSpec, Settings};
+use tripwire_rpc::{At, ChainRpc, RpcError};
 
 use crate::ReplayError;
 
@@ -35,22 +35,6 @@ pub enum DeploymentCheck {
     /// Detect only reads stored rows: a range reaching back before the deployment is harmless
     /// (nothing fires there), so it must not depend on the node keeping old state.
     Skip,
-}
-
-/// Why `eth_getCode` got no answer from a provider.
-#[derive(Debug, thiserror::Error)]
-pub enum CodeError {
-    /// The request did not get through (the error keeps no URL: it may hold an API key).
-    #[error("provider {provider}")]
-    Transport {
-        provider: String,
-        #[source]
-        source: reqwest::Error,
-    },
-    /// The node answered with an error, e.g. a pruned node's "block height is 21601 but requested
-    /// was 2" or a full node's "missing trie node".
-    #[error("provider {provider} answered {error}")]
-    Rpc { provider: String, error: String },
 }
 
 fn invalid(m: String) -> ReplayError {
@@ -132,12 +116,12 @@ pub async fn plan(
                 )));
             }
         } else if check == DeploymentCheck::AtFromBlock
-            && !has_code_at(&cfg, &c.addresses, from)
+            && !has_code_at(rpc, &c.addresses, from)
                 .await
                 .map_err(|source| ReplayError::DeploymentCheck {
                     contract: c.name.clone(),
                     block: from,
-                    source,
+                    source: Box::new(source),
                 })?
         {
             return Err(invalid(format!(
@@ -163,51 +147,13 @@ pub async fn plan(
     })
 }
 
-/// Whether any of `addresses` has code in block `at`, asked of the chain's providers in order; the
-/// error is the last provider's.
-async fn has_code_at(
-    chain: &ChainConfig,
-    addresses: &[Address],
-    at: u64,
-) -> Result<bool, CodeError> {
-    let http = reqwest::Client::new();
-    let mut last_error = None;
-    'providers: for p in chain.all_providers() {
-        let provider = p.name.clone().unwrap_or_else(|| redact_url(&p.url));
-        let mut any = false;
-        for a in addresses {
-            let body = json!({"jsonrpc": "2.0", "id": 1, "method": "eth_getCode", "params": [a, format!("{at:#x}")]});
-            let answer = match http.post(&p.url).json(&body).send().await {
-                Ok(r) => r.json::<serde_json::Value>().await,
-                Err(e) => Err(e),
-            };
-            let v = match answer {
-                Ok(v) => v,
-                Err(e) => {
-                    last_error = Some(CodeError::Transport {
-                        provider,
-                        source: e.without_url(),
-                    });
-                    continue 'providers;
-                }
-            };
-            match v["result"].as_str() {
-                Some(code) => any |= code.len() > 2,
-                None => {
-                    last_error = Some(CodeError::Rpc {
-                        provider,
-                        error: v["error"]["message"]
-                            .as_str()
-                            .map_or_else(|| v["error"].to_string(), str::to_owned),
-                    });
-                    continue 'providers;
-                }
-            }
+/// Whether any of `addresses` has code in block `at`, through the chain's provider pool (its
+/// failover and timeouts); the error says why no provider could tell.
+async fn has_code_at(rpc: &ChainRpc, addresses: &[Address], at: u64) -> Result<bool, RpcError> {
+    for a in addresses {
+        if !rpc.code(*a, At::Block(at)).await?.is_empty() {
+            return Ok(true);
         }
-        return Ok(any);
     }
-    Err(last_error.unwrap_or(CodeError::Rpc {
-        provider: "(none)".into(),
-        error: "the chain has no RPC provider".into(),
-    }))
+    Ok(false)
 }

@@ -63,6 +63,8 @@ pub const NAMES: &[&str] = &[
 
 pub fn describe() {
     tripwire_kafka::metrics::describe();
+    // The Safe reads go through the RPC pool.
+    tripwire_rpc::metrics::describe();
     describe_counter!(
         RECORDS_CONSUMED,
         "Stream records read, by chain and record type"

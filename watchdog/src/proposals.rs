@@ -158,16 +158,12 @@ async fn safe_owners(
     safe: &str,
 ) -> Option<Vec<alloy::primitives::Address>> {
     let chain = chain?;
-    let urls: Vec<String> = chain.all_providers().into_iter().map(|p| p.url).collect();
+    let Ok(address) = safe.parse() else {
+        tripwire_runtime::println_escaped!("  (the stored Safe address `{safe}` does not parse)");
+        return None;
+    };
     let read = async {
-        let reader = safe::chain::ChainReader::new(
-            &urls,
-            std::time::Duration::from_secs(chain.rpc_timeout_s.max(1)),
-        )?;
-        let address = safe.parse().map_err(|_| safe::chain::ChainError::Decode {
-            call: "the stored Safe address".into(),
-            message: safe.to_string(),
-        })?;
+        let reader = safe::chain::ChainReader::new(chain)?;
         reader.safe_owners(address).await
     };
     match read.await {

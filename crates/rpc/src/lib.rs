@@ -8,6 +8,7 @@
 //! range limits (`range.rs`, `limits.rs`); provider faults bench the provider and move the call to
 //! the next one.
 
+pub mod contract;
 mod dispatch;
 mod error;
 pub mod evidence;
@@ -33,6 +34,7 @@ use alloy::{
     transports::layers::ThrottleLayer,
 };
 
+pub use contract::{At, CallError};
 pub use error::RpcError;
 pub use evidence::Interest;
 pub use pool::ProviderStatus;

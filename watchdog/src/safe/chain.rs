@@ -1,74 +1,58 @@
-//! What the proposer reads from the chain: the Safe's nonce, owners and version, the targets'
-//! code, roles and pause state, and dry runs of the pause calls from the Safe. `eth_call` and
-//! `eth_getCode` over the chain's providers in order, the next one taking over on an error.
+//! What the proposer reads from the chain: the Safe's nonce, owners, threshold and version, the
+//! targets' code, roles and pause state, and dry runs of the pause calls from the Safe. Through
+//! the chain's provider pool (`tripwire_rpc::ChainRpc`: its failover, timeouts and metrics) with
+//! calls typed by `sol!`, so a misspelt signature is a compile error, not a revert at start-up.
 
-use std::time::Duration;
-
-use alloy::dyn_abi::{DynSolType, DynSolValue};
-use alloy::json_abi::Function;
 use alloy::primitives::{Address, Bytes, B256, U256};
-use alloy::rpc::client::{ClientBuilder, RpcClient};
-use serde_json::json;
+use tripwire_config::ChainConfig;
+use tripwire_rpc::{At, ChainRpc};
 
-#[derive(Debug, thiserror::Error)]
-pub enum ChainError {
-    /// The node answered: the call reverted (with its reason when it gave one).
-    #[error("reverted: {0}")]
-    Reverted(String),
-    #[error("no provider answered: {0}")]
-    Unreachable(String),
-    #[error("unexpected answer to {call}: {message}")]
-    Decode { call: String, message: String },
+/// A read that gave no value: reverted, unanswered or undecodable.
+pub use tripwire_rpc::CallError as ChainError;
+
+alloy::sol! {
+    /// The Safe's reads the proposer needs (v1.3.0 and later).
+    interface ISafe {
+        function nonce() external view returns (uint256);
+        function VERSION() external view returns (string memory);
+        function getOwners() external view returns (address[] memory);
+        function getThreshold() external view returns (uint256);
+        function getTransactionHash(
+            address to,
+            uint256 value,
+            bytes calldata data,
+            uint8 operation,
+            uint256 safeTxGas,
+            uint256 baseGas,
+            uint256 gasPrice,
+            address gasToken,
+            address refundReceiver,
+            uint256 _nonce
+        ) external view returns (bytes32);
+    }
+
+    /// OpenZeppelin's `AccessControl`, for the pauser role of a target.
+    interface IAccessControl {
+        function hasRole(bytes32 role, address account) external view returns (bool);
+    }
+
+    /// OpenZeppelin's `Pausable`.
+    interface IPausable {
+        function paused() external view returns (bool);
+    }
 }
 
+/// The chain as the proposer reads it.
 pub struct ChainReader {
-    clients: Vec<(String, RpcClient)>,
-}
-
-fn is_revert(message: &str) -> bool {
-    let m = message.to_ascii_lowercase();
-    m.contains("revert") || m.contains("execution reverted") || m.contains("invalid opcode")
+    rpc: ChainRpc,
 }
 
 impl ChainReader {
-    pub fn new(urls: &[String], timeout: Duration) -> Result<ChainReader, ChainError> {
-        let mut clients = Vec::new();
-        for u in urls {
-            let url: url::Url = u
-                .parse()
-                .map_err(|e| ChainError::Unreachable(format!("{u}: {e}")))?;
-            let http = reqwest::Client::builder()
-                .timeout(timeout)
-                .build()
-                .map_err(|e| ChainError::Unreachable(e.to_string()))?;
-            let transport = alloy::transports::http::Http::with_client(http, url);
-            clients.push((
-                u.clone(),
-                ClientBuilder::default().transport(transport, false),
-            ));
-        }
-        Ok(ChainReader { clients })
-    }
-
-    async fn request<R: alloy::rpc::json_rpc::RpcRecv>(
-        &self,
-        method: &'static str,
-        params: serde_json::Value,
-    ) -> Result<R, ChainError> {
-        let mut errors = Vec::new();
-        for (url, c) in &self.clients {
-            match c.request::<_, R>(method, params.clone()).await {
-                Ok(r) => return Ok(r),
-                Err(e) => {
-                    let text = e.to_string();
-                    if is_revert(&text) {
-                        return Err(ChainError::Reverted(text));
-                    }
-                    errors.push(format!("{}: {text}", tripwire_config::redact_url(url)));
-                }
-            }
-        }
-        Err(ChainError::Unreachable(errors.join("; ")))
+    /// The reader of `chain`'s providers (no network traffic yet).
+    pub fn new(chain: &ChainConfig) -> Result<ChainReader, ChainError> {
+        Ok(ChainReader {
+            rpc: ChainRpc::new(chain)?,
+        })
     }
 
     /// `eth_call` of `data` on `to`, optionally `from` someone (a dry run as the Safe).
@@ -78,71 +62,52 @@ impl ChainReader {
         data: &[u8],
         from: Option<Address>,
     ) -> Result<Bytes, ChainError> {
-        let mut tx = json!({ "to": to, "data": Bytes::copy_from_slice(data) });
-        if let Some(f) = from {
-            tx["from"] = json!(f);
-        }
-        self.request("eth_call", json!([tx, "latest"])).await
+        self.rpc
+            .call_raw(to, Bytes::copy_from_slice(data), from)
+            .await
     }
 
     pub async fn code(&self, at: Address) -> Result<Bytes, ChainError> {
-        self.request("eth_getCode", json!([at, "latest"])).await
-    }
-
-    /// Calls `signature` (no arguments unless `args` given) and decodes one return value.
-    pub async fn view(
-        &self,
-        to: Address,
-        signature: &str,
-        args: &[DynSolValue],
-        ret: &str,
-    ) -> Result<DynSolValue, ChainError> {
-        let f = Function::parse(signature).map_err(|e| ChainError::Decode {
-            call: signature.into(),
-            message: e.to_string(),
-        })?;
-        use alloy::dyn_abi::JsonAbiExt;
-        let data = f.abi_encode_input(args).map_err(|e| ChainError::Decode {
-            call: signature.into(),
-            message: e.to_string(),
-        })?;
-        let out = self.call(to, &data, None).await?;
-        let ty: DynSolType = ret.parse().map_err(|e| ChainError::Decode {
-            call: signature.into(),
-            message: format!("{e}"),
-        })?;
-        ty.abi_decode(&out).map_err(|e| ChainError::Decode {
-            call: signature.into(),
-            message: format!("{} bytes: {e}", out.len()),
-        })
+        Ok(self.rpc.code(at, At::Latest).await?)
     }
 
     pub async fn safe_nonce(&self, safe: Address) -> Result<U256, ChainError> {
-        match self.view(safe, "nonce()", &[], "uint256").await? {
-            DynSolValue::Uint(n, _) => Ok(n),
-            other => Err(decode("nonce()", &other)),
-        }
+        self.rpc.call_sol(safe, &ISafe::nonceCall {}, None).await
     }
 
     pub async fn safe_version(&self, safe: Address) -> Result<String, ChainError> {
-        match self.view(safe, "VERSION()", &[], "string").await? {
-            DynSolValue::String(s) => Ok(s),
-            other => Err(decode("VERSION()", &other)),
-        }
+        self.rpc.call_sol(safe, &ISafe::VERSIONCall {}, None).await
     }
 
     pub async fn safe_owners(&self, safe: Address) -> Result<Vec<Address>, ChainError> {
-        match self.view(safe, "getOwners()", &[], "address[]").await? {
-            DynSolValue::Array(v) => Ok(v.into_iter().filter_map(|a| a.as_address()).collect()),
-            other => Err(decode("getOwners()", &other)),
-        }
+        self.rpc
+            .call_sol(safe, &ISafe::getOwnersCall {}, None)
+            .await
     }
 
     pub async fn safe_threshold(&self, safe: Address) -> Result<U256, ChainError> {
-        match self.view(safe, "getThreshold()", &[], "uint256").await? {
-            DynSolValue::Uint(n, _) => Ok(n),
-            other => Err(decode("getThreshold()", &other)),
-        }
+        self.rpc
+            .call_sol(safe, &ISafe::getThresholdCall {}, None)
+            .await
+    }
+
+    /// Whether `account` holds `role` on `target` (an `AccessControl` contract).
+    pub async fn has_role(
+        &self,
+        target: Address,
+        role: B256,
+        account: Address,
+    ) -> Result<bool, ChainError> {
+        self.rpc
+            .call_sol(target, &IAccessControl::hasRoleCall { role, account }, None)
+            .await
+    }
+
+    /// Whether `target` (a `Pausable` contract) is paused.
+    pub async fn paused(&self, target: Address) -> Result<bool, ChainError> {
+        self.rpc
+            .call_sol(target, &IPausable::pausedCall {}, None)
+            .await
     }
 
     /// The Safe's own `getTransactionHash(...)` for `tx`.
@@ -151,37 +116,19 @@ impl ChainReader {
         safe: Address,
         tx: &super::tx::SafeTx,
     ) -> Result<B256, ChainError> {
-        let args = [
-            DynSolValue::Address(tx.to),
-            DynSolValue::Uint(tx.value, 256),
-            DynSolValue::Bytes(tx.data.to_vec()),
-            DynSolValue::Uint(U256::from(tx.operation), 8),
-            DynSolValue::Uint(tx.safeTxGas, 256),
-            DynSolValue::Uint(tx.baseGas, 256),
-            DynSolValue::Uint(tx.gasPrice, 256),
-            DynSolValue::Address(tx.gasToken),
-            DynSolValue::Address(tx.refundReceiver),
-            DynSolValue::Uint(tx.nonce, 256),
-        ];
-        match self
-            .view(
-                safe,
-                "getTransactionHash(address,uint256,bytes,uint8,uint256,uint256,uint256,address,address,uint256)",
-                &args,
-                "bytes32",
-            )
-            .await?
-        {
-            DynSolValue::FixedBytes(w, 32) => Ok(w),
-            other => Err(decode("getTransactionHash", &other)),
-        }
-    }
-}
-
-fn decode(call: &str, got: &DynSolValue) -> ChainError {
-    ChainError::Decode {
-        call: call.into(),
-        message: format!("got {got:?}"),
+        let call = ISafe::getTransactionHashCall {
+            to: tx.to,
+            value: tx.value,
+            data: tx.data.clone(),
+            operation: tx.operation,
+            safeTxGas: tx.safeTxGas,
+            baseGas: tx.baseGas,
+            gasPrice: tx.gasPrice,
+            gasToken: tx.gasToken,
+            refundReceiver: tx.refundReceiver,
+            _nonce: tx.nonce,
+        };
+        self.rpc.call_sol(safe, &call, None).await
     }
 }
 

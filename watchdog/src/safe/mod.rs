@@ -15,9 +15,7 @@ mod tests;
 
 use std::str::FromStr;
 use std::sync::Arc;
-use std::time::Duration;
 
-use alloy::dyn_abi::DynSolValue;
 use alloy::primitives::{keccak256, Address, U256};
 use alloy::signers::{local::PrivateKeySigner, Signer};
 use sqlx::PgPool;
@@ -196,8 +194,7 @@ impl Proposer {
             None => load_local_signer(&cfg)?,
         };
         let service = cfg.service.as_ref().map(ServiceClient::new).transpose()?;
-        let urls: Vec<String> = chain.all_providers().into_iter().map(|p| p.url).collect();
-        let reader = ChainReader::new(&urls, Duration::from_secs(chain.rpc_timeout_s.max(1)))?;
+        let reader = ChainReader::new(chain)?;
         let p = Proposer {
             chain_id: chain.chain_id,
             chain_name: chain.name.clone(),
@@ -284,19 +281,8 @@ impl Proposer {
                     ),
                 ));
             }
-            if let Ok(DynSolValue::Bool(false)) = self
-                .reader
-                .view(
-                    call.to,
-                    "hasRole(bytes32,address)",
-                    &[
-                        DynSolValue::FixedBytes(role, 32),
-                        DynSolValue::Address(safe),
-                    ],
-                    "bool",
-                )
-                .await
-            {
+            // A target without roles (Ownable, say) does not answer: only a `false` refuses.
+            if let Ok(false) = self.reader.has_role(call.to, role, safe).await {
                 return Err(config_err(
                     field,
                     format!(
@@ -308,10 +294,7 @@ impl Proposer {
             if let Err(ChainError::Reverted(reason)) =
                 self.reader.call(call.to, &call.data, Some(safe)).await
             {
-                let paused = matches!(
-                    self.reader.view(call.to, "paused()", &[], "bool").await,
-                    Ok(DynSolValue::Bool(true))
-                );
+                let paused = matches!(self.reader.paused(call.to).await, Ok(true));
                 if paused {
                     tracing::warn!(target = %call.to, "target is already paused");
                 } else {
