@@ -26,9 +26,9 @@ pub enum AppError {
         #[source]
         source: sqlx::Error,
     },
-    #[error("migrations failed: {0}")]
+    #[error("migrations failed")]
     Migrate(#[from] sqlx::migrate::MigrateError),
-    #[error("kafka: {0}")]
+    #[error(transparent)]
     Kafka(#[from] rdkafka::error::KafkaError),
     #[error(transparent)]
     Rpc(#[from] RpcError),
@@ -36,7 +36,7 @@ pub enum AppError {
     Ingest(#[from] IngestError),
     #[error(transparent)]
     Sink(#[from] SinkError),
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("cannot listen on {addr}")]
     Listen {
         addr: SocketAddr,
         source: std::io::Error,
@@ -72,7 +72,7 @@ pub async fn run(
     }
 
     // The embedded broker lives as long as this function: keep it on this stack.
-    let embedded = if cfg.kafka.brokers.trim() == kafka::EMBEDDED {
+    let embedded = if cfg.kafka.is_embedded() {
         let e = EmbeddedKafka::start()?;
         tracing::info!(brokers = %e.bootstrap_servers(), "embedded Kafka broker started (in memory, for development only)");
         println!(
@@ -87,7 +87,7 @@ pub async fn run(
     let brokers = embedded
         .as_ref()
         .map(EmbeddedKafka::bootstrap_servers)
-        .unwrap_or_else(|| cfg.kafka.brokers.clone());
+        .unwrap_or_else(|| cfg.kafka.brokers.to_string());
 
     let pool = tripwire_store::connect(&settings, Duration::from_secs(30)).await?;
     tripwire_store::migrate(&pool).await?;
@@ -202,7 +202,7 @@ pub async fn run(
         match r {
             Ok(Ok(())) => {}
             Ok(Err(e)) => {
-                tracing::error!(error = %e, "stopping");
+                tracing::error!(error = %tripwire_runtime::report(&e), "stopping");
                 shutdown.cancel();
                 result = result.and(Err(e));
             }

@@ -51,9 +51,9 @@ impl Position {
 
 #[derive(Debug, thiserror::Error)]
 pub enum OffsetsError {
-    #[error("kafka: {0}")]
+    #[error(transparent)]
     Kafka(#[from] rdkafka::error::KafkaError),
-    #[error("postgres: {0}")]
+    #[error(transparent)]
     Postgres(#[from] sqlx::Error),
     #[error("topic {0} does not exist on the brokers")]
     NoTopic(String),
@@ -70,9 +70,9 @@ pub async fn read(
     topics: &[String],
     consumers: &[String],
 ) -> Result<Vec<Position>, OffsetsError> {
-    if kafka.brokers.trim() == tripwire_kafka::EMBEDDED {
+    let Some(servers) = kafka.brokers.servers() else {
         return Err(OffsetsError::Embedded);
-    }
+    };
     let stored = tripwire_store::positions::all(pool).await?;
     let mut known: Vec<String> = stored.iter().map(|r| r.consumer.clone()).collect();
     known.dedup();
@@ -91,7 +91,7 @@ pub async fn read(
     } else {
         consumers.to_vec()
     };
-    let client: BaseConsumer = client_config(kafka, &kafka.brokers).create()?;
+    let client: BaseConsumer = client_config(kafka, servers).create()?;
     let timeout = Duration::from_secs(10);
     let mut out = Vec::new();
     for topic in topics {

@@ -165,7 +165,7 @@ pub async fn run(
             "the config has no [[watchdog.detectors]] to back-test".into(),
         ));
     }
-    let actions: BTreeMap<String, Vec<String>> = watchdog
+    let actions: BTreeMap<String, Vec<tripwire_detect::Action>> = watchdog
         .detectors
         .iter()
         .map(|d| (d.name.clone(), d.actions.clone()))

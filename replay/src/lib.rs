@@ -23,11 +23,11 @@ pub enum ReplayError {
     Invalid(String),
     #[error(transparent)]
     Config(#[from] tripwire_config::ConfigError),
-    #[error("rpc: {0}")]
+    #[error(transparent)]
     Rpc(#[from] tripwire_rpc::RpcError),
-    #[error("postgres: {0}")]
+    #[error(transparent)]
     Postgres(#[from] sqlx::Error),
-    #[error("kafka: {0}")]
+    #[error(transparent)]
     Kafka(#[from] rdkafka::error::KafkaError),
     #[error("{0}")]
     Range(String),

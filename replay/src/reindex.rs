@@ -80,8 +80,8 @@ pub async fn run(
     shutdown: &CancellationToken,
 ) -> Result<Report, ReplayError> {
     let cfg = &settings.config;
-    let brokers = cfg.kafka.brokers.trim();
-    if brokers == kafka::EMBEDDED && !opts.dry_run {
+    let servers = cfg.kafka.brokers.servers();
+    if servers.is_none() && !opts.dry_run {
         return Err(ReplayError::Invalid(
             "kafka.brokers = \"embedded\" is a broker inside the indexer process: give the replay the \
              address the indexer printed (KAFKA_BROKERS=127.0.0.1:PORT)"
@@ -89,10 +89,9 @@ pub async fn run(
         ));
     }
     let topic = settings.topic(&plan.chain);
-    let producer: Option<kafka::IngestProducer> = if opts.dry_run {
-        None
-    } else {
-        Some(kafka::producer(&cfg.kafka, brokers, false)?.0)
+    let producer: Option<kafka::IngestProducer> = match servers {
+        Some(brokers) if !opts.dry_run => Some(kafka::producer(&cfg.kafka, brokers, false)?.0),
+        _ => None,
     };
     let book = records::address_book(&plan.contracts);
     let addresses: Vec<alloy::primitives::Address> = plan

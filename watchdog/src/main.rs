@@ -5,7 +5,6 @@ use std::{net::SocketAddr, path::PathBuf, process::ExitCode, time::Duration};
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
-use tripwire_kafka as kafka;
 use tripwire_runtime::{health::Health, server};
 use tripwire_watchdog::{
     alerts, config::WatchdogSettings, metrics, safe, service::Watchdog, webhook,
@@ -139,13 +138,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         None => None,
     };
-    let brokers = ws.settings.config.kafka.brokers.trim().to_owned();
-    if brokers == kafka::EMBEDDED {
+    let Some(brokers) = ws
+        .settings
+        .config
+        .kafka
+        .brokers
+        .servers()
+        .map(str::to_owned)
+    else {
         bail!(
             "kafka.brokers = \"embedded\" names a broker inside the indexer process; give the watchdog \
              the address the indexer printed at start-up (e.g. --config with kafka.brokers = \"127.0.0.1:PORT\")"
         );
-    }
+    };
 
     let prometheus = server::install_recorder(&[], metrics::describe);
     let health = Health::new();

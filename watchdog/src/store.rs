@@ -22,9 +22,9 @@ pub struct Saved {
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("postgres: {0}")]
+    #[error(transparent)]
     Sql(#[from] sqlx::Error),
-    #[error("stored incident {id} cannot be read back: {source}")]
+    #[error("stored incident {id} cannot be read back")]
     Incident {
         id: i64,
         #[source]

@@ -12,6 +12,48 @@ use crate::watchdog::WatchdogConfig;
 /// The value of `kafka.brokers` that starts the in-process development broker.
 pub const EMBEDDED: &str = "embedded";
 
+/// `kafka.brokers`: the in-process development broker, or a cluster's bootstrap servers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Brokers {
+    /// `embedded`: librdkafka's in-process broker (in memory, lost at exit).
+    Embedded,
+    /// `host:port[,host:port...]`, as librdkafka's `bootstrap.servers` takes them.
+    Servers(String),
+}
+
+impl Brokers {
+    /// The bootstrap servers of a real cluster; `None` for the embedded broker, whose address
+    /// exists only once it runs.
+    pub fn servers(&self) -> Option<&str> {
+        match self {
+            Brokers::Embedded => None,
+            Brokers::Servers(s) => Some(s),
+        }
+    }
+}
+
+impl std::fmt::Display for Brokers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Brokers::Embedded => EMBEDDED,
+            Brokers::Servers(s) => s,
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for Brokers {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        let s = s.trim();
+        Ok(if s == EMBEDDED {
+            Brokers::Embedded
+        } else {
+            // An empty list is refused by validation, naming the key.
+            Brokers::Servers(s.to_owned())
+        })
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
@@ -54,7 +96,7 @@ pub struct PostgresConfig {
 pub struct KafkaConfig {
     /// Comma-separated `host:port` list, or `embedded` to start librdkafka's in-process broker
     /// (in memory, lost at exit: for development only).
-    pub brokers: String,
+    pub brokers: Brokers,
     /// Topic name template per chain; `{chain}` is the chain's name, `{chain_id}` its id.
     #[serde(default = "default_topic")]
     pub topic: String,
@@ -87,7 +129,7 @@ pub struct KafkaConfig {
 impl KafkaConfig {
     /// `brokers = "embedded"`: the in-process development broker.
     pub fn is_embedded(&self) -> bool {
-        self.brokers.trim() == EMBEDDED
+        self.brokers == Brokers::Embedded
     }
 }
 

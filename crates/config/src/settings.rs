@@ -10,7 +10,7 @@ use std::{
 use alloy_primitives::Address;
 
 use crate::watchdog::WatchdogConfig;
-use crate::{ChainConfig, Config, ConfigError, ContractAbi, Flow};
+use crate::{Brokers, ChainConfig, Config, ConfigError, ContractAbi, Flow};
 
 /// A contract after validation: parsed addresses and loaded ABI.
 #[derive(Debug, Clone)]
@@ -120,7 +120,7 @@ impl Config {
                 ),
             ));
         }
-        if self.kafka.brokers.trim().is_empty() {
+        if self.kafka.brokers == Brokers::Servers(String::new()) {
             return Err(ConfigError::invalid(
                 "kafka.brokers",
                 "is empty (use `embedded` for the in-process development broker)",

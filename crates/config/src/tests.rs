@@ -162,7 +162,7 @@ fn env_interpolation_applies_and_missing_var_is_named() {
     assert!(e.contains("TRIPWIRE_TEST_SURELY_UNSET_VAR"), "{e}");
     let s =
         parse(&MINIMAL.replace("embedded", "${TRIPWIRE_TEST_SURELY_UNSET_VAR:-k1:9092}")).unwrap();
-    assert_eq!(s.config.kafka.brokers, "k1:9092");
+    assert_eq!(s.config.kafka.brokers, Brokers::Servers("k1:9092".into()));
 }
 
 #[test]

@@ -21,7 +21,7 @@ use alloy_primitives::B256;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::{Finding, Severity};
+use crate::{Action, Finding, Severity};
 
 /// How findings become incidents.
 #[derive(Debug, Clone)]
@@ -89,14 +89,14 @@ pub struct Incident {
     /// Why it changed other than by a finding (retraction, storm count), for the annotations.
     pub note: Option<String>,
     /// The incident carries the actions of a detector that asked for them (e.g. `pause`).
-    pub actions: Vec<String>,
+    pub actions: Vec<Action>,
 }
 
 /// At most this many trigger blocks are kept per incident.
 const MAX_TRIGGERS: usize = 64;
 
 impl Incident {
-    fn from_finding(f: &Finding, key: String, now: DateTime<Utc>, actions: &[String]) -> Self {
+    fn from_finding(f: &Finding, key: String, now: DateTime<Utc>, actions: &[Action]) -> Self {
         Incident {
             id: None,
             key,
@@ -262,7 +262,7 @@ impl IncidentBook {
     }
 
     /// Records `finding` (from a detector configured with `actions`) at its block's time `now`.
-    pub fn on_finding(&mut self, f: &Finding, actions: &[String], now: DateTime<Utc>) -> Changes {
+    pub fn on_finding(&mut self, f: &Finding, actions: &[Action], now: DateTime<Utc>) -> Changes {
         let clock = self.clocks.entry(f.chain_id).or_insert(now);
         if now > *clock {
             *clock = now;

@@ -33,9 +33,9 @@ use tripwire_schema::{BlockMarker, LogRecord};
 
 use select::Selector;
 pub use tripwire_config::watchdog::{
-    check_against_abis, d_privileged as privileged_events, AbiMismatch, ContractEvents,
+    check_against_abis, d_privileged as privileged_events, AbiMismatch, Action, ContractEvents,
     DetectorConfig, EventParams, FlowMethod, FlowParams, InvalidDetector, Params, RateParams,
-    Severity, ValueParams, ACTIONS,
+    Severity, ValueParams,
 };
 
 /// What can go wrong building or restoring detectors.

@@ -50,9 +50,6 @@ pub fn watermarks<C: ClientContext>(
         .collect()
 }
 
-/// The value of `kafka.brokers` that starts the in-process broker.
-pub use tripwire_config::EMBEDDED;
-
 /// librdkafka's in-process broker (`rdkafka::mocking::MockCluster`), reachable over TCP on
 /// loopback. Everything it holds is in memory and gone when the process exits.
 ///

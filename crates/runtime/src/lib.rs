@@ -10,9 +10,11 @@ pub mod logging;
 pub mod metrics;
 pub mod probes;
 pub mod prompt;
+pub mod report;
 pub mod server;
 pub mod signals;
 pub mod text;
 
 pub use health::{Health, Status};
 pub use logging::{init_tracing, LogFormat};
+pub use report::report;

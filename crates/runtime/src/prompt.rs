@@ -9,7 +9,7 @@ pub enum ConfirmError {
     NotATerminal(String),
     #[error("not confirmed: nothing changed")]
     Refused,
-    #[error("reading the answer: {0}")]
+    #[error("reading the answer")]
     Io(#[from] std::io::Error),
 }
 

@@ -40,9 +40,9 @@ use tripwire_store::write::{self, Batch, WriteError};
 /// Why the sink could not start or continue.
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
-    #[error("kafka: {0}")]
+    #[error(transparent)]
     Kafka(#[from] KafkaError),
-    #[error("postgres: {0}")]
+    #[error(transparent)]
     Postgres(#[from] sqlx::Error),
     #[error("kafka: topic {topic} does not exist (yet) on {brokers}")]
     MissingTopic { topic: String, brokers: String },
@@ -195,7 +195,7 @@ impl Sink {
             Ok(result) => result,
             Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
             Err(e) => {
-                tracing::warn!(error = %e, "sink reader task ended unexpectedly");
+                tracing::warn!(error = %tripwire_runtime::report(&e), "sink reader task ended unexpectedly");
                 Ok(())
             }
         };
@@ -241,11 +241,11 @@ impl Sink {
                 }
                 Err(e @ WriteError::Fenced { .. }) => {
                     counter!(m::SINK_FENCED).increment(1);
-                    tracing::warn!(error = %e, "sink batch fenced: reading again from the stored positions");
+                    tracing::warn!(error = %tripwire_runtime::report(&e), "sink batch fenced: reading again from the stored positions");
                     return Written::Fenced;
                 }
                 Err(WriteError::Stopped(e)) => {
-                    tracing::warn!(error = %e, "sink stopped inside a batch");
+                    tracing::warn!(error = %tripwire_runtime::report(&e), "sink stopped inside a batch");
                     return Written::Shutdown;
                 }
                 Err(WriteError::Postgres(e)) => {
@@ -256,7 +256,7 @@ impl Sink {
                         format!("batch write failed: {e}"),
                     );
                     let delay = delays.next().unwrap_or(Duration::from_secs(10));
-                    tracing::warn!(error = %e, retry_in = ?delay, records = batch.len(), "sink write failed, retrying the same batch");
+                    tracing::warn!(error = %tripwire_runtime::report(&e), retry_in = ?delay, records = batch.len(), "sink write failed, retrying the same batch");
                     tokio::select! {
                         // Nothing of this batch is stored; a restart reads it again.
                         _ = shutdown.cancelled() => return Written::Shutdown,
@@ -435,7 +435,7 @@ impl Reader {
                         Status::Unhealthy,
                         format!("loading the stored positions failed: {e}"),
                     );
-                    tracing::warn!(error = %e, retry_in = ?wait, "loading the sink's positions failed");
+                    tracing::warn!(error = %tripwire_runtime::report(&e), retry_in = ?wait, "loading the sink's positions failed");
                     tokio::select! {
                         _ = shutdown.cancelled() => return Ok(false),
                         _ = tokio::time::sleep(wait) => {}
@@ -450,7 +450,7 @@ impl Reader {
             // E.g. a rebalance began meanwhile: it is served by the next poll, and the partitions
             // are positioned again after it.
             counter!(m::KAFKA_ERRORS, "op" => "reposition").increment(1);
-            tracing::warn!(error = %e, "positioning the partitions failed; trying again");
+            tracing::warn!(error = %tripwire_runtime::report(&e), "positioning the partitions failed; trying again");
             self.shared.request_resync();
             tokio::time::sleep(Duration::from_millis(200)).await;
             return Ok(true);
@@ -493,7 +493,7 @@ impl Reader {
                 Ok(_) => {}
                 // Unknown now: the fetch itself reports a lost position.
                 Err(e) => {
-                    tracing::warn!(topic = %part.0, partition = part.1, error = %e, "watermarks unavailable")
+                    tracing::warn!(topic = %part.0, partition = part.1, error = %tripwire_runtime::report(&e), "watermarks unavailable")
                 }
             }
         }
@@ -539,8 +539,9 @@ impl Reader {
                 }
                 Some(Err(e)) => {
                     counter!(m::KAFKA_ERRORS, "op" => "consume").increment(1);
-                    self.health.set("kafka", Status::Unhealthy, e.to_string());
-                    tracing::warn!(error = %e, "kafka consume error");
+                    self.health
+                        .set("kafka", Status::Unhealthy, tripwire_runtime::report(&e));
+                    tracing::warn!(error = %tripwire_runtime::report(&e), "kafka consume error");
                     break;
                 }
                 None => {}

@@ -27,7 +27,7 @@ pub struct Alert {
 /// Why a delivery failed.
 #[derive(Debug, thiserror::Error)]
 pub enum DeliveryError {
-    #[error("alertmanager {url}: {source}")]
+    #[error("alertmanager {url}")]
     Transport {
         url: String,
         #[source]
@@ -141,7 +141,8 @@ impl Render {
             a.insert("note".to_string(), n.clone());
         }
         if !i.actions.is_empty() {
-            a.insert("actions".to_string(), i.actions.join(","));
+            let names: Vec<&str> = i.actions.iter().map(|a| a.as_str()).collect();
+            a.insert("actions".to_string(), names.join(","));
         }
         // Incident times are block time, which a chain's clock (a test chain, a skewed
         // validator) may put ahead of ours: Alertmanager gets an alert that has started by now and

@@ -213,8 +213,8 @@ impl Worker {
             let failed = match self.attempt().await {
                 Some(Err(e)) => {
                     let retry = e.is_retryable();
-                    self.note(Some(e.to_string()));
-                    tracing::warn!(error = %e, "alert delivery failed");
+                    self.note(Some(tripwire_runtime::report(&e)));
+                    tracing::warn!(error = %tripwire_runtime::report(&e), "alert delivery failed");
                     retry
                 }
                 Some(Ok(())) => {
@@ -244,7 +244,7 @@ impl Worker {
         }
         // One last attempt at what is queued, bounded by the client's timeout.
         if let Some(Err(e)) = self.attempt().await {
-            tracing::warn!(error = %e, url = %self.queue.label, "alerts still queued at shutdown were not delivered");
+            tracing::warn!(error = %tripwire_runtime::report(&e), url = %self.queue.label, "alerts still queued at shutdown were not delivered");
         }
     }
 

@@ -164,7 +164,7 @@ fn rendered_alert_carries_labels_and_numbers() {
     let mut book = IncidentBook::new(policy());
     book.on_finding(
         &finding("burst", "0xabc", 10),
-        &["pause".to_string()],
+        &[tripwire_detect::Action::Pause],
         at(0),
     );
     let render = Render {

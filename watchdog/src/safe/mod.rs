@@ -34,9 +34,9 @@ pub enum SafeError {
     Config { field: String, message: String },
     #[error("{0}")]
     Check(String),
-    #[error("chain: {0}")]
+    #[error(transparent)]
     Chain(#[from] ChainError),
-    #[error("postgres: {0}")]
+    #[error(transparent)]
     Store(#[from] sqlx::Error),
     #[error("signing: {0}")]
     Sign(String),

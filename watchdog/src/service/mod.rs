@@ -39,15 +39,15 @@ use scope::Scope;
 
 #[derive(Debug, thiserror::Error)]
 pub enum WatchdogError {
-    #[error("kafka: {0}")]
+    #[error(transparent)]
     Kafka(#[from] rdkafka::error::KafkaError),
     #[error("topic {topic} not found on {brokers} after 30 s (has the indexer created it?)")]
     MissingTopic { topic: String, brokers: String },
     #[error(transparent)]
     Store(#[from] store::StoreError),
-    #[error("detectors: {0}")]
+    #[error(transparent)]
     Detect(#[from] tripwire_detect::DetectError),
-    #[error("alertmanager client: {0}")]
+    #[error(transparent)]
     Client(#[from] reqwest::Error),
 }
 
@@ -65,7 +65,7 @@ pub struct Watchdog {
     /// Owned partitions, as the group gave them.
     owned: std::collections::BTreeSet<Partition>,
     /// Actions per detector name (e.g. `pause`), carried by its incidents.
-    actions: BTreeMap<String, Vec<String>>,
+    actions: BTreeMap<String, Vec<tripwire_detect::Action>>,
     book: IncidentBook,
     health: Health,
     /// A queue and task per Alertmanager: incidents are handed over, never waited for.
@@ -216,8 +216,8 @@ impl Watchdog {
                         self.health.healthy("kafka");
                     }
                     Err(e) => {
-                        self.health.set("kafka", Status::Unhealthy, e.to_string());
-                        tracing::warn!(error = %e, "kafka consume failed");
+                        self.health.set("kafka", Status::Unhealthy, tripwire_runtime::report(&e));
+                        tracing::warn!(error = %tripwire_runtime::report(&e), "kafka consume failed");
                         tokio::time::sleep(Duration::from_millis(500)).await;
                     }
                 },
@@ -281,7 +281,7 @@ impl Watchdog {
         let record = match parsed {
             Some(Ok(r)) => r,
             Some(Err(e)) => {
-                tracing::warn!(topic, partition, offset, error = %e, "unreadable stream record skipped");
+                tracing::warn!(topic, partition, offset, error = %tripwire_runtime::report(&e), "unreadable stream record skipped");
                 counter!(m::RECORDS_CONSUMED, "type" => "invalid").increment(1);
                 return Changes::default();
             }
@@ -372,9 +372,12 @@ impl Watchdog {
                         break;
                     }
                     Err(e) => {
-                        self.health
-                            .set("postgres", Status::Unhealthy, e.to_string());
-                        tracing::warn!(error = %e, retry_in = ?wait, "storing an incident failed");
+                        self.health.set(
+                            "postgres",
+                            Status::Unhealthy,
+                            tripwire_runtime::report(&e),
+                        );
+                        tracing::warn!(error = %tripwire_runtime::report(&e), retry_in = ?wait, "storing an incident failed");
                         if shutdown.is_cancelled() {
                             break;
                         }
@@ -457,5 +460,5 @@ impl Watchdog {
 
 /// An incident of a detector with the `pause` action, severe enough for the Safe's threshold.
 fn wants_pause(i: &Incident, p: &Proposer) -> bool {
-    i.actions.iter().any(|a| a == "pause") && i.severity >= p.min_severity()
+    i.actions.contains(&tripwire_detect::Action::Pause) && i.severity >= p.min_severity()
 }

@@ -92,7 +92,7 @@ async fn run(
                 Ok(()) => resubmitted = true,
                 Err(e) => {
                     failed = true;
-                    tracing::warn!(error = %e, "re-submitting pending proposals failed; retrying");
+                    tracing::warn!(error = %tripwire_runtime::report(&e), "re-submitting pending proposals failed; retrying");
                 }
             }
         }
@@ -117,8 +117,8 @@ async fn run(
                 Err(e) => {
                     failed = true;
                     counter!(m::PROPOSAL_ERRORS).increment(1);
-                    health.set("safe", Status::Degraded, e.to_string());
-                    tracing::error!(incident = id, error = %e, "preparing the pause proposal failed; retrying");
+                    health.set("safe", Status::Degraded, tripwire_runtime::report(&e));
+                    tracing::error!(incident = id, error = %tripwire_runtime::report(&e), "preparing the pause proposal failed; retrying");
                 }
             }
         }

@@ -62,9 +62,12 @@ impl Watchdog {
                 match self.open_scope(&topic, &chains).await {
                     Ok(scope) => break scope,
                     Err(WatchdogError::Store(e)) if !shutdown.is_cancelled() => {
-                        self.health
-                            .set("postgres", Status::Unhealthy, e.to_string());
-                        tracing::warn!(topic, error = %e, retry_in = ?wait, "loading the topic's state failed");
+                        self.health.set(
+                            "postgres",
+                            Status::Unhealthy,
+                            tripwire_runtime::report(&e),
+                        );
+                        tracing::warn!(topic, error = %tripwire_runtime::report(&e), retry_in = ?wait, "loading the topic's state failed");
                         tokio::select! {
                             _ = shutdown.cancelled() => return Ok(()),
                             _ = tokio::time::sleep(wait) => {}
@@ -85,7 +88,7 @@ impl Watchdog {
         if let Err(e) = group::resume_at(&self.consumer, &parts, &stored).await {
             // E.g. a rebalance began meanwhile: it is served by the next poll, and the partitions
             // are positioned again after it.
-            tracing::warn!(error = %e, "positioning the partitions failed; trying again");
+            tracing::warn!(error = %tripwire_runtime::report(&e), "positioning the partitions failed; trying again");
             self.consumer.context().poke();
             tokio::time::sleep(Duration::from_millis(200)).await;
             return Ok(());
@@ -113,7 +116,7 @@ impl Watchdog {
                     match consumer.fetch_watermarks(&t, p, Duration::from_secs(5)) {
                         Ok((low, _)) => Some((t, p, low)),
                         Err(e) => {
-                            tracing::warn!(topic = %t, partition = p, error = %e, "reading the earliest offset held failed; gaps show when records are read");
+                            tracing::warn!(topic = %t, partition = p, error = %tripwire_runtime::report(&e), "reading the earliest offset held failed; gaps show when records are read");
                             None
                         }
                     }
@@ -154,7 +157,7 @@ impl Watchdog {
         let seen = match saved.seen {
             Some(v) if !legacy || self.topics.len() == 1 => serde_json::from_value(v)
                 .unwrap_or_else(|e| {
-                    tracing::warn!(topic, error = %e, "saved seen-records unreadable: starting empty");
+                    tracing::warn!(topic, error = %tripwire_runtime::report(&e), "saved seen-records unreadable: starting empty");
                     Seen::new(crate::seen::DEFAULT_DEPTH)
                 }),
             _ => Seen::new(crate::seen::DEFAULT_DEPTH),
@@ -215,7 +218,7 @@ impl Watchdog {
         let seen = match serde_json::to_value(&scope.seen) {
             Ok(v) => v,
             Err(e) => {
-                tracing::error!(error = %e, "seen records do not serialize");
+                tracing::error!(error = %tripwire_runtime::report(&e), "seen records do not serialize");
                 return Saved::Failed;
             }
         };
@@ -235,13 +238,13 @@ impl Watchdog {
                 Saved::Ok
             }
             Err(e @ store::StoreError::Fenced { .. }) => {
-                tracing::warn!(error = %e, "checkpoint fenced: another instance owns the topic");
+                tracing::warn!(error = %tripwire_runtime::report(&e), "checkpoint fenced: another instance owns the topic");
                 Saved::Fenced
             }
             Err(e) => {
                 self.health
-                    .set("postgres", Status::Unhealthy, e.to_string());
-                tracing::warn!(error = %e, "checkpoint failed");
+                    .set("postgres", Status::Unhealthy, tripwire_runtime::report(&e));
+                tracing::warn!(error = %tripwire_runtime::report(&e), "checkpoint failed");
                 Saved::Failed
             }
         }

@@ -33,8 +33,8 @@ use subtle::ConstantTimeEq;
 use crate::alerts;
 use crate::metrics as m;
 use crate::safe::Proposer;
-pub use config::{Rule, WebhookConfig};
-pub use payload::{AlertIn, Payload};
+pub use config::{Rule, WebhookAction, WebhookConfig};
+pub use payload::{AlertIn, AlertStatus, Payload};
 
 /// Marks alerts the receiver re-posted, so a route that sends them back is not a loop.
 pub const RELABELLED: &str = "tripwire_relabelled";
@@ -210,7 +210,7 @@ async fn receive(State(r): State<Arc<Receiver>>, headers: HeaderMap, body: Bytes
     };
     let mut outcome = Vec::new();
     for a in &payload.alerts {
-        counter!(m::WEBHOOK_ALERTS, "status" => a.status.clone()).increment(1);
+        counter!(m::WEBHOOK_ALERTS, "status" => a.status.as_str()).increment(1);
         match handle(&r, &payload, a).await {
             Ok(o) => outcome.push(o),
             Err(e) => {
@@ -243,13 +243,13 @@ async fn handle(r: &Receiver, p: &Payload, a: &AlertIn) -> Result<Value, sqlx::E
     let mut taken = Vec::new();
     for rule in matched {
         for action in &rule.actions {
-            let result = act(r, a, rule, action).await;
+            let result = act(r, a, rule, *action).await;
             let ok = result.is_ok();
-            counter!(m::WEBHOOK_ACTIONS, "rule" => rule.name.clone(), "action" => action.clone(), "ok" => ok.to_string())
+            counter!(m::WEBHOOK_ACTIONS, "rule" => rule.name.clone(), "action" => action.as_str(), "ok" => ok.to_string())
                 .increment(1);
             taken.push(json!({
                 "rule": rule.name,
-                "action": action,
+                "action": action.as_str(),
                 "result": match result { Ok(v) => v, Err(e) => json!({ "error": e }) },
             }));
         }
@@ -263,9 +263,14 @@ async fn handle(r: &Receiver, p: &Payload, a: &AlertIn) -> Result<Value, sqlx::E
     )
 }
 
-async fn act(r: &Receiver, a: &AlertIn, rule: &Rule, action: &str) -> Result<Value, String> {
+async fn act(
+    r: &Receiver,
+    a: &AlertIn,
+    rule: &Rule,
+    action: WebhookAction,
+) -> Result<Value, String> {
     match action {
-        "record" => {
+        WebhookAction::Record => {
             tracing::warn!(
                 rule = %rule.name,
                 alertname = a.labels.get("alertname").map(String::as_str).unwrap_or(""),
@@ -275,10 +280,10 @@ async fn act(r: &Receiver, a: &AlertIn, rule: &Rule, action: &str) -> Result<Val
             );
             Ok(json!("recorded"))
         }
-        "pause" if a.status != "firing" => {
+        WebhookAction::Pause if a.status != AlertStatus::Firing => {
             Ok(json!("not for a resolved alert: nothing is unpaused"))
         }
-        "pause" => {
+        WebhookAction::Pause => {
             let Some(p) = &r.proposer else {
                 return Err("no [watchdog.safe]".into());
             };
@@ -298,7 +303,7 @@ async fn act(r: &Receiver, a: &AlertIn, rule: &Rule, action: &str) -> Result<Val
                 .map(|prop| json!({ "proposal": prop.id, "safe_tx_hash": prop.safe_tx_hash, "state": prop.state }))
                 .map_err(|e| e.to_string())
         }
-        "alert" => {
+        WebhookAction::Alert => {
             if a.labels.contains_key(RELABELLED) {
                 return Ok(json!("already re-labelled: not re-posted"));
             }
@@ -309,7 +314,7 @@ async fn act(r: &Receiver, a: &AlertIn, rule: &Rule, action: &str) -> Result<Val
             labels.extend(rule.labels.clone());
             labels.insert(RELABELLED.into(), "true".into());
             let now = Utc::now();
-            let ends_at = if a.status == "firing" {
+            let ends_at = if a.status == AlertStatus::Firing {
                 now + chrono::Duration::minutes(5)
             } else {
                 now
@@ -332,6 +337,5 @@ async fn act(r: &Receiver, a: &AlertIn, rule: &Rule, action: &str) -> Result<Val
                     .join("; "))
             }
         }
-        other => Err(format!("unknown action {other}")),
     }
 }

@@ -6,12 +6,48 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
+/// Whether a notification (or one alert in it) is firing or resolved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub enum AlertStatus {
+    #[default]
+    Firing,
+    Resolved,
+}
+
+impl AlertStatus {
+    fn parse(s: &str) -> Option<AlertStatus> {
+        match s {
+            "firing" => Some(AlertStatus::Firing),
+            "resolved" => Some(AlertStatus::Resolved),
+            _ => None,
+        }
+    }
+
+    /// As Alertmanager writes it (and as it is stored and labelled).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlertStatus::Firing => "firing",
+            AlertStatus::Resolved => "resolved",
+        }
+    }
+}
+
+impl std::fmt::Display for AlertStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 pub struct Payload {
     pub version: String,
     #[serde(rename = "groupKey", default)]
     pub group_key: Option<String>,
-    pub status: String,
+    /// As sent; checked and parsed into `status` by [`Payload::parse`].
+    #[serde(rename = "status")]
+    pub status_text: String,
+    #[serde(skip)]
+    pub status: AlertStatus,
     #[serde(default)]
     pub receiver: Option<String>,
     pub alerts: Vec<AlertIn>,
@@ -19,7 +55,11 @@ pub struct Payload {
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct AlertIn {
-    pub status: String,
+    /// As sent; checked and parsed into `status` by [`Payload::parse`].
+    #[serde(rename = "status")]
+    pub status_text: String,
+    #[serde(skip)]
+    pub status: AlertStatus,
     pub labels: BTreeMap<String, String>,
     #[serde(default)]
     pub annotations: BTreeMap<String, String>,
@@ -50,12 +90,12 @@ impl Payload {
                 p.version
             ));
         }
-        if !matches!(p.status.as_str(), "firing" | "resolved") {
-            return Err(format!(
+        p.status = AlertStatus::parse(&p.status_text).ok_or_else(|| {
+            format!(
                 "status `{}` is neither firing nor resolved",
-                p.status
-            ));
-        }
+                p.status_text.chars().take(40).collect::<String>()
+            )
+        })?;
         // Postgres text cannot hold NUL: refuse it here rather than fail half-way through storing.
         let nul = |s: &str| s.contains('\0');
         if p.receiver.as_deref().is_some_and(nul) || p.group_key.as_deref().is_some_and(nul) {
@@ -83,12 +123,12 @@ impl Payload {
                     )
                 })?
                 .with_timezone(&Utc);
-            if !matches!(a.status.as_str(), "firing" | "resolved") {
-                return Err(format!(
+            a.status = AlertStatus::parse(&a.status_text).ok_or_else(|| {
+                format!(
                     "alerts[{i}].status `{}` is neither firing nor resolved",
-                    a.status
-                ));
-            }
+                    a.status_text.chars().take(40).collect::<String>()
+                )
+            })?;
             if a.fingerprint.is_empty()
                 || a.fingerprint.len() > 64
                 || !a.fingerprint.chars().all(|c| c.is_ascii_alphanumeric())

@@ -23,7 +23,7 @@ pub async fn receive(
     )
     .bind(&a.fingerprint)
     .bind(a.starts_at)
-    .bind(&a.status)
+    .bind(a.status.as_str())
     .bind(serde_json::to_value(&a.labels).unwrap_or_default())
     .bind(serde_json::to_value(&a.annotations).unwrap_or_default())
     .bind(&p.receiver)

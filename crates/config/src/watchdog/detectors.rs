@@ -63,7 +63,7 @@ pub struct DetectorConfig {
     /// `info`, `warning` (default) or `critical`.
     pub severity: Severity,
     /// What an incident of this detector triggers besides the alert, e.g. `["pause"]`.
-    pub actions: Vec<String>,
+    pub actions: Vec<Action>,
     /// The kind and its parameters.
     pub params: Params,
 }
@@ -84,7 +84,7 @@ struct Common {
     #[serde(default = "default_severity")]
     severity: Severity,
     #[serde(default)]
-    actions: Vec<String>,
+    actions: Vec<Action>,
     /// Free text for the operators; not used.
     #[serde(default)]
     #[allow(dead_code)]
@@ -106,8 +106,46 @@ fn default_severity() -> Severity {
     Severity::Warning
 }
 
-/// Actions a detector may ask for.
-pub const ACTIONS: &[&str] = &["pause"];
+/// What an incident of a detector triggers besides its alert.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", try_from = "String")]
+pub enum Action {
+    /// A Safe proposal that pauses the protocol (`[watchdog.safe]`), for critical incidents.
+    Pause,
+}
+
+impl Action {
+    /// Every action, as written in the file.
+    pub const ALL: &'static [Action] = &[Action::Pause];
+
+    /// The name in the file, the `actions` label and the stored incident.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Pause => "pause",
+        }
+    }
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl TryFrom<String> for Action {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<Self, String> {
+        Action::ALL
+            .iter()
+            .copied()
+            .find(|a| a.as_str() == s)
+            .ok_or_else(|| {
+                let known: Vec<&str> = Action::ALL.iter().map(|a| a.as_str()).collect();
+                format!("`{s}` is not an action (known: {})", known.join(", "))
+            })
+    }
+}
 
 /// `kind = "..."` and the parameters of that kind, in the same table as the selector.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -424,20 +462,11 @@ fn bad(detector: &str, field: &str, message: impl Into<String>) -> InvalidDetect
 }
 
 impl DetectorConfig {
-    /// Checks what the types cannot: ranges, known actions, consistent parameters.
+    /// Checks what the types cannot: ranges and consistent parameters.
     pub fn validate(&self) -> Result<(), InvalidDetector> {
         let n = self.name.as_str();
         if n.trim().is_empty() || n.contains('/') {
             return Err(bad(n, "name", "must be non-empty and must not contain `/`"));
-        }
-        for a in &self.actions {
-            if !ACTIONS.contains(&a.as_str()) {
-                return Err(bad(
-                    n,
-                    "actions",
-                    format!("`{a}` is not an action (known: {})", ACTIONS.join(", ")),
-                ));
-            }
         }
         if self.filters.keys().any(|k| k.is_empty()) {
             return Err(bad(n, "filters", "a filter has an empty field name"));

@@ -43,7 +43,7 @@ pub struct RuleConfig {
     pub matchers: Vec<String>,
     /// `record` (store the alert as an incident), `pause` (a Safe pause proposal through
     /// `[watchdog.safe]`, for firing alerts only), `alert` (re-post to Alertmanager with `labels`).
-    pub actions: Vec<String>,
+    pub actions: Vec<WebhookAction>,
     /// Labels added to the re-posted alert (`alert` action).
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
@@ -56,7 +56,58 @@ fn default_max_body() -> usize {
     1 << 20
 }
 
-pub const WEBHOOK_ACTIONS: &[&str] = &["record", "pause", "alert"];
+/// What a webhook rule does with a matching alert.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, Deserialize,
+)]
+#[serde(rename_all = "snake_case", try_from = "String")]
+pub enum WebhookAction {
+    /// Store it as an incident (every alert received is stored once per fingerprint anyway).
+    Record,
+    /// Prepare the Safe pause proposal of `[watchdog.safe]` (firing alerts only).
+    Pause,
+    /// Re-post it to Alertmanager with the rule's `labels` added.
+    Alert,
+}
+
+impl WebhookAction {
+    /// Every action, as written in the file.
+    pub const ALL: &'static [WebhookAction] = &[
+        WebhookAction::Record,
+        WebhookAction::Pause,
+        WebhookAction::Alert,
+    ];
+
+    /// The name in the file and in the stored receipt.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WebhookAction::Record => "record",
+            WebhookAction::Pause => "pause",
+            WebhookAction::Alert => "alert",
+        }
+    }
+}
+
+impl std::fmt::Display for WebhookAction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl TryFrom<String> for WebhookAction {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<Self, String> {
+        WebhookAction::ALL
+            .iter()
+            .copied()
+            .find(|a| a.as_str() == s)
+            .ok_or_else(|| {
+                let known: Vec<&str> = WebhookAction::ALL.iter().map(|a| a.as_str()).collect();
+                format!("`{s}` is not an action (known: {})", known.join(", "))
+            })
+    }
+}
 
 /// One parsed matcher.
 #[derive(Debug, Clone)]
@@ -116,7 +167,7 @@ impl Matcher {
 pub struct Rule {
     pub name: String,
     pub matchers: Vec<Matcher>,
-    pub actions: Vec<String>,
+    pub actions: Vec<WebhookAction>,
     pub labels: BTreeMap<String, String>,
 }
 
@@ -154,19 +205,8 @@ impl WebhookConfig {
             if r.actions.is_empty() {
                 return Err((field("actions"), "lists no action".into()));
             }
-            for a in &r.actions {
-                if !WEBHOOK_ACTIONS.contains(&a.as_str()) {
-                    return Err((
-                        field("actions"),
-                        format!(
-                            "`{a}` is not an action (known: {})",
-                            WEBHOOK_ACTIONS.join(", ")
-                        ),
-                    ));
-                }
-                if a == "pause" && !has_safe {
-                    return Err((field("actions"), "`pause` needs [watchdog.safe]".into()));
-                }
+            if r.actions.contains(&WebhookAction::Pause) && !has_safe {
+                return Err((field("actions"), "`pause` needs [watchdog.safe]".into()));
             }
             rules.push(Rule {
                 name: r.name.clone(),

@@ -10,14 +10,14 @@ use tripwire_rpc::RpcError;
 pub enum IngestError {
     #[error(transparent)]
     Rpc(#[from] RpcError),
-    #[error("kafka: {0}")]
+    #[error(transparent)]
     Kafka(#[from] KafkaError),
-    #[error("postgres: {0}")]
+    #[error(transparent)]
     Postgres(#[from] sqlx::Error),
     /// A test stopped the process at a fault point (see `faults.rs`).
     #[error(transparent)]
     Stopped(#[from] tripwire_runtime::faults::Stopped),
-    #[error("chain {chain}: inconsistent RPC answer for blocks {from}..={to}: {source}")]
+    #[error("chain {chain}: inconsistent RPC answer for blocks {from}..={to}")]
     Inconsistent {
         chain: String,
         from: u64,

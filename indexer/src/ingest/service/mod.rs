@@ -214,7 +214,7 @@ impl ChainIngest {
                     self.health.set(
                         &format!("ingest:{}", self.chain.name),
                         Status::Unhealthy,
-                        e.to_string(),
+                        tripwire_runtime::report(&e),
                     );
                     return Err(e);
                 }
@@ -224,9 +224,9 @@ impl ChainIngest {
                         other => other.to_owned(),
                     };
                     self.health
-                        .set(&component, Status::Unhealthy, e.to_string());
+                        .set(&component, Status::Unhealthy, tripwire_runtime::report(&e));
                     let delay = delays.next().unwrap_or(Duration::from_secs(10));
-                    tracing::warn!(chain = %self.chain.name, error = %e, retry_in = ?delay, "ingest step failed");
+                    tracing::warn!(chain = %self.chain.name, error = %tripwire_runtime::report(&e), retry_in = ?delay, "ingest step failed");
                     delay
                 }
             };
@@ -306,7 +306,7 @@ impl ChainIngest {
         }
         self.providers_saved = Some(std::time::Instant::now());
         if let Err(e) = cursor::save_providers(&self.pool, self.chain.chain_id, &snapshot).await {
-            tracing::debug!(chain = %self.chain.name, error = %e, "could not store provider state");
+            tracing::debug!(chain = %self.chain.name, error = %tripwire_runtime::report(&e), "could not store provider state");
         }
     }
 
@@ -392,7 +392,7 @@ impl ChainIngest {
                 Ok(d) => d,
                 // Keep what precedes a failed range; the error surfaces at the next step.
                 Err(e) if !headers.is_empty() => {
-                    tracing::debug!(chain = %self.chain.name, error = %e, "range fetch failed");
+                    tracing::debug!(chain = %self.chain.name, error = %tripwire_runtime::report(&e), "range fetch failed");
                     break;
                 }
                 Err(e) => return Err(e.into()),
