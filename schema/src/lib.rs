@@ -4,6 +4,9 @@
 //! schema is the SQL in `migrations/` beside it, which `tripwire_store::migrate` applies; this
 //! crate itself does no I/O.
 
+// Every dependency of the library is used (its tests and benchmarks have their own).
+#![cfg_attr(not(test), warn(unused_crate_dependencies))]
+
 pub mod record;
 
 pub use record::{

@@ -135,6 +135,22 @@ events = ["event Withdraw(address indexed user, uint256 amount)"]
         ))
         .unwrap_err();
         assert!(e.contains("window_s"), "{e}");
+        let e = load(&format!(
+            "{am}[[watchdog.detectors]]\nname = \"d\"\nkind = \"event\"\nactions = [\"paws\"]\n"
+        ))
+        .unwrap_err();
+        assert!(
+            e.contains("detector `d`") && e.contains("`paws` is not an action (known: pause)"),
+            "{e}"
+        );
+        let e = load(&format!(
+            "{am}[watchdog.webhook]\nallow_unauthenticated = true\n[[watchdog.webhook.rules]]\nname = \"r\"\nmatchers = ['a=\"b\"']\nactions = [\"page\"]\n"
+        ))
+        .unwrap_err();
+        assert!(
+            e.contains("`page` is not an action (known: record, pause, alert)"),
+            "{e}"
+        );
     }
 
     const AM: &str = "[watchdog]\n[watchdog.alertmanager]\nurls = [\"http://a\"]\n";

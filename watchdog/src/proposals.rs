@@ -6,7 +6,7 @@ use sqlx::PgPool;
 use tripwire_watchdog::config::WatchdogSettings;
 use tripwire_watchdog::safe::{self, service::ServiceClient, store, Proposal};
 
-pub async fn list(pool: &PgPool, limit: i64, json: bool) -> anyhow::Result<()> {
+pub(crate) async fn list(pool: &PgPool, limit: i64, json: bool) -> anyhow::Result<()> {
     let rows = store::list(pool, limit)
         .await
         .context("reading safe_proposals")?;
@@ -40,7 +40,7 @@ pub async fn list(pool: &PgPool, limit: i64, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub async fn show(
+pub(crate) async fn show(
     ws: &WatchdogSettings,
     pool: &PgPool,
     key: &str,

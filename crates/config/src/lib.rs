@@ -4,6 +4,9 @@
 //! validation turns every semantic mistake into an error that names the field and the value.
 //! [`secrets`] keeps what must never leave a process.
 
+// Every dependency of the library is used (its tests and benchmarks have their own).
+#![cfg_attr(not(test), warn(unused_crate_dependencies))]
+
 mod abi;
 mod env;
 mod error;

@@ -108,7 +108,7 @@ pub struct KafkaConfig {
     /// (a single block larger than the whole limit goes alone once the sink has caught up), and
     /// waits for the sink otherwise. Default: no limit; the byte limit below is the one the
     /// embedded broker needs. `sink.batch_records` must be at most half of it (see
-    /// `config/flow.rs`).
+    /// `flow.rs`).
     #[serde(default)]
     pub max_lead_records: Option<u64>,
     /// The same in bytes as the broker keeps them (compressed record batches, counted from what

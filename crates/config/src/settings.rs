@@ -87,7 +87,7 @@ impl Settings {
         self.contracts.iter().filter(move |c| c.chain == chain)
     }
 
-    /// The lead and batch limits (see `config/flow.rs`); checked when the file was loaded.
+    /// The lead and batch limits (see `flow.rs`); checked when the file was loaded.
     pub fn flow(&self) -> Flow {
         self.config
             .flow()

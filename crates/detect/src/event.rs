@@ -8,14 +8,14 @@ use tripwire_schema::LogRecord;
 
 use super::{Base, EventParams, Finding};
 
-pub struct EventRule {
+pub(crate) struct EventRule {
     p: EventParams,
     /// `allowed_actors`, parsed (validated with the config).
     allowed: Vec<Address>,
 }
 
 impl EventRule {
-    pub fn new(p: EventParams) -> EventRule {
+    pub(crate) fn new(p: EventParams) -> EventRule {
         let allowed = p
             .allowed_actors
             .iter()
@@ -24,7 +24,7 @@ impl EventRule {
         EventRule { p, allowed }
     }
 
-    pub fn observe_log(&mut self, base: &Base<'_>, log: &LogRecord, out: &mut Vec<Finding>) {
+    pub(crate) fn observe_log(&mut self, base: &Base<'_>, log: &LogRecord, out: &mut Vec<Finding>) {
         let Some(ev) = &log.event else { return };
         if !self.p.events.iter().any(|e| e == &ev.name) {
             return;

@@ -107,7 +107,7 @@ struct Chain {
 
 /// The saved state of a flow detector.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct FlowState {
+pub(crate) struct FlowState {
     chains: BTreeMap<u64, Chain>,
 }
 
@@ -162,7 +162,7 @@ impl Scales {
     }
 }
 
-pub struct Flow {
+pub(crate) struct Flow {
     p: FlowParams,
     scales: Scales,
     s: FlowState,
@@ -170,7 +170,7 @@ pub struct Flow {
 }
 
 impl Flow {
-    pub fn new(p: FlowParams) -> Flow {
+    pub(crate) fn new(p: FlowParams) -> Flow {
         Flow {
             scales: Scales::of(&p),
             p,
@@ -179,11 +179,11 @@ impl Flow {
         }
     }
 
-    pub fn state(&self) -> &FlowState {
+    pub(crate) fn state(&self) -> &FlowState {
         &self.s
     }
 
-    pub fn restore(&mut self, mut s: FlowState) {
+    pub(crate) fn restore(&mut self, mut s: FlowState) {
         self.index.clear();
         let n = self.scales.extra.len();
         for (chain, c) in &mut s.chains {
@@ -209,11 +209,16 @@ impl Flow {
         self.s = s;
     }
 
-    pub fn observe_block(&mut self, base: &Base<'_>, b: &BlockMarker, out: &mut Vec<Finding>) {
+    pub(crate) fn observe_block(
+        &mut self,
+        base: &Base<'_>,
+        b: &BlockMarker,
+        out: &mut Vec<Finding>,
+    ) {
         self.advance(base, b.chain_id, b.timestamp, Some((b.number, b.hash)), out);
     }
 
-    pub fn observe_log(
+    pub(crate) fn observe_log(
         &mut self,
         base: &Base<'_>,
         log: &LogRecord,

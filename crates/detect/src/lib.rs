@@ -9,6 +9,9 @@
 //! at-least-once; see `seen`), and so are retractions (they annotate incidents; the baselines keep
 //! what they learned, as a few orphaned events cannot move them).
 
+// Every dependency of the library is used (its tests and benchmarks have their own).
+#![cfg_attr(not(test), warn(unused_crate_dependencies))]
+
 mod event;
 mod flow;
 pub mod incidents;
@@ -88,7 +91,7 @@ impl Base<'_> {
     }
 
     /// A finding located at `log`.
-    pub fn at_log(&self, log: &LogRecord, series: &str) -> Finding {
+    pub(crate) fn at_log(&self, log: &LogRecord, series: &str) -> Finding {
         Finding {
             detector: self.detector.to_owned(),
             kind: self.kind,

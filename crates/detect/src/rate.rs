@@ -52,28 +52,28 @@ struct Chain {
 
 /// The saved state of a rate detector.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct RateState {
+pub(crate) struct RateState {
     chains: BTreeMap<u64, Chain>,
 }
 
-pub struct Rate {
+pub(crate) struct Rate {
     p: RateParams,
     s: RateState,
 }
 
 impl Rate {
-    pub fn new(p: RateParams) -> Rate {
+    pub(crate) fn new(p: RateParams) -> Rate {
         Rate {
             p,
             s: RateState::default(),
         }
     }
 
-    pub fn state(&self) -> &RateState {
+    pub(crate) fn state(&self) -> &RateState {
         &self.s
     }
 
-    pub fn restore(&mut self, mut s: RateState) {
+    pub(crate) fn restore(&mut self, mut s: RateState) {
         for c in s.chains.values_mut() {
             c.index = c
                 .series
@@ -89,7 +89,7 @@ impl Rate {
     }
 
     /// Moves block time of `chain` to `ts`, closing the windows before it.
-    pub fn observe_time(&mut self, chain: u64, ts: u64) {
+    pub(crate) fn observe_time(&mut self, chain: u64, ts: u64) {
         let w = window_of(ts, self.p.window_s);
         let p = &self.p;
         let c = self.s.chains.entry(chain).or_insert_with(|| Chain {
@@ -107,7 +107,7 @@ impl Rate {
         c.window = w;
     }
 
-    pub fn observe_log(
+    pub(crate) fn observe_log(
         &mut self,
         base: &Base<'_>,
         log: &LogRecord,

@@ -16,7 +16,7 @@ pub(crate) struct Selector {
 }
 
 impl Selector {
-    pub fn new(c: &DetectorConfig) -> Selector {
+    pub(crate) fn new(c: &DetectorConfig) -> Selector {
         Selector {
             chain_id: c.chain_id,
             contract: c.contract.clone(),
@@ -25,7 +25,7 @@ impl Selector {
         }
     }
 
-    pub fn matches(&self, log: &LogRecord) -> bool {
+    pub(crate) fn matches(&self, log: &LogRecord) -> bool {
         if self.chain_id.is_some_and(|c| c != log.chain_id) {
             return false;
         }

@@ -38,11 +38,11 @@ struct Series {
 
 /// The saved state of a value detector.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct ValueState {
+pub(crate) struct ValueState {
     series: Vec<Series>,
 }
 
-pub struct ValueDetector {
+pub(crate) struct ValueDetector {
     p: ValueParams,
     s: ValueState,
     index: HashMap<Key, usize>,
@@ -50,7 +50,7 @@ pub struct ValueDetector {
 }
 
 impl ValueDetector {
-    pub fn new(p: ValueParams) -> ValueDetector {
+    pub(crate) fn new(p: ValueParams) -> ValueDetector {
         ValueDetector {
             p,
             s: ValueState::default(),
@@ -59,11 +59,11 @@ impl ValueDetector {
         }
     }
 
-    pub fn state(&self) -> &ValueState {
+    pub(crate) fn state(&self) -> &ValueState {
         &self.s
     }
 
-    pub fn restore(&mut self, s: ValueState) {
+    pub(crate) fn restore(&mut self, s: ValueState) {
         self.index = s
             .series
             .iter()
@@ -73,7 +73,7 @@ impl ValueDetector {
         self.s = s;
     }
 
-    pub fn observe_log(&mut self, base: &Base<'_>, log: &LogRecord, out: &mut Vec<Finding>) {
+    pub(crate) fn observe_log(&mut self, base: &Base<'_>, log: &LogRecord, out: &mut Vec<Finding>) {
         let Some(ev) = &log.event else { return };
         let Some(value) = ev.params.get(&self.p.field).and_then(parse_amount) else {
             return;

@@ -3,6 +3,9 @@
 //! topic creation, watermarks, group consumers reading from positions stored in Postgres
 //! ([`group`]), and the broker probe behind `/health` ([`probe`]).
 
+// Every dependency of the library is used (its tests and benchmarks have their own).
+#![cfg_attr(not(test), warn(unused_crate_dependencies))]
+
 pub mod group;
 pub mod metrics;
 pub mod probe;
@@ -196,7 +199,7 @@ pub type IngestProducer = FutureProducer<ProducerStats>;
 /// The ingest's producer: idempotent (no duplicates or reordering from its own retries), all
 /// in-sync replicas acknowledge, and messages never expire in the queue, so a broker outage delays
 /// the stream instead of dropping from it. Records are compressed with lz4, which also lets the
-/// embedded broker's 5 MiB per partition hold several times more records (see `config/flow.rs`). The local queue holds at most 32 MiB: the ingest waits for every
+/// embedded broker's 5 MiB per partition hold several times more records (see `tripwire_config::flow`). The local queue holds at most 32 MiB: the ingest waits for every
 /// group's acknowledgements before the next, and a group is a few ranges. With `stats`, the
 /// producer reports what it sent every 20 ms unless `kafka.properties` says otherwise (see
 /// [`SentBytes`]).

@@ -306,7 +306,7 @@ impl RpcError {
 }
 
 /// A JSON-RPC error object: a range limit (from the wording table), a rate limit, or anything else.
-pub fn classify_response(
+pub(crate) fn classify_response(
     provider: String,
     method: &'static str,
     code: i64,

@@ -18,14 +18,14 @@ use tower::Service;
 
 /// alloy's `Http<reqwest::Client>` with a response-size cap.
 #[derive(Debug, Clone)]
-pub struct CappedHttp {
+pub(crate) struct CappedHttp {
     client: reqwest::Client,
     url: url::Url,
     max_response_bytes: u64,
 }
 
 impl CappedHttp {
-    pub fn new(client: reqwest::Client, url: url::Url, max_response_bytes: u64) -> Self {
+    pub(crate) fn new(client: reqwest::Client, url: url::Url, max_response_bytes: u64) -> Self {
         CappedHttp {
             client,
             url,
@@ -34,7 +34,7 @@ impl CappedHttp {
     }
 
     /// Whether the URL names this machine (alloy's polling defaults differ for local nodes).
-    pub fn is_local(&self) -> bool {
+    pub(crate) fn is_local(&self) -> bool {
         alloy::transports::utils::guess_local_url(self.url.as_str())
     }
 

@@ -18,13 +18,13 @@ use tower::{Layer, Service};
 
 /// Counts requests and calls and records latency, labelled by chain and provider.
 #[derive(Debug, Clone)]
-pub struct MetricsLayer {
+pub(crate) struct MetricsLayer {
     chain: Arc<str>,
     provider: Arc<str>,
 }
 
 impl MetricsLayer {
-    pub fn new(chain: &str, provider: &str) -> Self {
+    pub(crate) fn new(chain: &str, provider: &str) -> Self {
         MetricsLayer {
             chain: chain.into(),
             provider: provider.into(),
@@ -45,7 +45,7 @@ impl<S> Layer<S> for MetricsLayer {
 
 /// The service [`MetricsLayer`] wraps around a transport.
 #[derive(Debug, Clone)]
-pub struct MetricsService<S> {
+pub(crate) struct MetricsService<S> {
     inner: S,
     layer: MetricsLayer,
 }

@@ -8,6 +8,9 @@
 //! range limits (`range.rs`, `limits.rs`); provider faults bench the provider and move the call to
 //! the next one.
 
+// Every dependency of the library is used (its tests and benchmarks have their own).
+#![cfg_attr(not(test), warn(unused_crate_dependencies))]
+
 pub mod contract;
 mod dispatch;
 mod error;

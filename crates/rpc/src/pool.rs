@@ -25,12 +25,12 @@ const RETRY_AFTER_MAX: Duration = Duration::from_secs(600);
 /// quick probe proves nothing.
 const INCONSISTENT_BENCH: Duration = Duration::from_secs(30);
 /// How long a wrong answer keeps the provider named in health.
-pub const INCONSISTENT_MEMORY: Duration = Duration::from_secs(600);
+pub(crate) const INCONSISTENT_MEMORY: Duration = Duration::from_secs(600);
 /// Weight of the newest observation in the error-rate and latency averages.
 const EWMA_ALPHA: f64 = 0.1;
 
 /// One endpoint.
-pub struct Provider {
+pub(crate) struct Provider {
     pub label: String,
     pub weight: u32,
     pub client: RpcClient,
@@ -88,7 +88,7 @@ enum Tier {
 }
 
 impl Provider {
-    pub fn new(label: String, weight: u32, client: RpcClient) -> Self {
+    pub(crate) fn new(label: String, weight: u32, client: RpcClient) -> Self {
         Provider {
             label,
             weight,
@@ -101,7 +101,7 @@ impl Provider {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub fn head(&self) -> Option<u64> {
+    pub(crate) fn head(&self) -> Option<u64> {
         self.lock().head
     }
 
@@ -127,7 +127,7 @@ impl Provider {
     }
 
     /// True when a head request may be sent now (in rotation, or its bench is over).
-    pub fn claim_probe(&self, now: Instant) -> bool {
+    pub(crate) fn claim_probe(&self, now: Instant) -> bool {
         let mut s = self.lock();
         if s.probing || s.benched_until.is_some_and(|u| u > now) {
             return false;
@@ -137,18 +137,18 @@ impl Provider {
     }
 
     /// Claims a head request even while benched (every provider is benched).
-    pub fn claim_forced(&self) -> bool {
+    pub(crate) fn claim_forced(&self) -> bool {
         let mut s = self.lock();
         !std::mem::replace(&mut s.probing, true)
     }
 
-    pub fn end_probe(&self) {
+    pub(crate) fn end_probe(&self) {
         self.lock().probing = false;
     }
 }
 
 /// The pool of one chain.
-pub struct Pool {
+pub(crate) struct Pool {
     pub chain: String,
     pub providers: Vec<Provider>,
     pub max_lag: u64,
@@ -158,7 +158,7 @@ impl Pool {
     /// Providers to try for a request that needs block `needs` (if any), best first. Benched
     /// providers are left out unless all are benched; then the one due first is tried, unless it
     /// asked for its delay itself.
-    pub fn candidates(&self, needs: Option<u64>) -> Vec<usize> {
+    pub(crate) fn candidates(&self, needs: Option<u64>) -> Vec<usize> {
         let now = Instant::now();
         let mut ranked: Vec<(Tier, std::cmp::Reverse<u32>, f64, usize)> = self
             .providers
@@ -190,14 +190,14 @@ impl Pool {
     }
 
     /// How long provider `i` stays benched (`None`: it may be asked now).
-    pub fn bench_remaining(&self, i: usize) -> Option<Duration> {
+    pub(crate) fn bench_remaining(&self, i: usize) -> Option<Duration> {
         let until = self.providers[i].lock().benched_until?;
         let left = until.saturating_duration_since(Instant::now());
         (!left.is_zero()).then_some(left)
     }
 
     /// Why nothing can be asked now (for [`RpcError::NoProvider`]).
-    pub fn unavailable_reason(&self) -> String {
+    pub(crate) fn unavailable_reason(&self) -> String {
         let now = Instant::now();
         self.providers
             .iter()
@@ -217,7 +217,7 @@ impl Pool {
             .join("; ")
     }
 
-    pub fn record_success(&self, i: usize, latency: Duration) {
+    pub(crate) fn record_success(&self, i: usize, latency: Duration) {
         let p = &self.providers[i];
         let was_out;
         {
@@ -246,7 +246,7 @@ impl Pool {
     /// A head probe answered: the provider is reachable again and leaves the bench, but keeps its
     /// failure count, so one that answers probes yet fails real requests is benched longer each
     /// time.
-    pub fn record_alive(&self, i: usize, latency: Duration) {
+    pub(crate) fn record_alive(&self, i: usize, latency: Duration) {
         let p = &self.providers[i];
         let was_out;
         {
@@ -271,7 +271,7 @@ impl Pool {
     }
 
     /// Counts a failure; a provider fault benches the provider.
-    pub fn record_failure(&self, i: usize, e: &RpcError) {
+    pub(crate) fn record_failure(&self, i: usize, e: &RpcError) {
         let p = &self.providers[i];
         counter!(crate::metrics::ERRORS, "chain" => self.chain.clone(), "provider" => p.label.clone(), "kind" => e.kind())
             .increment(1);
@@ -313,7 +313,7 @@ impl Pool {
     }
 
     /// Records a provider's head and re-evaluates who lags behind the best head.
-    pub fn record_head(&self, i: usize, head: u64) {
+    pub(crate) fn record_head(&self, i: usize, head: u64) {
         self.providers[i].lock().head = Some(head);
         gauge!(crate::metrics::PROVIDER_HEAD, "chain" => self.chain.clone(), "provider" => self.providers[i].label.clone())
             .set(head as f64);
@@ -357,7 +357,7 @@ impl Pool {
     }
 
     /// A provider answered that it lacks `block`: it is behind at least that far.
-    pub fn record_missing(&self, i: usize, block: u64) {
+    pub(crate) fn record_missing(&self, i: usize, block: u64) {
         let mut s = self.providers[i].lock();
         s.head = Some(
             s.head
@@ -366,17 +366,17 @@ impl Pool {
     }
 
     /// Highest head any provider reported.
-    pub fn best_head(&self) -> Option<u64> {
+    pub(crate) fn best_head(&self) -> Option<u64> {
         self.providers.iter().filter_map(Provider::head).max()
     }
 
-    pub fn count_failover(&self, from: usize) {
+    pub(crate) fn count_failover(&self, from: usize) {
         counter!(crate::metrics::FAILOVERS, "chain" => self.chain.clone(), "provider" => self.providers[from].label.clone())
             .increment(1);
     }
 
     /// Providers in rotation (not benched, not lagging).
-    pub fn in_rotation(&self) -> usize {
+    pub(crate) fn in_rotation(&self) -> usize {
         let now = Instant::now();
         self.providers
             .iter()
@@ -397,13 +397,13 @@ impl Pool {
     }
 
     /// Sets every gauge (at start, so dashboards see each provider before its first call).
-    pub fn publish_all(&self) {
+    pub(crate) fn publish_all(&self) {
         for i in 0..self.providers.len() {
             self.publish_state(i);
         }
     }
 
-    pub fn snapshot(&self) -> Vec<ProviderStatus> {
+    pub(crate) fn snapshot(&self) -> Vec<ProviderStatus> {
         let now = Instant::now();
         self.providers
             .iter()

@@ -18,7 +18,7 @@ use super::{
 };
 
 /// Times the only provider may be caught on one block before the ingest stops.
-pub const MAX_CONTRADICTIONS: u32 = 8;
+pub(crate) const MAX_CONTRADICTIONS: u32 = 8;
 
 impl ChainRpc {
     /// Settles the suspect blocks of provider `i`'s answer: `Ok` when a second source agrees

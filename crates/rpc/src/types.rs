@@ -36,7 +36,7 @@ fn quantity<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
 /// About how many bytes of JSON an `eth_getLogs` answer spends on `log`: the hex of its data and
 /// topics plus the fixed fields (address, hashes, numbers, key names), ~470 bytes. An estimate
 /// for range sizing, not a measurement.
-pub fn json_size(log: &alloy::rpc::types::Log) -> u64 {
+pub(crate) fn json_size(log: &alloy::rpc::types::Log) -> u64 {
     const FIXED: u64 = 470;
     FIXED + 2 * log.data().data.len() as u64 + 69 * log.topics().len() as u64
 }

@@ -4,6 +4,9 @@
 //! confirmation prompts ([`prompt`]), control characters escaped in CLI output ([`text`]), and
 //! the deterministic fault points of the crash tests ([`faults`]).
 
+// Every dependency of the library is used (its tests and benchmarks have their own).
+#![cfg_attr(not(test), warn(unused_crate_dependencies))]
+
 pub mod faults;
 pub mod health;
 pub mod logging;

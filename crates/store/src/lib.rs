@@ -3,6 +3,9 @@
 //! the writer of logs and blocks with binary COPY ([`write`], [`pgcopy`]), and the migrations of
 //! the schema (the SQL in `schema/migrations`) with [`migrate`].
 
+// Every dependency of the library is used (its tests and benchmarks have their own).
+#![cfg_attr(not(test), warn(unused_crate_dependencies))]
+
 pub mod connect;
 pub mod cursor;
 pub mod pgcopy;

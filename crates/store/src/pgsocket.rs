@@ -34,7 +34,7 @@ pub fn port_of(url: &str) -> Option<u16> {
 mod linux {
     use std::mem::{size_of, zeroed};
 
-    pub fn set_nodelay_towards(port: u16) -> usize {
+    pub(super) fn set_nodelay_towards(port: u16) -> usize {
         let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
             return 0;
         };

@@ -11,20 +11,24 @@
 //! [`ProxyEvent`] so tests can measure how fast the client turned away from a faulty provider.
 //!
 //! The code is split by concern: `faults` holds the fault catalogue tests choose from
-//! ([`Mode`], [`RangeStyle`]); `proxy` the handle tests hold ([`FaultProxy`]) and the record of
-//! what it did ([`Outcome`], [`ProxyEvent`]); `server` the accept loop and the per-request
-//! dispatch on the current mode; `rewrite` the faults that edit JSON-RPC answers call by call;
-//! `upstream` the requests to the real node underneath. Only the re-exports below are public,
-//! so every path stays `rpc_proxy::X`.
+//! ([`Mode`], [`RangeStyle`]); `state` the state every part shares and the record of what the
+//! proxy did ([`Outcome`], [`ProxyEvent`]); `upstream` the requests to the real node underneath;
+//! `rewrite` the faults that edit JSON-RPC answers call by call; `server` the accept loop and the
+//! per-request dispatch on the current mode; `proxy` the handle tests hold ([`FaultProxy`]).
+//! Dependencies run one way, in that order (`faults` <- `state` <- `upstream` <- `rewrite` <-
+//! `server` <- `proxy`), with no module using one that uses it back. Only the re-exports below
+//! are public, so every path stays `rpc_proxy::X`.
 
 mod faults;
 mod proxy;
 mod rewrite;
 mod server;
+mod state;
 mod upstream;
 
 #[cfg(test)]
 mod tests;
 
 pub use faults::{Mode, RangeStyle};
-pub use proxy::{FaultProxy, Outcome, ProxyEvent};
+pub use proxy::FaultProxy;
+pub use state::{Outcome, ProxyEvent};

@@ -1,50 +1,18 @@
-//! The handle tests hold: [`FaultProxy`] starts the server, switches its [`Mode`] and reads back
-//! the [`ProxyEvent`] recorded for every request. The state it shares with the server
-//! ([`Shared`]) lives here too, since the handle is what creates and cancels it.
+//! The handle tests hold: [`FaultProxy`] creates the [`Shared`] state, starts the server loop on
+//! it, switches its [`Mode`] and reads back the [`ProxyEvent`] recorded for every request. The
+//! state and event types themselves live in [`super::state`], so the server can use them without
+//! depending on this module; the dependency runs one way, from the handle to the server.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use super::faults::Mode;
 use super::server::accept_loop;
-
-/// What the proxy did with one request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    /// Answered by the node, unchanged.
-    Forwarded,
-    /// A fault was injected: `rate_limited`, `server_error`, `reset`, `hang`, `stale_head`,
-    /// `empty_logs`, `range_limit`, `wrong_hash` or `lying_logs`.
-    Faulted(&'static str),
-}
-
-/// One HTTP request the proxy received.
-#[derive(Debug, Clone)]
-pub struct ProxyEvent {
-    pub arrived: Instant,
-    /// When the answer was sent (for `reset` and `hang`, when the fault was injected).
-    pub finished: Instant,
-    /// The JSON-RPC methods in the request, in order (several for a batch).
-    pub methods: Vec<String>,
-    /// The `(fromBlock, toBlock)` of each numbered `eth_getLogs` in the request.
-    pub log_ranges: Vec<(u64, u64)>,
-    pub outcome: Outcome,
-}
-
-/// What the handle, the accept loop and every request handler share.
-pub(super) struct Shared {
-    /// The node's JSON-RPC URL.
-    pub(super) upstream: String,
-    pub(super) client: reqwest::Client,
-    pub(super) mode: Mutex<Mode>,
-    pub(super) events: Mutex<Vec<ProxyEvent>>,
-    /// Cancelled on shutdown or drop: ends the accept loop and every open connection.
-    pub(super) stop: CancellationToken,
-}
+use super::state::{ProxyEvent, Shared};
 
 /// The proxy; it stops serving when dropped or shut down.
 pub struct FaultProxy {

@@ -6,7 +6,7 @@ use hyper::StatusCode;
 use serde_json::{json, Value};
 
 use super::faults::RangeStyle;
-use super::proxy::Shared;
+use super::state::Shared;
 use super::upstream::{forward_calls, parse_quantity, true_head};
 
 /// A block parameter as a number; tags other than `earliest` mean the head.

@@ -15,8 +15,8 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use super::faults::Mode;
-use super::proxy::{Outcome, ProxyEvent, Shared};
 use super::rewrite::{behind_node, corrupt_hashes, hide_logs, range_limited};
+use super::state::{Outcome, ProxyEvent, Shared};
 use super::upstream::{forward_raw, parse_quantity};
 
 pub(super) async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {

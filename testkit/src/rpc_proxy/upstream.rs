@@ -6,7 +6,7 @@ use hyper::body::Bytes;
 use hyper::StatusCode;
 use serde_json::{json, Value};
 
-use super::proxy::Shared;
+use super::state::Shared;
 
 /// Sends `body` to the node as is.
 pub(super) async fn forward_raw(shared: &Shared, body: Bytes) -> (StatusCode, Bytes) {

@@ -29,13 +29,13 @@ pub(super) struct Gap {
 }
 
 impl Gap {
-    pub fn missed(&self) -> i64 {
+    pub(super) fn missed(&self) -> i64 {
         self.to - self.from
     }
 
     /// The `tripwire-replay` command that back-tests the blocks the gap held (with what is known
     /// of them yet).
-    pub fn backtest(&self, chain: &str) -> String {
+    pub(super) fn backtest(&self, chain: &str) -> String {
         let from = match self.block_before {
             Some(b) => format!(" --from-block {}", b + 1),
             None => " --from-block <the chain's start_block>".to_owned(),
@@ -63,7 +63,7 @@ pub(super) struct History {
 impl History {
     /// The scope was opened at these stored positions (a partition without one reads from the
     /// topic's beginning, offset 0), its saved state remembering blocks up to `newest`.
-    pub fn at(stored: &BTreeMap<i32, i64>, newest: Option<u64>) -> History {
+    pub(super) fn at(stored: &BTreeMap<i32, i64>, newest: Option<u64>) -> History {
         History {
             expect: stored.clone(),
             saved_newest: newest,
@@ -80,7 +80,7 @@ impl History {
 
     /// The partition's earliest offset still held is `low`: a gap when the next record expected
     /// is below it. Returns it (its end block follows with the first record read).
-    pub fn assigned(&mut self, partition: i32, low: i64) -> Option<Gap> {
+    pub(super) fn assigned(&mut self, partition: i32, low: i64) -> Option<Gap> {
         let expect = self.expect.get(&partition).copied().unwrap_or(0);
         if low <= expect {
             return None;
@@ -100,7 +100,12 @@ impl History {
     /// The record at `offset` (of block `block`, when it is readable) was read. Returns a gap
     /// that ends here: one found at the assignment (now with its end block), or offsets skipped
     /// just now. The second element says whether the gap is new (to be counted).
-    pub fn read(&mut self, partition: i32, offset: i64, block: Option<u64>) -> Option<(Gap, bool)> {
+    pub(super) fn read(
+        &mut self,
+        partition: i32,
+        offset: i64,
+        block: Option<u64>,
+    ) -> Option<(Gap, bool)> {
         let expect = self.expect.get(&partition).copied().unwrap_or(0);
         self.expect.insert(partition, offset + 1);
         let before = self.before(partition);
@@ -133,12 +138,12 @@ pub(super) struct Alarms {
 }
 
 impl Alarms {
-    pub fn raised(&mut self, topic: &str) {
+    pub(super) fn raised(&mut self, topic: &str) {
         self.since.insert(topic.to_owned(), Instant::now());
     }
 
     /// Topics whose last gap is older than [`DEGRADED_FOR`]: their component clears.
-    pub fn expired(&mut self) -> Vec<String> {
+    pub(super) fn expired(&mut self) -> Vec<String> {
         let done: Vec<String> = self
             .since
             .iter()

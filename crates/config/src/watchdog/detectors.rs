@@ -136,14 +136,7 @@ impl TryFrom<String> for Action {
     type Error = String;
 
     fn try_from(s: String) -> Result<Self, String> {
-        Action::ALL
-            .iter()
-            .copied()
-            .find(|a| a.as_str() == s)
-            .ok_or_else(|| {
-                let known: Vec<&str> = Action::ALL.iter().map(|a| a.as_str()).collect();
-                format!("`{s}` is not an action (known: {})", known.join(", "))
-            })
+        super::named_action(&s, Action::ALL, Action::as_str)
     }
 }
 

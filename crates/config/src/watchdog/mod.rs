@@ -226,3 +226,11 @@ pub(crate) fn register_secrets(w: &WatchdogConfig) {
         crate::secrets::register_url(&svc.url);
     }
 }
+
+/// The action of `all` written `s` in the file, or an error listing the known ones.
+fn named_action<T: Copy>(s: &str, all: &[T], name: fn(T) -> &'static str) -> Result<T, String> {
+    all.iter().copied().find(|a| name(*a) == s).ok_or_else(|| {
+        let known: Vec<&str> = all.iter().map(|a| name(*a)).collect();
+        format!("`{s}` is not an action (known: {})", known.join(", "))
+    })
+}

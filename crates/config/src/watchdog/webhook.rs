@@ -98,14 +98,7 @@ impl TryFrom<String> for WebhookAction {
     type Error = String;
 
     fn try_from(s: String) -> Result<Self, String> {
-        WebhookAction::ALL
-            .iter()
-            .copied()
-            .find(|a| a.as_str() == s)
-            .ok_or_else(|| {
-                let known: Vec<&str> = WebhookAction::ALL.iter().map(|a| a.as_str()).collect();
-                format!("`{s}` is not an action (known: {})", known.join(", "))
-            })
+        super::named_action(&s, WebhookAction::ALL, WebhookAction::as_str)
     }
 }
 

@@ -17,7 +17,7 @@ use anyhow::{bail, Context, Result};
 use testkit::process::Proc;
 use tripwire_deploy::compose::{Compose, Mount, Service};
 
-pub struct Stack {
+pub(crate) struct Stack {
     pub compose: Compose,
     pub root: PathBuf,
     pub dir: PathBuf,
@@ -32,7 +32,7 @@ pub struct Stack {
 }
 
 impl Stack {
-    pub fn new(
+    pub(crate) fn new(
         dotenv: BTreeMap<String, String>,
         overrides: BTreeMap<String, String>,
     ) -> Result<Stack> {
@@ -72,7 +72,7 @@ impl Stack {
     }
 
     /// Fails early, with a clear reason, when a port of the stack is taken.
-    pub fn check_ports(&self, ports: &[u16]) -> Result<()> {
+    pub(crate) fn check_ports(&self, ports: &[u16]) -> Result<()> {
         for p in ports {
             if std::net::TcpListener::bind(("127.0.0.1", *p)).is_err() {
                 bail!("port {p} is in use on 127.0.0.1: the stack test runs the compose services on their own ports (is the demo running?)");
@@ -88,7 +88,7 @@ impl Stack {
     }
 
     /// Maps a container path to the local path of the mount that holds it.
-    pub fn local_path(&self, service: &Service, path: &str) -> Result<Option<PathBuf>> {
+    pub(crate) fn local_path(&self, service: &Service, path: &str) -> Result<Option<PathBuf>> {
         for m in service.mounts(&self.root)? {
             let (target, base) = match &m {
                 Mount::Bind { source, target } => (target.clone(), source.clone()),
@@ -116,7 +116,7 @@ impl Stack {
     }
 
     /// The local program for the first word of a service's argv; `""` is the image's entrypoint.
-    pub fn program(&self, service: &Service, word: &str) -> Result<PathBuf> {
+    pub(crate) fn program(&self, service: &Service, word: &str) -> Result<PathBuf> {
         let image = service.image.as_deref().unwrap_or("");
         Ok(match word {
             "" if image.starts_with("prom/prometheus") => PathBuf::from("/usr/bin/prometheus"),
@@ -129,7 +129,7 @@ impl Stack {
     }
 
     /// The service's argv with a local program and local paths.
-    pub fn argv(&self, name: &str) -> Result<Vec<String>> {
+    pub(crate) fn argv(&self, name: &str) -> Result<Vec<String>> {
         let s = self.compose.service(name)?;
         let argv = s.argv();
         let image = s.image.as_deref().unwrap_or("");
@@ -150,7 +150,7 @@ impl Stack {
     }
 
     /// The service's environment, container paths mapped, the test's overrides applied.
-    pub fn env(&self, name: &str) -> Result<BTreeMap<String, String>> {
+    pub(crate) fn env(&self, name: &str) -> Result<BTreeMap<String, String>> {
         let s = self.compose.service(name)?;
         let mut env = BTreeMap::new();
         for (k, v) in &s.environment {
@@ -171,7 +171,7 @@ impl Stack {
 
     /// A command in the stack's namespace: compose names resolve to the loopback, secrets at
     /// /run/secrets.
-    pub fn command(&self, argv: &[String], env: &BTreeMap<String, String>) -> Command {
+    pub(crate) fn command(&self, argv: &[String], env: &BTreeMap<String, String>) -> Command {
         let mut c = Command::new("unshare");
         c.arg("--mount").arg("--propagation").arg("private");
         // As root the mount namespace is enough; otherwise a user namespace grants the mounts.
@@ -198,7 +198,7 @@ impl Stack {
 
     /// Starts service `name`: runs it to completion when its restart policy is "no", otherwise
     /// waits for its health check to pass.
-    pub async fn up(&mut self, name: &str) -> Result<()> {
+    pub(crate) async fn up(&mut self, name: &str) -> Result<()> {
         let argv = self.argv(name)?;
         let env = self.env(name)?;
         let log = self.dir.join(format!("{name}.log"));
@@ -260,7 +260,7 @@ impl Stack {
     }
 
     /// SIGTERM, and the process must exit by itself with success within the compose grace period.
-    pub fn stop(&mut self, name: &str) -> Result<()> {
+    pub(crate) fn stop(&mut self, name: &str) -> Result<()> {
         let mut p = self
             .procs
             .remove(name)
@@ -272,7 +272,7 @@ impl Stack {
         Ok(())
     }
 
-    pub fn log(&self, name: &str) -> String {
+    pub(crate) fn log(&self, name: &str) -> String {
         std::fs::read_to_string(self.dir.join(format!("{name}.log"))).unwrap_or_default()
     }
 }

@@ -1,5 +1,5 @@
 //! How far the ingest is ahead of the sink: what the chain's topic holds beyond the sink's
-//! stored position, in records and in bytes (see `config/flow.rs` for why both).
+//! stored position, in records and in bytes (see `tripwire_config::flow` for why both).
 //!
 //! Records are counted from offsets. Bytes are counted as the broker keeps them, compressed: for
 //! the groups of records this process published that the sink has not stored yet, the bytes the
@@ -166,7 +166,7 @@ pub(super) struct Lead {
 
 impl Lead {
     /// Records and bytes that may still be published: `(records, bytes)`, `None` where unlimited.
-    pub fn room(&self) -> (Option<u64>, Option<u64>) {
+    pub(super) fn room(&self) -> (Option<u64>, Option<u64>) {
         let records = self.limit.records.map(|l| l.saturating_sub(self.records));
         let bytes = self
             .limit
@@ -176,7 +176,7 @@ impl Lead {
     }
 
     /// Nothing more may be published until the sink moves.
-    pub fn is_full(&self) -> bool {
+    pub(super) fn is_full(&self) -> bool {
         let (records, bytes) = self.room();
         records == Some(0) || bytes == Some(0)
     }
@@ -184,14 +184,14 @@ impl Lead {
     /// Whether a group of `records` records and `bytes` bytes (uncompressed) fits the room
     /// left, its bytes counted as the broker is expected to keep them. (The caller lets a single
     /// block larger than the whole limit go alone once the sink has caught up.)
-    pub fn admits(&self, records: u64, bytes: u64) -> bool {
+    pub(super) fn admits(&self, records: u64, bytes: u64) -> bool {
         let (r, b) = self.room();
         let kept = (bytes as f64 * self.factor).ceil() as u64;
         r.is_none_or(|r| records <= r) && b.is_none_or(|b| kept <= b)
     }
 
     /// For `/health`: the lead and the limit that holds it back.
-    pub fn describe(&self) -> String {
+    pub(super) fn describe(&self) -> String {
         let bytes = self
             .bytes
             .map_or("an unknown number of bytes".to_owned(), |b| {

@@ -14,10 +14,10 @@ use std::{
 use anyhow::{bail, Result};
 use testkit::{abi, anvil::Anvil, kafka::TestKafka, postgres::TestDb, Address, B256};
 
-pub const BIN: &str = env!("CARGO_BIN_EXE_tripwire-indexer");
+pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_tripwire-indexer");
 
 /// Everything one test runs against.
-pub struct Env {
+pub(crate) struct Env {
     pub anvil: Anvil,
     pub db: TestDb,
     pub kafka: TestKafka,
@@ -46,26 +46,26 @@ pub struct Env {
 }
 
 impl Env {
-    pub async fn new() -> Result<Env> {
+    pub(crate) async fn new() -> Result<Env> {
         Self::with_anvil(Anvil::spawn().await?).await
     }
 
-    pub async fn with_anvil(anvil: Anvil) -> Result<Env> {
+    pub(crate) async fn with_anvil(anvil: Anvil) -> Result<Env> {
         Self::with(anvil, TestKafka::start()?).await
     }
 
     /// On librdkafka's mock broker whatever `KAFKA_BROKERS` says: for tests that need its fault
     /// hooks.
-    pub async fn on_mock() -> Result<Env> {
+    pub(crate) async fn on_mock() -> Result<Env> {
         Self::with(Anvil::spawn().await?, TestKafka::start_mock()?).await
     }
 
     /// On a real Apache Kafka broker (`KAFKA_BROKERS`, or one started for the test).
-    pub async fn on_real_broker() -> Result<Env> {
+    pub(crate) async fn on_real_broker() -> Result<Env> {
         Self::with(Anvil::spawn().await?, TestKafka::real()?).await
     }
 
-    pub async fn with(anvil: Anvil, kafka: TestKafka) -> Result<Env> {
+    pub(crate) async fn with(anvil: Anvil, kafka: TestKafka) -> Result<Env> {
         let db = TestDb::create().await?;
         let topic = kafka.unique_topic("tripwire-test");
         kafka.create_topic(&topic, 1).await?;
@@ -94,12 +94,12 @@ impl Env {
         })
     }
 
-    pub fn addresses(&self) -> Vec<Address> {
+    pub(crate) fn addresses(&self) -> Vec<Address> {
         vec![self.token, self.vault, self.registry]
     }
 
     /// Writes the config file and returns its path.
-    pub fn config(&self) -> PathBuf {
+    pub(crate) fn config(&self) -> PathBuf {
         let abi = testkit::contracts::artifact_path("DemoToken");
         let text = format!(
             r#"
@@ -186,12 +186,12 @@ addresses = ["{registry}"]
     }
 
     /// Starts `tripwire-indexer <role>` with this environment's config.
-    pub fn spawn(&self, role: &str) -> Result<Proc> {
+    pub(crate) fn spawn(&self, role: &str) -> Result<Proc> {
         self.spawn_with_env(role, &[])
     }
 
     /// [`Env::spawn`] with extra environment variables (e.g. `FAILPOINTS`).
-    pub fn spawn_with_env(&self, role: &str, env: &[(&str, &str)]) -> Result<Proc> {
+    pub(crate) fn spawn_with_env(&self, role: &str, env: &[(&str, &str)]) -> Result<Proc> {
         Proc::spawn_with_env(
             std::path::Path::new(BIN),
             &self.config(),
@@ -204,7 +204,7 @@ addresses = ["{registry}"]
 
     /// Sends `n` transactions rotating over the three contracts, each emitting `per_tx` logs, one
     /// block each (automine).
-    pub async fn traffic(&self, n: usize, per_tx: u64) -> Result<()> {
+    pub(crate) async fn traffic(&self, n: usize, per_tx: u64) -> Result<()> {
         for i in 0..n {
             let to = match i % 3 {
                 0 => self.token,
@@ -220,7 +220,7 @@ addresses = ["{registry}"]
 
     /// Waits until Postgres has synced up to the chain head; on failure the error carries the
     /// processes' logs.
-    pub async fn wait_synced_with(&self, timeout: Duration, procs: &[&Proc]) -> Result<u64> {
+    pub(crate) async fn wait_synced_with(&self, timeout: Duration, procs: &[&Proc]) -> Result<u64> {
         self.wait_synced(timeout).await.map_err(|e| {
             let logs: String = procs
                 .iter()
@@ -252,7 +252,7 @@ addresses = ["{registry}"]
     }
 
     /// Waits until Postgres has synced up to the chain head.
-    pub async fn wait_synced(&self, timeout: Duration) -> Result<u64> {
+    pub(crate) async fn wait_synced(&self, timeout: Duration) -> Result<u64> {
         let head = self.anvil.block_number().await?;
         let deadline = Instant::now() + timeout;
         let mut last_error = None;
@@ -285,7 +285,11 @@ addresses = ["{registry}"]
     }
 
     /// Polls until Postgres equals the chain (after a reorg the head height may not change).
-    pub async fn wait_matches_chain(&self, timeout: Duration, procs: &[&Proc]) -> Result<usize> {
+    pub(crate) async fn wait_matches_chain(
+        &self,
+        timeout: Duration,
+        procs: &[&Proc],
+    ) -> Result<usize> {
         let deadline = Instant::now() + timeout;
         loop {
             let head = self.anvil.block_number().await?;
@@ -318,7 +322,7 @@ addresses = ["{registry}"]
     }
 
     /// Every record of the test's topic, decoded.
-    pub async fn topic_records(&self) -> Result<Vec<tripwire_schema::StreamRecord>> {
+    pub(crate) async fn topic_records(&self) -> Result<Vec<tripwire_schema::StreamRecord>> {
         self.kafka
             .read_all(&self.topic)
             .await?
@@ -330,7 +334,7 @@ addresses = ["{registry}"]
 
 /// `[[chains.providers]]` entries as an inline array, for [`Env::chain_extra`]: each proxy with
 /// its name and weight.
-pub fn providers(list: &[(&str, &testkit::rpc_proxy::FaultProxy, u32)]) -> String {
+pub(crate) fn providers(list: &[(&str, &testkit::rpc_proxy::FaultProxy, u32)]) -> String {
     let entries: Vec<String> = list
         .iter()
         .map(|(name, p, weight)| {
@@ -344,13 +348,13 @@ pub fn providers(list: &[(&str, &testkit::rpc_proxy::FaultProxy, u32)]) -> Strin
 }
 
 /// A `tripwire-indexer` child process.
-pub use testkit::process::Proc;
+pub(crate) use testkit::process::Proc;
 
 fn rand_suffix() -> String {
     format!("{:08x}", rand::random::<u32>())
 }
 
 /// Hash helper for tests that build reorg replacement transactions.
-pub fn zero_hash() -> B256 {
+pub(crate) fn zero_hash() -> B256 {
     B256::ZERO
 }

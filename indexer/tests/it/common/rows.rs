@@ -10,7 +10,7 @@ use super::Env;
 
 impl Env {
     /// `eth_getLogs` of the three contracts over the whole chain, as comparable rows.
-    pub async fn ground_truth(&self) -> Result<Vec<Row>> {
+    pub(crate) async fn ground_truth(&self) -> Result<Vec<Row>> {
         let head = self.anvil.block_number().await?;
         let mut rows = Vec::new();
         let mut from = 0;
@@ -34,7 +34,7 @@ impl Env {
     }
 
     /// The `logs` table as comparable rows.
-    pub async fn db_rows(&self) -> Result<Vec<Row>> {
+    pub(crate) async fn db_rows(&self) -> Result<Vec<Row>> {
         type R = (
             i64,
             Vec<u8>,
@@ -83,7 +83,7 @@ impl Env {
     }
 
     /// Asserts Postgres equals the chain, row by row, with no duplicate.
-    pub async fn assert_matches_chain(&self) -> Result<usize> {
+    pub(crate) async fn assert_matches_chain(&self) -> Result<usize> {
         let truth = self.ground_truth().await?;
         let rows = self.db_rows().await?;
         let dupes: i64 = sqlx::query_scalar(
@@ -116,7 +116,7 @@ impl Env {
 
 /// One log, in a form both sides can produce.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Row {
+pub(crate) struct Row {
     pub block_number: u64,
     pub log_index: u64,
     pub block_hash: String,

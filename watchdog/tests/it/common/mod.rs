@@ -15,10 +15,10 @@ use testkit::{
     process::Proc, Address, DynSolValue, U256,
 };
 
-pub const BIN: &str = env!("CARGO_BIN_EXE_tripwire-watchdog");
+pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_tripwire-watchdog");
 
 /// Everything one test runs against.
-pub struct Env {
+pub(crate) struct Env {
     pub anvil: Anvil,
     pub db: TestDb,
     pub kafka: TestKafka,
@@ -48,7 +48,7 @@ pub struct Env {
 }
 
 impl Env {
-    pub async fn new(detectors: &str) -> Result<Env> {
+    pub(crate) async fn new(detectors: &str) -> Result<Env> {
         let anvil = Anvil::spawn().await?;
         let db = TestDb::create().await?;
         let kafka = TestKafka::start()?;
@@ -80,7 +80,7 @@ impl Env {
     }
 
     /// Writes the config file (atomically) and returns its path.
-    pub fn config(&self) -> PathBuf {
+    pub(crate) fn config(&self) -> PathBuf {
         let text = format!(
             r#"
 [postgres]
@@ -163,14 +163,14 @@ explorer_tx_url = "https://explorer.invalid/tx/{{tx_hash}}"
     }
 
     /// Starts the indexer's ingest (it publishes the chain to the topic).
-    pub async fn start_ingest(&mut self) -> Result<()> {
+    pub(crate) async fn start_ingest(&mut self) -> Result<()> {
         self.start_indexer(false).await
     }
 
     /// Starts the indexer (`tripwire-indexer ingest`, or `run` with `sink`, which also stores
     /// the topic's records in Postgres: the rows a back-test reads) and waits until it serves
     /// HTTP. A child process, as in production; stopped with SIGTERM when the test ends.
-    pub async fn start_indexer(&mut self, sink: bool) -> Result<()> {
+    pub(crate) async fn start_indexer(&mut self, sink: bool) -> Result<()> {
         let p = Proc::spawn(
             &testkit::workspace_bin("tripwire-indexer")?,
             &self.config(),
@@ -184,13 +184,13 @@ explorer_tx_url = "https://explorer.invalid/tx/{{tx_hash}}"
     }
 
     /// Starts `tripwire-watchdog run` and waits until it serves HTTP.
-    pub async fn spawn_watchdog(&self) -> Result<Proc> {
+    pub(crate) async fn spawn_watchdog(&self) -> Result<Proc> {
         self.spawn_watchdog_with_env(&[]).await
     }
 
     /// [`Env::spawn_watchdog`] with extra environment variables for the child only (the test
     /// binary's own environment is shared by every test and is not changed).
-    pub async fn spawn_watchdog_with_env(&self, vars: &[(&str, &str)]) -> Result<Proc> {
+    pub(crate) async fn spawn_watchdog_with_env(&self, vars: &[(&str, &str)]) -> Result<Proc> {
         let p = Proc::spawn_with_env(
             Path::new(BIN),
             &self.config(),
@@ -204,7 +204,7 @@ explorer_tx_url = "https://explorer.invalid/tx/{{tx_hash}}"
     }
 
     /// Runs `tripwire-watchdog <args>` to completion: (success, output).
-    pub fn watchdog_command(&self, args: &[&str]) -> Result<(bool, String)> {
+    pub(crate) fn watchdog_command(&self, args: &[&str]) -> Result<(bool, String)> {
         let out = std::process::Command::new(BIN)
             .arg("--config")
             .arg(self.config())
@@ -217,14 +217,18 @@ explorer_tx_url = "https://explorer.invalid/tx/{{tx_hash}}"
     }
 
     /// Sends a call to the treasury and mines it in its own block.
-    pub async fn treasury(&self, signature: &str, args: &[testkit::DynSolValue]) -> Result<()> {
+    pub(crate) async fn treasury(
+        &self,
+        signature: &str,
+        args: &[testkit::DynSolValue],
+    ) -> Result<()> {
         self.anvil
             .send_and_mine(self.treasury, abi::call(signature, args))
             .await?;
         Ok(())
     }
 
-    pub async fn token_transfer(&self, amount: testkit::U256) -> Result<()> {
+    pub(crate) async fn token_transfer(&self, amount: testkit::U256) -> Result<()> {
         let to = self.anvil.accounts()[1];
         self.anvil
             .send_and_mine(
@@ -239,7 +243,7 @@ explorer_tx_url = "https://explorer.invalid/tx/{{tx_hash}}"
     }
 
     /// Alerts Alertmanager holds whose `detector` label is `detector`.
-    pub async fn alerts_of(&self, detector: &str) -> Result<Vec<Value>> {
+    pub(crate) async fn alerts_of(&self, detector: &str) -> Result<Vec<Value>> {
         Ok(self
             .am
             .alerts()
@@ -250,7 +254,7 @@ explorer_tx_url = "https://explorer.invalid/tx/{{tx_hash}}"
     }
 
     /// Waits until `cond` holds for the alerts, or fails with what Alertmanager holds.
-    pub async fn wait_alerts(
+    pub(crate) async fn wait_alerts(
         &self,
         timeout: Duration,
         what: &str,
@@ -270,7 +274,7 @@ explorer_tx_url = "https://explorer.invalid/tx/{{tx_hash}}"
     }
 
     /// Waits until the watchdog's stored position covers the whole topic and its state is saved.
-    pub async fn wait_watchdog_caught_up(&self, wd: &Proc, timeout: Duration) -> Result<()> {
+    pub(crate) async fn wait_watchdog_caught_up(&self, wd: &Proc, timeout: Duration) -> Result<()> {
         let deadline = Instant::now() + timeout;
         // The lag gauge is refreshed every checkpoint interval (1 s here): only a reading taken
         // well after the ingest stored the head covers every record it published.
@@ -316,7 +320,7 @@ explorer_tx_url = "https://explorer.invalid/tx/{{tx_hash}}"
 
 /// A withdrawal-burst `rate` detector and a huge-mint `value` detector, tuned for the tests'
 /// compressed time (10 s windows, short warm-ups).
-pub const RATE_AND_VALUE: &str = r#"
+pub(crate) const RATE_AND_VALUE: &str = r#"
 [[watchdog.detectors]]
 name = "withdraw-burst"
 kind = "rate"
@@ -339,14 +343,14 @@ floor = 1e18
 
 /// A 2-of-3 Safe (owners: anvil accounts 1-3) holding the pauser role of every treasury, and
 /// the proposer key (owner 1) in a file.
-pub struct SafeSetup {
+pub(crate) struct SafeSetup {
     pub singletons: testkit::safe::SafeSingletons,
     pub safe: Address,
     pub key_file: PathBuf,
 }
 
 impl Env {
-    pub async fn setup_safe(&self) -> Result<SafeSetup> {
+    pub(crate) async fn setup_safe(&self) -> Result<SafeSetup> {
         let singletons = testkit::safe::SafeSingletons::deploy(&self.anvil).await?;
         let owners = &self.anvil.accounts()[1..4];
         let safe = singletons.create_safe(&self.anvil, owners, 2, 1).await?;
@@ -372,7 +376,7 @@ impl Env {
     }
 
     /// `[watchdog.safe]` for `setup`, pausing every `treasury` address.
-    pub fn safe_toml(&self, setup: &SafeSetup) -> String {
+    pub(crate) fn safe_toml(&self, setup: &SafeSetup) -> String {
         format!(
             r#"
 [watchdog.safe]
@@ -391,7 +395,7 @@ contract = "treasury"
 
     /// An `event` detector on the treasury with the `pause` action; the deployer and the Safe
     /// are expected actors.
-    pub fn pause_detector(&self, safe: Address) -> String {
+    pub(crate) fn pause_detector(&self, safe: Address) -> String {
         format!(
             r#"
 [[watchdog.detectors]]
@@ -407,7 +411,7 @@ allowed_actors = ["{:#x}", "{safe:#x}"]
     }
 
     /// Stored proposals: (id, state, safe_tx_hash, signature, nonce, to, data, operation).
-    pub async fn proposals(&self) -> Result<Vec<StoredProposal>> {
+    pub(crate) async fn proposals(&self) -> Result<Vec<StoredProposal>> {
         Ok(sqlx::query_as(
             "SELECT id, state, safe_tx_hash, signature, nonce, to_address, data, operation, error
              FROM safe_proposals ORDER BY id",
@@ -418,7 +422,7 @@ allowed_actors = ["{:#x}", "{safe:#x}"]
 }
 
 #[derive(Debug, Clone, sqlx::FromRow)]
-pub struct StoredProposal {
+pub(crate) struct StoredProposal {
     pub id: i64,
     pub state: String,
     pub safe_tx_hash: String,
@@ -432,14 +436,14 @@ pub struct StoredProposal {
 
 /// Blocks with chosen timestamps (automine off): several transactions, then `evm_mine [ts]`, so
 /// hours of block time pass in seconds and windows hold what the test put in them.
-pub struct Clock {
+pub(crate) struct Clock {
     pub ts: u64,
     pub spacing: u64,
 }
 
 impl Clock {
     /// Turns automining off and starts at the next multiple of `align` after the head's time.
-    pub async fn start(env: &Env, spacing: u64, align: u64) -> Result<Clock> {
+    pub(crate) async fn start(env: &Env, spacing: u64, align: u64) -> Result<Clock> {
         env.anvil.set_automine(false).await?;
         let head = env.anvil.block(env.anvil.block_number().await?).await?;
         let ts = testkit::anvil::parse_quantity(&head["timestamp"])?;
@@ -450,7 +454,7 @@ impl Clock {
     }
 
     /// Mines the pending transactions into one block at the current time, and moves time on.
-    pub async fn mine(&mut self, env: &Env) -> Result<u64> {
+    pub(crate) async fn mine(&mut self, env: &Env) -> Result<u64> {
         env.anvil
             .rpc("evm_mine", serde_json::json!([self.ts]))
             .await?;
@@ -461,7 +465,7 @@ impl Clock {
 
 /// One ordinary block: two deposits and two withdrawals of about 100 each (plus `drain` on every
 /// withdrawal), and one token mint of a log-normal amount.
-pub async fn benign_block(
+pub(crate) async fn benign_block(
     env: &Env,
     clock: &mut Clock,
     rng: &mut impl rand::Rng,
@@ -483,7 +487,7 @@ pub async fn benign_block(
 }
 
 /// Sends (does not mine) a token mint of `amount` to account 1.
-pub async fn mint(env: &Env, amount: U256) -> Result<()> {
+pub(crate) async fn mint(env: &Env, amount: U256) -> Result<()> {
     env.anvil
         .send(
             env.token,
@@ -497,25 +501,25 @@ pub async fn mint(env: &Env, amount: U256) -> Result<()> {
 }
 
 /// `Treasury.flows(ins, outs)` calldata.
-pub fn flows_call(ins: &[U256], outs: &[U256]) -> Vec<u8> {
+pub(crate) fn flows_call(ins: &[U256], outs: &[U256]) -> Vec<u8> {
     let arr = |v: &[U256]| DynSolValue::Array(v.iter().map(|x| abi::uint256(*x)).collect());
     abi::call("flows(uint256[],uint256[])", &[arr(ins), arr(outs)])
 }
 
 /// `amount * 10^18`, rounded to whole wei.
-pub fn ether(amount: f64) -> U256 {
+pub(crate) fn ether(amount: f64) -> U256 {
     U256::from((amount.max(0.0) * 1e6).round() as u128) * U256::from(1_000_000_000_000u64)
 }
 
 /// A standard normal draw (Box-Muller).
-pub fn normal(rng: &mut impl rand::Rng) -> f64 {
+pub(crate) fn normal(rng: &mut impl rand::Rng) -> f64 {
     let u1: f64 = 1.0 - rng.random::<f64>();
     let u2: f64 = rng.random();
     (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
 }
 
 /// A Poisson draw (Knuth; small means).
-pub fn poisson(rng: &mut impl rand::Rng, mean: f64) -> usize {
+pub(crate) fn poisson(rng: &mut impl rand::Rng, mean: f64) -> usize {
     let l = (-mean).exp();
     let (mut k, mut p) = (0, 1.0);
     loop {
@@ -528,7 +532,10 @@ pub fn poisson(rng: &mut impl rand::Rng, mean: f64) -> usize {
 }
 
 /// Incidents stored for `detector`: (state, findings, note).
-pub async fn incidents(env: &Env, detector: &str) -> Result<Vec<(String, i64, Option<String>)>> {
+pub(crate) async fn incidents(
+    env: &Env,
+    detector: &str,
+) -> Result<Vec<(String, i64, Option<String>)>> {
     Ok(sqlx::query_as(
         "SELECT state, findings, note FROM watchdog_incidents WHERE detector = $1 ORDER BY id",
     )

@@ -1,14 +1,9 @@
-//! Kafka for tests: a real broker when `KAFKA_BROKERS` is set, otherwise
-//! librdkafka's in-process mock cluster, so the suite runs without a JVM.
-//!
-//! The mock cluster is not `Send` (it wraps a raw pointer), so it lives on a
-//! dedicated thread and is driven through a channel; that keeps [`TestKafka`]
-//! `Send + Sync` for use across tasks without any `unsafe`.
+//! The [`TestKafka`] handle a test holds: which brokers its clients use (a real broker or the
+//! mock cluster), topic creation and configuration, watermarks, reading topics back, and taking
+//! the mock broker down and up. It drives the mock cluster through [`super::mock`] and reads
+//! topics through [`super::read`].
 
-use std::collections::HashMap;
-use std::sync::mpsc;
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -16,22 +11,10 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::mocking::MockCluster;
-use rdkafka::producer::DefaultProducerContext;
-use rdkafka::{Message, Offset, TopicPartitionList};
 
-const READ_TIMEOUT: Duration = Duration::from_secs(30);
-const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// One consumed record with its position, for tests that check partitioning.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Record {
-    pub partition: i32,
-    pub offset: i64,
-    pub key: Option<Vec<u8>>,
-    pub payload: Vec<u8>,
-    pub headers: Vec<(String, Vec<u8>)>,
-}
+use super::mock::{Mock, MockHandle};
+use super::read::read_to_end;
+use super::shared::{Record, METADATA_TIMEOUT};
 
 /// A Kafka endpoint for one test (or a test binary).
 #[derive(Debug)]
@@ -233,176 +216,4 @@ impl TestKafka {
         mock.request(move |cluster| op(cluster).map_err(|e| anyhow!("mock {what}: {e}")))
             .await
     }
-}
-
-type Mock = MockCluster<'static, DefaultProducerContext>;
-type MockJob = Box<dyn FnOnce(&Mock) + Send>;
-
-#[derive(Debug)]
-struct MockHandle {
-    jobs: Option<mpsc::Sender<MockJob>>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl MockHandle {
-    fn start() -> anyhow::Result<(MockHandle, String)> {
-        let (jobs_tx, jobs_rx) = mpsc::channel::<MockJob>();
-        let (ready_tx, ready_rx) = mpsc::channel::<anyhow::Result<String>>();
-        let thread = std::thread::Builder::new()
-            .name("kafka-mock".into())
-            .spawn(move || {
-                let cluster = match MockCluster::new(1) {
-                    Ok(c) => c,
-                    Err(e) => {
-                        let _ = ready_tx.send(Err(anyhow!("starting mock Kafka cluster: {e}")));
-                        return;
-                    }
-                };
-                let _ = ready_tx.send(Ok(cluster.bootstrap_servers()));
-                // Runs until the handle drops its sender; then the cluster is destroyed here.
-                while let Ok(job) = jobs_rx.recv() {
-                    job(&cluster);
-                }
-            })
-            .context("spawning the mock Kafka thread")?;
-        let brokers = ready_rx
-            .recv()
-            .map_err(|_| anyhow!("mock Kafka thread exited during startup"))??;
-        Ok((
-            MockHandle {
-                jobs: Some(jobs_tx),
-                thread: Some(thread),
-            },
-            brokers,
-        ))
-    }
-
-    async fn request<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(&Mock) -> anyhow::Result<T> + Send + 'static,
-    ) -> anyhow::Result<T> {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        self.jobs
-            .as_ref()
-            .context("mock Kafka cluster already shut down")?
-            .send(Box::new(move |cluster| {
-                let _ = tx.send(f(cluster));
-            }))
-            .map_err(|_| anyhow!("mock Kafka thread is gone"))?;
-        rx.await
-            .map_err(|_| anyhow!("mock Kafka thread dropped the request"))?
-    }
-}
-
-impl Drop for MockHandle {
-    fn drop(&mut self) {
-        drop(self.jobs.take());
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
-fn read_to_end(brokers: &str, topic: &str) -> anyhow::Result<Vec<Record>> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("group.id", format!("testkit-read-{}", crate::random_hex(8)))
-        .set("enable.auto.commit", "false")
-        .set("enable.partition.eof", "true")
-        .set("auto.offset.reset", "earliest")
-        .create()
-        .context("creating Kafka consumer")?;
-
-    let metadata = consumer
-        .fetch_metadata(Some(topic), METADATA_TIMEOUT)
-        .with_context(|| format!("fetching metadata of {topic}"))?;
-    let Some(meta) = metadata.topics().iter().find(|t| t.name() == topic) else {
-        return Ok(Vec::new());
-    };
-    if let Some(err) = meta.error() {
-        let code = RDKafkaErrorCode::from(err);
-        if code == RDKafkaErrorCode::UnknownTopicOrPartition {
-            return Ok(Vec::new());
-        }
-        bail!("metadata of {topic}: {code}");
-    }
-
-    // Snapshot the end of each partition first: the caller wants what was
-    // there when it asked, not whatever keeps arriving while we read.
-    let mut ends: HashMap<i32, i64> = HashMap::new();
-    let mut assignment = TopicPartitionList::new();
-    for partition in meta.partitions() {
-        let id = partition.id();
-        let (low, high) = consumer
-            .fetch_watermarks(topic, id, METADATA_TIMEOUT)
-            .with_context(|| format!("watermarks of {topic}/{id}"))?;
-        if high > low {
-            ends.insert(id, high);
-            assignment
-                .add_partition_offset(topic, id, Offset::Offset(low))
-                .context("building assignment")?;
-        }
-    }
-    if ends.is_empty() {
-        return Ok(Vec::new());
-    }
-    consumer
-        .assign(&assignment)
-        .context("assigning partitions")?;
-
-    let mut records = Vec::new();
-    let deadline = Instant::now() + READ_TIMEOUT;
-    while !ends.is_empty() {
-        if Instant::now() > deadline {
-            bail!(
-                "reading {topic}: partitions {:?} did not reach their end offsets within {READ_TIMEOUT:?}",
-                ends.keys().collect::<Vec<_>>()
-            );
-        }
-        match consumer.poll(Duration::from_millis(100)) {
-            None => {}
-            Some(Err(KafkaError::PartitionEOF(partition))) => {
-                // EOF also covers trailing transaction markers, which occupy
-                // offsets but are never delivered as messages.
-                ends.remove(&partition);
-            }
-            Some(Err(e)) => return Err(anyhow!("reading {topic}: {e}")),
-            Some(Ok(msg)) => {
-                let partition = msg.partition();
-                let Some(&end) = ends.get(&partition) else {
-                    continue;
-                };
-                if msg.offset() >= end {
-                    ends.remove(&partition);
-                    continue;
-                }
-                let headers = msg
-                    .headers()
-                    .map(|hs| {
-                        use rdkafka::message::Headers;
-                        hs.iter()
-                            .map(|h| {
-                                (
-                                    h.key.to_owned(),
-                                    h.value.map(<[u8]>::to_vec).unwrap_or_default(),
-                                )
-                            })
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                records.push(Record {
-                    partition,
-                    offset: msg.offset(),
-                    key: msg.key().map(<[u8]>::to_vec),
-                    payload: msg.payload().map(<[u8]>::to_vec).unwrap_or_default(),
-                    headers,
-                });
-                if msg.offset() + 1 >= end {
-                    ends.remove(&partition);
-                }
-            }
-        }
-    }
-    records.sort_by_key(|r| (r.partition, r.offset));
-    Ok(records)
 }
