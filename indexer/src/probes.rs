@@ -4,7 +4,7 @@
 use metrics::gauge;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
-use tripwire_runtime::health::{Health, Status};
+use tripwire_runtime::health::{Component, Health, Status};
 use tripwire_runtime::probes::INTERVAL;
 
 use crate::metrics as m;
@@ -26,15 +26,15 @@ pub fn lag(pool: PgPool, health: Health, threshold: u64, shutdown: CancellationT
                     let lag = (head - synced).max(0) as u64;
                     gauge!(m::LAG_BLOCKS, "chain" => chain.clone(), "stage" => "sink")
                         .set(lag as f64);
-                    let component = format!("lag:{chain}");
+                    let component = Component::Lag(chain.clone());
                     if lag > threshold {
                         health.set(
-                            &component,
+                            component,
                             Status::Degraded,
                             format!("{lag} blocks behind the head (threshold {threshold})"),
                         );
                     } else {
-                        health.healthy(&component);
+                        health.healthy(component);
                     }
                 }
             }

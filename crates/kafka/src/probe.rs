@@ -44,13 +44,17 @@ pub fn kafka<S: MetadataSource>(
             let c = client.clone();
             let t = topic.clone();
             match tokio::task::spawn_blocking(move || c.probe(&t)).await {
-                Ok(Ok(())) => health.healthy("kafka"),
+                Ok(Ok(())) => health.healthy(tripwire_runtime::Component::Kafka),
                 Ok(Err(e)) => health.set(
-                    "kafka",
+                    tripwire_runtime::Component::Kafka,
                     Status::Unhealthy,
                     format!("broker unreachable: {e}"),
                 ),
-                Err(e) => health.set("kafka", Status::Unhealthy, e.to_string()),
+                Err(e) => health.set(
+                    tripwire_runtime::Component::Kafka,
+                    Status::Unhealthy,
+                    e.to_string(),
+                ),
             }
             tokio::select! { _ = shutdown.cancelled() => {}, _ = tokio::time::sleep(INTERVAL) => {} }
         }

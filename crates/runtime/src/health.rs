@@ -3,6 +3,7 @@
 
 use std::{
     collections::BTreeMap,
+    fmt,
     sync::{Arc, Mutex},
 };
 
@@ -17,6 +18,49 @@ pub enum Status {
     Unhealthy,
 }
 
+/// A part of a process that reports its own state. Its name in `/health` is `postgres`,
+/// `kafka`, ... or `rpc:<chain>`, `lag:<chain>`, ... for the parts that exist per chain or topic.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Component {
+    /// The Postgres pool.
+    Postgres,
+    /// The Kafka clients.
+    Kafka,
+    /// The Alertmanagers alerts go to.
+    Alertmanager,
+    /// The Safe pause proposals.
+    Safe,
+    /// The RPC providers of a chain.
+    Rpc(String),
+    /// A chain's ingest, when it stopped.
+    Ingest(String),
+    /// A chain's ingest held back by its lead over the sink.
+    Backpressure(String),
+    /// How far Postgres is behind a chain's head.
+    Lag(String),
+    /// Records of a topic lost before they were read.
+    History(String),
+    /// A reorganisation deeper than the configured depth.
+    Reorg,
+}
+
+impl fmt::Display for Component {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Component::Postgres => f.write_str("postgres"),
+            Component::Kafka => f.write_str("kafka"),
+            Component::Alertmanager => f.write_str("alertmanager"),
+            Component::Safe => f.write_str("safe"),
+            Component::Reorg => f.write_str("reorg"),
+            Component::Rpc(c) => write!(f, "rpc:{c}"),
+            Component::Ingest(c) => write!(f, "ingest:{c}"),
+            Component::Backpressure(c) => write!(f, "backpressure:{c}"),
+            Component::Lag(c) => write!(f, "lag:{c}"),
+            Component::History(t) => write!(f, "history:{t}"),
+        }
+    }
+}
+
 /// What `/health` answers.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
@@ -29,7 +73,7 @@ pub struct Report {
 /// Shared, cheap to clone.
 #[derive(Debug, Clone, Default)]
 pub struct Health {
-    inner: Arc<Mutex<BTreeMap<String, (Status, String)>>>,
+    inner: Arc<Mutex<BTreeMap<Component, (Status, String)>>>,
 }
 
 impl Health {
@@ -38,24 +82,24 @@ impl Health {
     }
 
     /// Records a component's state. Logs transitions once, not every call.
-    pub fn set(&self, component: &str, status: Status, reason: impl Into<String>) {
+    pub fn set(&self, component: Component, status: Status, reason: impl Into<String>) {
         // Reasons quote peers' errors, which quote URLs: never a secret in `/health`.
         let reason = tripwire_config::secrets::scrub(&reason.into()).into_owned();
         let mut map = self.inner.lock().expect("health lock");
-        let previous = map.get(component).map(|(s, _)| *s);
+        let previous = map.get(&component).map(|(s, _)| *s);
         if previous != Some(status) {
             match status {
                 Status::Healthy if previous.is_some() => {
-                    tracing::info!(component, "component recovered")
+                    tracing::info!(%component, "component recovered")
                 }
                 Status::Healthy => {}
-                _ => tracing::warn!(component, ?status, reason = %reason, "component not healthy"),
+                _ => tracing::warn!(%component, ?status, reason = %reason, "component not healthy"),
             }
         }
-        map.insert(component.to_owned(), (status, reason));
+        map.insert(component, (status, reason));
     }
 
-    pub fn healthy(&self, component: &str) {
+    pub fn healthy(&self, component: Component) {
         self.set(component, Status::Healthy, "");
     }
 
@@ -82,14 +126,24 @@ mod tests {
     #[test]
     fn worst_component_wins_and_recovers() {
         let h = Health::new();
-        h.healthy("postgres");
+        h.healthy(Component::Postgres);
         assert_eq!(h.report().status, Status::Healthy);
-        h.set("lag:devnet", Status::Degraded, "lag 1500 blocks > 1000");
-        h.set("kafka", Status::Unhealthy, "all brokers down");
+        h.set(
+            Component::Lag("devnet".into()),
+            Status::Degraded,
+            "lag 1500 blocks > 1000",
+        );
+        h.set(Component::Kafka, Status::Unhealthy, "all brokers down");
         let r = h.report();
         assert_eq!(r.status, Status::Unhealthy);
-        assert_eq!(r.reasons.len(), 2);
-        h.healthy("kafka");
+        assert_eq!(
+            r.reasons,
+            [
+                "kafka: all brokers down",
+                "lag:devnet: lag 1500 blocks > 1000"
+            ]
+        );
+        h.healthy(Component::Kafka);
         assert_eq!(h.report().status, Status::Degraded);
     }
 }

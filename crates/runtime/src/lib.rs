@@ -18,6 +18,6 @@ pub mod server;
 pub mod signals;
 pub mod text;
 
-pub use health::{Health, Status};
+pub use health::{Component, Health, Status};
 pub use logging::{init_tracing, LogFormat};
 pub use report::report;

@@ -21,9 +21,17 @@ pub fn postgres(pool: PgPool, health: Health, shutdown: CancellationToken) {
             )
             .await;
             match r {
-                Ok(Ok(_)) => health.healthy("postgres"),
-                Ok(Err(e)) => health.set("postgres", Status::Unhealthy, e.to_string()),
-                Err(_) => health.set("postgres", Status::Unhealthy, "no answer within 2 s"),
+                Ok(Ok(_)) => health.healthy(crate::health::Component::Postgres),
+                Ok(Err(e)) => health.set(
+                    crate::health::Component::Postgres,
+                    Status::Unhealthy,
+                    e.to_string(),
+                ),
+                Err(_) => health.set(
+                    crate::health::Component::Postgres,
+                    Status::Unhealthy,
+                    "no answer within 2 s",
+                ),
             }
             tokio::select! { _ = shutdown.cancelled() => {}, _ = tokio::time::sleep(INTERVAL) => {} }
         }

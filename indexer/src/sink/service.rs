@@ -224,7 +224,7 @@ impl Sink {
             match write::write_batch(&self.pool, &self.config.consumer, batch).await {
                 Ok(stats) => {
                     tracing::debug!(records = batch.len(), took = ?started.elapsed(), "sink batch stored");
-                    self.health.healthy("postgres");
+                    self.health.healthy(tripwire_runtime::Component::Postgres);
                     counter!(m::RECORDS_CONSUMED).increment(batch.len() as u64);
                     counter!(m::LOGS_WRITTEN).increment(stats.logs_inserted);
                     counter!(m::DEAD_LETTERS).increment(stats.dead_letters);
@@ -251,7 +251,7 @@ impl Sink {
                 Err(WriteError::Postgres(e)) => {
                     counter!(m::POSTGRES_ERRORS, "op" => "write_batch").increment(1);
                     self.health.set(
-                        "postgres",
+                        tripwire_runtime::Component::Postgres,
                         Status::Unhealthy,
                         format!("batch write failed: {e}"),
                     );
@@ -431,7 +431,7 @@ impl Reader {
                 Err(e) => {
                     counter!(m::POSTGRES_ERRORS, "op" => "load_offsets").increment(1);
                     self.health.set(
-                        "postgres",
+                        tripwire_runtime::Component::Postgres,
                         Status::Unhealthy,
                         format!("loading the stored positions failed: {e}"),
                     );
@@ -520,7 +520,7 @@ impl Reader {
                 Some(Ok(msg)) => {
                     if batch.is_empty() {
                         // Once per batch: it takes a lock.
-                        self.health.healthy("kafka");
+                        self.health.healthy(tripwire_runtime::Component::Kafka);
                     }
                     batch.push(
                         msg.topic(),
@@ -539,8 +539,11 @@ impl Reader {
                 }
                 Some(Err(e)) => {
                     counter!(m::KAFKA_ERRORS, "op" => "consume").increment(1);
-                    self.health
-                        .set("kafka", Status::Unhealthy, tripwire_runtime::report(&e));
+                    self.health.set(
+                        tripwire_runtime::Component::Kafka,
+                        Status::Unhealthy,
+                        tripwire_runtime::report(&e),
+                    );
                     tracing::warn!(error = %tripwire_runtime::report(&e), "kafka consume error");
                     break;
                 }

@@ -299,7 +299,8 @@ impl Worker {
             None => o.errors.remove(&self.index),
         };
         if o.errors.is_empty() {
-            self.health.healthy("alertmanager");
+            self.health
+                .healthy(tripwire_runtime::Component::Alertmanager);
             return;
         }
         let status = if o.errors.len() == self.total {
@@ -308,6 +309,7 @@ impl Worker {
             Status::Degraded
         };
         let text = o.errors.values().cloned().collect::<Vec<_>>().join("; ");
-        self.health.set("alertmanager", status, text);
+        self.health
+            .set(tripwire_runtime::Component::Alertmanager, status, text);
     }
 }

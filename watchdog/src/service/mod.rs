@@ -21,7 +21,7 @@ use tripwire_kafka::{
     self as kafka,
     group::{self, GroupConsumer, Partition},
 };
-use tripwire_runtime::health::{Health, Status};
+use tripwire_runtime::health::{Component, Health, Status};
 use tripwire_schema::StreamRecord;
 
 use crate::alerts::{self, Changes, Deliveries, Incident, IncidentBook, Render, State};
@@ -213,10 +213,10 @@ impl Watchdog {
                         if !changes.changed.is_empty() {
                             self.apply(changes, &shutdown).await;
                         }
-                        self.health.healthy("kafka");
+                        self.health.healthy(tripwire_runtime::Component::Kafka);
                     }
                     Err(e) => {
-                        self.health.set("kafka", Status::Unhealthy, tripwire_runtime::report(&e));
+                        self.health.set(tripwire_runtime::Component::Kafka, Status::Unhealthy, tripwire_runtime::report(&e));
                         tracing::warn!(error = %tripwire_runtime::report(&e), "kafka consume failed");
                         tokio::time::sleep(Duration::from_millis(500)).await;
                     }
@@ -225,7 +225,7 @@ impl Watchdog {
                     // Incidents resolve by block time, as records arrive (see `handle`); wall
                     // time only paces re-sending what fires.
                     for topic in self.alarms.expired() {
-                        self.health.healthy(&format!("history:{topic}"));
+                        self.health.healthy(Component::History(topic));
                     }
                     if last_resend.elapsed() >= self.resend_every {
                         self.deliveries.enqueue(self.book.firing());
@@ -356,7 +356,7 @@ impl Watchdog {
             loop {
                 match store::save_incident(&self.pool, &self.consumer_name, &i).await {
                     Ok(id) => {
-                        self.health.healthy("postgres");
+                        self.health.healthy(tripwire_runtime::Component::Postgres);
                         if i.id.is_none() {
                             if self.proposer.as_ref().is_some_and(|p| wants_pause(&i, p)) {
                                 if let Some(q) = &self.proposals {
@@ -373,7 +373,7 @@ impl Watchdog {
                     }
                     Err(e) => {
                         self.health.set(
-                            "postgres",
+                            tripwire_runtime::Component::Postgres,
                             Status::Unhealthy,
                             tripwire_runtime::report(&e),
                         );
@@ -419,7 +419,7 @@ impl Watchdog {
             "records left the broker before the watchdog read them: the detectors did not see their blocks"
         );
         self.health.set(
-            &format!("history:{topic}"),
+            Component::History(topic.to_string()),
             Status::Degraded,
             format!(
                 "{} records of {topic}/{} (offsets {}..{}) left the broker before they were read; back-test them: {backtest}",

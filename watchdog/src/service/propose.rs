@@ -109,7 +109,7 @@ async fn run(
             match proposer.propose(&key, &summary).await {
                 Ok(prop) => {
                     counter!(m::PROPOSALS, "state" => prop.state.clone()).increment(1);
-                    health.healthy("safe");
+                    health.healthy(tripwire_runtime::Component::Safe);
                     let mut pending = inner.pending.lock().expect("proposal queue lock");
                     pending.remove(&id);
                     report(&pending);
@@ -117,7 +117,11 @@ async fn run(
                 Err(e) => {
                     failed = true;
                     counter!(m::PROPOSAL_ERRORS).increment(1);
-                    health.set("safe", Status::Degraded, tripwire_runtime::report(&e));
+                    health.set(
+                        tripwire_runtime::Component::Safe,
+                        Status::Degraded,
+                        tripwire_runtime::report(&e),
+                    );
                     tracing::error!(incident = id, error = %tripwire_runtime::report(&e), "preparing the pause proposal failed; retrying");
                 }
             }

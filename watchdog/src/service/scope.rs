@@ -63,7 +63,7 @@ impl Watchdog {
                     Ok(scope) => break scope,
                     Err(WatchdogError::Store(e)) if !shutdown.is_cancelled() => {
                         self.health.set(
-                            "postgres",
+                            tripwire_runtime::Component::Postgres,
                             Status::Unhealthy,
                             tripwire_runtime::report(&e),
                         );
@@ -234,7 +234,7 @@ impl Watchdog {
         {
             Ok(()) => {
                 counter!(m::CHECKPOINTS).increment(1);
-                self.health.healthy("postgres");
+                self.health.healthy(tripwire_runtime::Component::Postgres);
                 Saved::Ok
             }
             Err(e @ store::StoreError::Fenced { .. }) => {
@@ -242,8 +242,11 @@ impl Watchdog {
                 Saved::Fenced
             }
             Err(e) => {
-                self.health
-                    .set("postgres", Status::Unhealthy, tripwire_runtime::report(&e));
+                self.health.set(
+                    tripwire_runtime::Component::Postgres,
+                    Status::Unhealthy,
+                    tripwire_runtime::report(&e),
+                );
                 tracing::warn!(error = %tripwire_runtime::report(&e), "checkpoint failed");
                 Saved::Failed
             }

@@ -4,6 +4,7 @@
 use rdkafka::error::KafkaError;
 use tripwire_rpc::records::RangeError;
 use tripwire_rpc::RpcError;
+use tripwire_runtime::Component;
 
 /// Why a step failed.
 #[derive(Debug, thiserror::Error)]
@@ -59,13 +60,14 @@ impl IngestError {
         }
     }
 
-    pub(super) fn component(&self) -> &'static str {
+    /// The part of the process the failure shows in, in `/health`.
+    pub(super) fn component(&self, chain: &str) -> Component {
         match self {
-            IngestError::Rpc(_) | IngestError::Inconsistent { .. } => "rpc",
-            IngestError::Kafka(_) => "kafka",
-            IngestError::Postgres(_) => "postgres",
-            IngestError::Stopped(_) => "ingest",
-            IngestError::ReorgTooDeep { .. } => "reorg",
+            IngestError::Rpc(_) | IngestError::Inconsistent { .. } => Component::Rpc(chain.into()),
+            IngestError::Kafka(_) => Component::Kafka,
+            IngestError::Postgres(_) => Component::Postgres,
+            IngestError::Stopped(_) => Component::Ingest(chain.into()),
+            IngestError::ReorgTooDeep { .. } => Component::Reorg,
         }
     }
 }

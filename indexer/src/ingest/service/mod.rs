@@ -33,7 +33,7 @@ use tripwire_rpc::records::{self, AddressBook};
 use tripwire_rpc::{ChainRpc, RpcError};
 use tripwire_runtime::{
     faults,
-    health::{Health, Status},
+    health::{Component, Health, Status},
 };
 use tripwire_store::cursor::{self, Cursor};
 
@@ -190,8 +190,8 @@ impl ChainIngest {
             let wait = match result {
                 Ok(step) => {
                     delays = backoff.build();
-                    self.health.healthy("kafka");
-                    self.health.healthy("postgres");
+                    self.health.healthy(tripwire_runtime::Component::Kafka);
+                    self.health.healthy(tripwire_runtime::Component::Postgres);
                     match step {
                         Step::Progressed => continue,
                         Step::Idle => poll,
@@ -212,19 +212,18 @@ impl ChainIngest {
                 }
                 Err(e) if e.is_fatal() => {
                     self.health.set(
-                        &format!("ingest:{}", self.chain.name),
+                        Component::Ingest(self.chain.name.clone()),
                         Status::Unhealthy,
                         tripwire_runtime::report(&e),
                     );
                     return Err(e);
                 }
                 Err(e) => {
-                    let component = match e.component() {
-                        "rpc" => format!("rpc:{}", self.chain.name),
-                        other => other.to_owned(),
-                    };
-                    self.health
-                        .set(&component, Status::Unhealthy, tripwire_runtime::report(&e));
+                    self.health.set(
+                        e.component(&self.chain.name),
+                        Status::Unhealthy,
+                        tripwire_runtime::report(&e),
+                    );
                     let delay = delays.next().unwrap_or(Duration::from_secs(10));
                     tracing::warn!(chain = %self.chain.name, error = %tripwire_runtime::report(&e), retry_in = ?delay, "ingest step failed");
                     delay
@@ -255,7 +254,7 @@ impl ChainIngest {
     /// for `status` (written at most every 2 s). `step_ok` is false when the step failed, which
     /// keeps the RPC component's failure set by `run`.
     async fn report_providers(&mut self, step_ok: bool) {
-        let component = format!("rpc:{}", self.chain.name);
+        let component = Component::Rpc(self.chain.name.clone());
         if let Some(age) = self.rpc.head_age() {
             gauge!(m::HEAD_AGE, "chain" => self.label()).set(age.as_secs_f64());
         }
@@ -289,13 +288,13 @@ impl ChainIngest {
         if step_ok {
             let all: Vec<String> = out.iter().chain(&notes).cloned().collect();
             if all.is_empty() {
-                self.health.healthy(&component);
+                self.health.healthy(component.clone());
             } else if out.len() == snapshot.len() {
                 self.health
-                    .set(&component, Status::Unhealthy, all.join("; "));
+                    .set(component.clone(), Status::Unhealthy, all.join("; "));
             } else {
                 self.health
-                    .set(&component, Status::Degraded, all.join("; "));
+                    .set(component.clone(), Status::Degraded, all.join("; "));
             }
         }
         if self
@@ -357,13 +356,14 @@ impl ChainIngest {
             cursor::save_head(&self.pool, self.chain.chain_id, head).await?;
             return Ok(Step::Idle);
         }
-        let component = format!("backpressure:{}", self.chain.name);
+        let component = Component::Backpressure(self.chain.name.clone());
         let lead = self.sink_lead().await?;
         if let Some(l) = lead.filter(lead::Lead::is_full) {
-            self.health.set(&component, Status::Degraded, l.describe());
+            self.health
+                .set(component.clone(), Status::Degraded, l.describe());
             return Ok(Step::Backpressure);
         }
-        self.health.healthy(&component);
+        self.health.healthy(component.clone());
         // During backfill several consecutive ranges are fetched at once; they are checked,
         // published and committed strictly in order. With a lead limit, each range is sized to
         // its share of the room left, so that the group is usually published whole.
@@ -463,7 +463,8 @@ impl ChainIngest {
         if headers.is_empty() {
             // Not even the first block fits the room the sink left: wait for it.
             if let Some(l) = lead {
-                self.health.set(&component, Status::Degraded, l.describe());
+                self.health
+                    .set(component.clone(), Status::Degraded, l.describe());
             }
             return Ok(Step::Backpressure);
         }

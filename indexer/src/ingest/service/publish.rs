@@ -72,7 +72,7 @@ impl ChainIngest {
             tokio::select! {
                 r = &mut all => break r,
                 _ = tokio::time::sleep(Duration::from_secs(5)) => {
-                    self.health.set("kafka", Status::Unhealthy, "no acknowledgement from Kafka for 5 s");
+                    self.health.set(tripwire_runtime::Component::Kafka, Status::Unhealthy, "no acknowledgement from Kafka for 5 s");
                 }
             }
         };
