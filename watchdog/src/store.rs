@@ -187,7 +187,7 @@ pub async fn save_incident(pool: &PgPool, consumer: &str, i: &Incident) -> Resul
             .bind(consumer)
             .bind(&i.key)
             .bind(&i.detector)
-            .bind(&i.kind)
+            .bind(i.kind.as_str())
             .bind(i.severity.to_string())
             .bind(i.chain_id as i64)
             .bind(&i.contract)

@@ -21,7 +21,53 @@ use alloy_primitives::B256;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::{Action, Finding, Severity};
+use crate::{Action, DetectorKind, Finding, Severity};
+
+/// What opened an incident: a detector of a kind, or the storm cap's summary of the findings it
+/// held back. Stored as the kind's name (`rate`, ..., `storm`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(into = "String", try_from = "String")]
+pub enum IncidentKind {
+    Detector(DetectorKind),
+    Storm,
+}
+
+impl IncidentKind {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IncidentKind::Detector(k) => k.as_str(),
+            IncidentKind::Storm => "storm",
+        }
+    }
+}
+
+impl std::fmt::Display for IncidentKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl From<IncidentKind> for String {
+    fn from(k: IncidentKind) -> String {
+        k.as_str().to_owned()
+    }
+}
+
+impl TryFrom<String> for IncidentKind {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<Self, String> {
+        match s.as_str() {
+            "rate" => Ok(IncidentKind::Detector(DetectorKind::Rate)),
+            "value" => Ok(IncidentKind::Detector(DetectorKind::Value)),
+            "flow" => Ok(IncidentKind::Detector(DetectorKind::Flow)),
+            "event" => Ok(IncidentKind::Detector(DetectorKind::Event)),
+            "storm" => Ok(IncidentKind::Storm),
+            other => Err(format!("`{other}` is not an incident kind")),
+        }
+    }
+}
 
 /// How findings become incidents.
 #[derive(Debug, Clone)]
@@ -58,7 +104,7 @@ pub struct Incident {
     /// `detector/series`; unique among firing incidents.
     pub key: String,
     pub detector: String,
-    pub kind: String,
+    pub kind: IncidentKind,
     pub severity: Severity,
     pub chain_id: u64,
     pub contract: Option<String>,
@@ -101,7 +147,7 @@ impl Incident {
             id: None,
             key,
             detector: f.detector.clone(),
-            kind: f.kind.to_string(),
+            kind: IncidentKind::Detector(f.kind),
             severity: f.severity,
             chain_id: f.chain_id,
             contract: f.contract.clone(),
@@ -294,7 +340,7 @@ impl IncidentBook {
             let storm = self.by_key.entry(storm_key.clone()).or_insert_with(|| {
                 let mut s = Incident::from_finding(f, storm_key.clone(), now, &[]);
                 s.findings = 0;
-                s.kind = "storm".into();
+                s.kind = IncidentKind::Storm;
                 s.series = "storm".into();
                 s.contract = None;
                 s.event = None;

@@ -37,8 +37,8 @@ use tripwire_schema::{BlockMarker, LogRecord};
 use select::Selector;
 pub use tripwire_config::watchdog::{
     check_against_abis, d_privileged as privileged_events, AbiMismatch, Action, ContractEvents,
-    DetectorConfig, EventParams, FlowMethod, FlowParams, InvalidDetector, Params, RateParams,
-    Severity, ValueParams,
+    DetectorConfig, DetectorKind, EventParams, FlowMethod, FlowParams, InvalidDetector, Params,
+    RateParams, Severity, ValueParams,
 };
 
 /// What can go wrong building or restoring detectors.
@@ -55,7 +55,7 @@ pub enum DetectError {
 pub struct Finding {
     pub detector: String,
     /// `rate`, `value`, `flow` or `event`.
-    pub kind: &'static str,
+    pub kind: DetectorKind,
     pub severity: Severity,
     /// What the detector counts separately, e.g. the contract, or contract and recipient.
     pub series: String,
@@ -77,7 +77,7 @@ pub struct Finding {
 /// The parts of a finding every kind fills the same way.
 pub(crate) struct Base<'a> {
     pub detector: &'a str,
-    pub kind: &'static str,
+    pub kind: DetectorKind,
     pub severity: Severity,
 }
 

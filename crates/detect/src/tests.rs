@@ -118,7 +118,7 @@ fn rate_quiet_on_stationary_traffic_then_one_finding_per_burst() {
     assert_eq!(found.len(), 1, "one finding per series and window");
     let f = &found[0];
     assert_eq!(
-        (f.kind, f.severity, f.series.as_str()),
+        (f.kind.as_str(), f.severity, f.series.as_str()),
         ("rate", Severity::Critical, "vault")
     );
     assert_eq!(f.block_number, block);

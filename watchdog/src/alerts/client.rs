@@ -9,7 +9,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use super::incidents::{Incident, State};
+use super::incidents::{Incident, IncidentKind, State};
 
 /// One alert as Alertmanager's API takes it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -65,8 +65,8 @@ pub struct Render {
 }
 
 /// CamelCase alert name per detector kind.
-fn alertname(kind: &str) -> String {
-    match kind {
+fn alertname(kind: IncidentKind) -> String {
+    match kind.as_str() {
         "storm" => "TripwireAlertStorm".into(),
         k => {
             let mut c = k.chars();
@@ -87,7 +87,7 @@ impl Render {
             .cloned()
             .unwrap_or_else(|| i.chain_id.to_string());
         let labels: BTreeMap<String, String> = [
-            ("alertname", alertname(&i.kind)),
+            ("alertname", alertname(i.kind)),
             ("severity", i.severity.to_string()),
             ("chain", chain),
             ("contract", i.contract.clone().unwrap_or_default()),
@@ -251,8 +251,11 @@ mod tests {
 
     #[test]
     fn alert_names_and_numbers() {
-        assert_eq!(alertname("rate"), "TripwireRate");
-        assert_eq!(alertname("storm"), "TripwireAlertStorm");
+        assert_eq!(
+            alertname(IncidentKind::Detector(tripwire_detect::DetectorKind::Rate)),
+            "TripwireRate"
+        );
+        assert_eq!(alertname(IncidentKind::Storm), "TripwireAlertStorm");
         assert_eq!(fmt_num(42.0), "42");
         assert_eq!(fmt_num(0.5), "0.5000");
         assert_eq!(fmt_num(1.5e-9), "1.500e-9");

@@ -25,7 +25,7 @@ fn at(s: i64) -> DateTime<Utc> {
 fn finding(detector: &str, series: &str, block: u64) -> Finding {
     Finding {
         detector: detector.into(),
-        kind: "rate",
+        kind: tripwire_detect::DetectorKind::Rate,
         severity: Severity::Warning,
         series: series.into(),
         chain_id: 31337,
@@ -99,7 +99,7 @@ fn storm_cap_fires_one_summary() {
     }
     let storm = book.get("noisy/storm").expect("storm incident");
     assert_eq!(storm.findings, 7);
-    assert_eq!(storm.kind, "storm");
+    assert_eq!(storm.kind.as_str(), "storm");
     assert!(
         storm.summary.contains("7 findings held back"),
         "{}",

@@ -106,6 +106,34 @@ fn default_severity() -> Severity {
     Severity::Warning
 }
 
+/// How a detector decides (`kind = "..."`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DetectorKind {
+    Rate,
+    Value,
+    Flow,
+    Event,
+}
+
+impl DetectorKind {
+    /// As written in the file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DetectorKind::Rate => "rate",
+            DetectorKind::Value => "value",
+            DetectorKind::Flow => "flow",
+            DetectorKind::Event => "event",
+        }
+    }
+}
+
+impl fmt::Display for DetectorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// What an incident of a detector triggers besides its alert.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", try_from = "String")]
@@ -155,12 +183,12 @@ pub enum Params {
 }
 
 impl Params {
-    pub fn kind(&self) -> &'static str {
+    pub fn kind(&self) -> DetectorKind {
         match self {
-            Params::Rate(_) => "rate",
-            Params::Value(_) => "value",
-            Params::Flow(_) => "flow",
-            Params::Event(_) => "event",
+            Params::Rate(_) => DetectorKind::Rate,
+            Params::Value(_) => DetectorKind::Value,
+            Params::Flow(_) => DetectorKind::Flow,
+            Params::Event(_) => DetectorKind::Event,
         }
     }
 }
