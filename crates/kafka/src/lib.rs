@@ -112,6 +112,19 @@ pub fn client_config(cfg: &KafkaConfig, brokers: &str) -> ClientConfig {
     c
 }
 
+/// Sets each of `defaults` unless the user's `kafka.properties` sets it: the user's choice wins.
+fn set_defaults<'a>(
+    c: &mut ClientConfig,
+    cfg: &KafkaConfig,
+    defaults: impl IntoIterator<Item = (&'a str, &'a str)>,
+) {
+    for (k, v) in defaults {
+        if !cfg.properties.contains_key(k) {
+            c.set(k, v);
+        }
+    }
+}
+
 /// A consumer in group `group_id` (the `[sink]` or `[watchdog]` consumer name), for instances that
 /// share the partitions of the chain topics. Positions live in Postgres: Kafka's auto-commit and
 /// offset store are off, and a rebalance goes through [`group::GroupContext`]. `defaults` are set
@@ -137,11 +150,7 @@ pub fn group_consumer(
         ("session.timeout.ms", "10000"),
         ("heartbeat.interval.ms", "1000"),
     ];
-    for (k, v) in fixed.iter().chain(defaults) {
-        if !cfg.properties.contains_key(*k) {
-            c.set(*k, *v);
-        }
-    }
+    set_defaults(&mut c, cfg, fixed.iter().chain(defaults).copied());
     c.create_with_context(group::GroupContext::default())
 }
 
@@ -210,13 +219,11 @@ pub fn producer(
 ) -> Result<(IngestProducer, Arc<SentBytes>), KafkaError> {
     let mut c = client_config(cfg, brokers);
     // A user's own interval is kept (the config check bounds it when a byte lead needs it).
-    if stats && !cfg.properties.contains_key(flow::STATS_PROPERTY) {
-        c.set(
-            flow::STATS_PROPERTY,
-            flow::DEFAULT_STATS_INTERVAL_MS.to_string(),
-        );
+    let interval = flow::DEFAULT_STATS_INTERVAL_MS.to_string();
+    if stats {
+        set_defaults(&mut c, cfg, [(flow::STATS_PROPERTY, interval.as_str())]);
     }
-    for (k, v) in [
+    let defaults = [
         ("enable.idempotence", "true"),
         ("acks", "all"),
         ("message.timeout.ms", "0"),
@@ -227,11 +234,8 @@ pub fn producer(
         ("compression.type", "lz4"),
         ("queue.buffering.max.messages", "1000000"),
         ("queue.buffering.max.kbytes", "32768"),
-    ] {
-        if !cfg.properties.contains_key(k) {
-            c.set(k, v);
-        }
-    }
+    ];
+    set_defaults(&mut c, cfg, defaults);
     let context = ProducerStats::default();
     let sent = context.0.clone();
     Ok((c.create_with_context(context)?, sent))

@@ -9,7 +9,8 @@ use testkit::abi;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_silent_alertmanager_delays_neither_the_live_one_nor_the_stream() -> Result<()> {
-    let mut env = Env::new("").await?;
+    // Latency is measured: no other test of this binary runs meanwhile.
+    let mut env = Env::new_alone("").await?;
     // Every role grant by anyone but a nobody address is a finding (no warm-up).
     env.detectors = r#"
 [[watchdog.detectors]]

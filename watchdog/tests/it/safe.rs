@@ -542,7 +542,8 @@ async fn d3_submission_to_a_validating_service_retried_or_recorded_with_its_reas
 /// its own task; the alerts of the same incident and of later blocks reach Alertmanager at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn d6_a_silent_safe_service_delays_neither_alerts_nor_the_stream() -> Result<()> {
-    let mut env = Env::new("").await?;
+    // Latency is measured: no other test of this binary runs meanwhile.
+    let mut env = Env::new_alone("").await?;
     let silent = testkit::silent::SilentServer::start().await?;
     let setup = env.setup_safe().await?;
     env.detectors = format!(

@@ -7,6 +7,7 @@ mod abi_check;
 #[cfg(test)]
 mod abi_tests;
 mod detectors;
+mod kinds;
 mod safe;
 mod webhook;
 
@@ -19,6 +20,7 @@ use crate::{Config, ConfigError, ContractSpec};
 
 pub use abi_check::{check_against_abis, AbiMismatch, ContractEvents};
 pub use detectors::*;
+pub use kinds::*;
 pub use safe::*;
 pub use webhook::*;
 

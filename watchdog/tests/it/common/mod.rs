@@ -45,10 +45,33 @@ pub(crate) struct Env {
     /// More addresses of the `treasury` contract (several pause targets).
     pub extra_treasuries: Vec<Address>,
     ingest: Option<Proc>,
+    /// This test's turn: shared with the other tests, or alone (see [`Env::new_alone`]). Last
+    /// field, so it is let go after the processes above are stopped.
+    _turn: Turn,
+}
+
+/// Tests of this binary run two at a time. A test that measures latency (a finding at the live
+/// Alertmanager within a second) runs alone, as it did when each file was a binary of its own:
+/// every `Env` holds a shared turn, such a test the exclusive one (waiting for the running tests
+/// to end; the others wait for it).
+static TURNS: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
+
+enum Turn {
+    Shared(#[allow(dead_code)] tokio::sync::RwLockReadGuard<'static, ()>),
+    Alone(#[allow(dead_code)] tokio::sync::RwLockWriteGuard<'static, ()>),
 }
 
 impl Env {
     pub(crate) async fn new(detectors: &str) -> Result<Env> {
+        Self::with_turn(detectors, Turn::Shared(TURNS.read().await)).await
+    }
+
+    /// [`Env::new`] for a test that must not share the machine with another of this binary.
+    pub(crate) async fn new_alone(detectors: &str) -> Result<Env> {
+        Self::with_turn(detectors, Turn::Alone(TURNS.write().await)).await
+    }
+
+    async fn with_turn(detectors: &str, turn: Turn) -> Result<Env> {
         let anvil = Anvil::spawn().await?;
         let db = TestDb::create().await?;
         let kafka = TestKafka::start()?;
@@ -76,6 +99,7 @@ impl Env {
             extra_treasuries: Vec::new(),
             server_listen: "127.0.0.1:0".into(),
             ingest: None,
+            _turn: turn,
         })
     }
 
