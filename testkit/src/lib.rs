@@ -23,6 +23,7 @@ pub mod rpc_proxy;
 pub mod safe;
 pub mod safe_service;
 pub mod silent;
+pub mod wait;
 
 use std::path::PathBuf;
 

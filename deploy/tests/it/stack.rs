@@ -6,7 +6,8 @@
 //! every query of the provisioned dashboard goes through the provisioned data source's URL instead.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use testkit::wait::eventually;
 
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
@@ -62,26 +63,6 @@ impl Prom {
     }
 }
 
-async fn eventually<T, F, Fut>(what: &str, secs: u64, mut f: F) -> Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<Option<T>>>,
-{
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    let mut last = String::new();
-    loop {
-        match f().await {
-            Ok(Some(v)) => return Ok(v),
-            Ok(None) => {}
-            Err(e) => last = format!("{e:#}"),
-        }
-        if Instant::now() > deadline {
-            bail!("{what}: not within {secs} s {last}");
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_compose_stack_runs_with_its_own_files() -> Result<()> {
     let db = TestDb::create().await?;
@@ -129,7 +110,7 @@ async fn the_compose_stack_runs_with_its_own_files() -> Result<()> {
     let prom = Prom::from_datasource()?;
 
     // 1. The indexer fills Postgres from the demo traffic.
-    eventually("logs in Postgres", 90, || async {
+    eventually("logs in Postgres", Duration::from_secs(90), || async {
         let n: i64 = sqlx::query_scalar("SELECT count(*) FROM logs")
             .fetch_one(db.pool())
             .await?;
@@ -138,19 +119,23 @@ async fn the_compose_stack_runs_with_its_own_files() -> Result<()> {
     .await?;
 
     // 2. Prometheus scrapes every job of its file, and every rule of the shipped files evaluates.
-    let jobs = eventually("every scrape target up", 60, || async {
-        let data = prom.get("/api/v1/targets", &[]).await?;
-        let targets = data["activeTargets"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default();
-        let up: Vec<String> = targets
-            .iter()
-            .filter(|t| t["health"] == "up")
-            .map(|t| t["labels"]["job"].as_str().unwrap_or("").to_string())
-            .collect();
-        Ok((targets.len() == 5 && up.len() == 5).then_some(up))
-    })
+    let jobs = eventually(
+        "every scrape target up",
+        Duration::from_secs(60),
+        || async {
+            let data = prom.get("/api/v1/targets", &[]).await?;
+            let targets = data["activeTargets"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            let up: Vec<String> = targets
+                .iter()
+                .filter(|t| t["health"] == "up")
+                .map(|t| t["labels"]["job"].as_str().unwrap_or("").to_string())
+                .collect();
+            Ok((targets.len() == 5 && up.len() == 5).then_some(up))
+        },
+    )
     .await?;
     for job in [
         "tripwire-ingest",
@@ -166,26 +151,30 @@ async fn the_compose_stack_runs_with_its_own_files() -> Result<()> {
     }
     // Rules evaluated before the first scrape of a job see it absent (pending, never firing
     // with their `for`): wait for an evaluation of the running stack with nothing raised.
-    let rules = eventually("every rule evaluated, none raised", 60, || async {
-        let data = prom.get("/api/v1/rules", &[]).await?;
-        let rules: Vec<Value> = data["groups"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .flat_map(|g| g["rules"].as_array().cloned().unwrap_or_default())
-            .collect();
-        let raised: Vec<&Value> = rules
-            .iter()
-            .filter(|r| r["alerts"].as_array().is_some_and(|a| !a.is_empty()))
-            .collect();
-        let evaluated = rules
-            .iter()
-            .all(|r| r["lastEvaluation"] != "0001-01-01T00:00:00Z");
-        if !raised.is_empty() {
-            bail!("raised: {raised:?}");
-        }
-        Ok((rules.len() >= 14 && evaluated).then_some(rules))
-    })
+    let rules = eventually(
+        "every rule evaluated, none raised",
+        Duration::from_secs(60),
+        || async {
+            let data = prom.get("/api/v1/rules", &[]).await?;
+            let rules: Vec<Value> = data["groups"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .flat_map(|g| g["rules"].as_array().cloned().unwrap_or_default())
+                .collect();
+            let raised: Vec<&Value> = rules
+                .iter()
+                .filter(|r| r["alerts"].as_array().is_some_and(|a| !a.is_empty()))
+                .collect();
+            let evaluated = rules
+                .iter()
+                .all(|r| r["lastEvaluation"] != "0001-01-01T00:00:00Z");
+            if !raised.is_empty() {
+                bail!("raised: {raised:?}");
+            }
+            Ok((rules.len() >= 14 && evaluated).then_some(rules))
+        },
+    )
     .await?;
     for r in &rules {
         assert_eq!(
@@ -212,7 +201,7 @@ async fn the_compose_stack_runs_with_its_own_files() -> Result<()> {
         "attack: {}",
         String::from_utf8_lossy(&attack.stderr)
     );
-    let receipt: (String, Vec<String>) = eventually("the webhook receipt of the critical alert", 60, || async {
+    let receipt: (String, Vec<String>) = eventually("the webhook receipt of the critical alert", Duration::from_secs(60), || async {
         let row: Option<(serde_json::Value, Vec<String>)> = sqlx::query_as(
             "SELECT labels, rules FROM webhook_receipts WHERE labels->>'severity' = 'critical' ORDER BY id LIMIT 1",
         )
@@ -273,15 +262,19 @@ async fn the_compose_stack_runs_with_its_own_files() -> Result<()> {
 
     // 5. Stopping the watchdog (SIGTERM, clean exit) raises TripwireWatchdogDown.
     stack.stop("watchdog")?;
-    eventually("TripwireWatchdogDown pending", 60, || async {
-        let data = prom.get("/api/v1/alerts", &[]).await?;
-        let found = data["alerts"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .any(|a| a["labels"]["alertname"] == "TripwireWatchdogDown");
-        Ok(found.then_some(()))
-    })
+    eventually(
+        "TripwireWatchdogDown pending",
+        Duration::from_secs(60),
+        || async {
+            let data = prom.get("/api/v1/alerts", &[]).await?;
+            let found = data["alerts"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|a| a["labels"]["alertname"] == "TripwireWatchdogDown");
+            Ok(found.then_some(()))
+        },
+    )
     .await?;
 
     // 6. The rest shuts down cleanly on SIGTERM too.

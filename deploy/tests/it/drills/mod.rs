@@ -21,7 +21,8 @@ mod sql;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command as Process, Stdio};
-use std::time::{Duration, Instant};
+/// The drills' probes run commands: the blocking form of the one `eventually`.
+pub(crate) use testkit::wait::eventually_blocking as eventually;
 
 use anyhow::{anyhow, bail, Context, Result};
 use testkit::postgres::TestDb;
@@ -213,26 +214,6 @@ fn run_checked(
         );
     }
     Ok(out)
-}
-
-/// Polls `probe` until it returns a value or `timeout` passes.
-async fn eventually<T>(
-    what: &str,
-    timeout: Duration,
-    mut probe: impl FnMut() -> Result<Option<T>>,
-) -> Result<T> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        // Errors count as "not yet" until the deadline: a process may still be starting.
-        match probe() {
-            Ok(Some(v)) => return Ok(v),
-            Ok(None) if Instant::now() > deadline => bail!("timed out waiting for {what}"),
-            Err(e) if Instant::now() > deadline => {
-                return Err(e.context(format!("timed out waiting for {what}")))
-            }
-            _ => tokio::time::sleep(Duration::from_millis(250)).await,
-        }
-    }
 }
 
 /// A fresh directory for a drill's files.
