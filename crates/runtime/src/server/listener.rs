@@ -25,13 +25,10 @@ pub struct Limits {
     pub max_connections: usize,
 }
 
+/// The documented defaults of `[server]`, kept in one place (the config model).
 impl Default for Limits {
     fn default() -> Self {
-        Limits {
-            header_timeout: Duration::from_secs(5),
-            request_timeout: Duration::from_secs(10),
-            max_connections: 256,
-        }
+        (&tripwire_config::ServerConfig::default()).into()
     }
 }
 
