@@ -11,6 +11,7 @@ use tripwire_schema::DecodedEvent;
 /// One event of a contract, resolved once for fast decoding.
 #[derive(Debug, Clone)]
 pub struct EventAbi {
+    /// The event as declared in the ABI (name, parameters, which are indexed).
     pub event: Event,
     resolved: DynSolEvent,
     signature: String,

@@ -47,7 +47,9 @@ pub const DEFAULT_BATCH_BYTES: u64 = 16 << 20;
 /// How far the ingest may run ahead of the sink (`None`: no limit of that kind).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct LeadLimit {
+    /// Most records the ingest may publish beyond what the sink has stored (`kafka.max_lead_records`).
     pub records: Option<u64>,
+    /// Most payload bytes the ingest may publish beyond what the sink has stored (`kafka.max_lead_bytes`).
     pub bytes: Option<u64>,
 }
 
@@ -61,6 +63,7 @@ impl LeadLimit {
 /// The effective limits, after defaults and checks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Flow {
+    /// How far the ingest may run ahead of the sink.
     pub lead: LeadLimit,
     /// Most records per sink transaction.
     pub batch_records: usize,

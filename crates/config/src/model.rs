@@ -56,6 +56,7 @@ impl<'de> Deserialize<'de> for Brokers {
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
+/// The whole configuration file, as parsed (before validation; see `Settings`).
 pub struct Config {
     /// Where rows, cursors and offsets are stored.
     pub postgres: PostgresConfig,

@@ -15,17 +15,25 @@ use crate::{Brokers, ChainConfig, Config, ConfigError, ContractAbi, Flow};
 /// A contract after validation: parsed addresses and loaded ABI.
 #[derive(Debug, Clone)]
 pub struct ContractSpec {
+    /// The contract's name in the config, used in records and detectors.
     pub name: String,
+    /// Name of the chain the contract lives on.
     pub chain: String,
+    /// The contract's addresses (one ABI may cover several deployments).
     pub addresses: Vec<Address>,
+    /// Its events, from the ABI file and the human-readable `events`.
     pub abi: ContractAbi,
+    /// First block of the contract (its deployment): its logs in earlier blocks are skipped.
+    /// `None`: no limit of its own.
     pub start_block: Option<u64>,
 }
 
 /// A validated configuration, ready to run.
 #[derive(Debug, Clone)]
 pub struct Settings {
+    /// The configuration as parsed.
     pub config: Config,
+    /// Every configured contract, validated.
     pub contracts: Vec<ContractSpec>,
     /// The file it was read from.
     pub path: PathBuf,

@@ -5,6 +5,7 @@
 
 // Every dependency of the library is used (its tests and benchmarks have their own).
 #![cfg_attr(not(test), warn(unused_crate_dependencies))]
+#![warn(missing_docs)]
 
 pub mod group;
 pub mod metrics;

@@ -10,6 +10,7 @@ use tripwire_runtime::probes::INTERVAL;
 
 /// Something that can ask a broker for metadata.
 pub trait MetadataSource: Send + Sync + 'static {
+    /// Fetches `topic`'s metadata from the broker; `Err` carries the client's error text.
     fn probe(&self, topic: &str) -> Result<(), String>;
 }
 

@@ -13,8 +13,11 @@ use serde::Serialize;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
+    /// Working as it should.
     Healthy,
+    /// Working, but not fully; `/health` still answers 200.
     Degraded,
+    /// Not working; `/health` answers 503.
     Unhealthy,
 }
 
@@ -64,6 +67,7 @@ impl fmt::Display for Component {
 /// What `/health` answers.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
+    /// The worst status of all components (`healthy` when none reported).
     pub status: Status,
     /// `component: reason` for every component that is not healthy.
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -77,6 +81,7 @@ pub struct Health {
 }
 
 impl Health {
+    /// An empty registry: the process reports healthy until a component says otherwise.
     pub fn new() -> Self {
         Self::default()
     }
@@ -99,10 +104,12 @@ impl Health {
         map.insert(component, (status, reason));
     }
 
+    /// Records that `component` is healthy, clearing its reason.
     pub fn healthy(&self, component: Component) {
         self.set(component, Status::Healthy, "");
     }
 
+    /// The process's status (its worst component's) with the reasons of every unhealthy part.
     pub fn report(&self) -> Report {
         let map = self.inner.lock().expect("health lock");
         let status = map

@@ -8,8 +8,10 @@ pub enum ConfirmError {
     #[error("{0} asks for confirmation: pass --yes when not on a terminal")]
     NotATerminal(String),
     #[error("not confirmed: nothing changed")]
+    /// The operator typed something other than the expected answer.
     Refused,
     #[error("reading the answer")]
+    /// The terminal could not be read or written.
     Io(#[from] std::io::Error),
 }
 

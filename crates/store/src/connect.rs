@@ -14,6 +14,7 @@ pub struct ConnectError {
     /// The URL, redacted.
     pub url: String,
     #[source]
+    /// The last connection error.
     pub source: sqlx::Error,
 }
 

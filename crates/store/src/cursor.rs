@@ -19,6 +19,7 @@ pub struct Cursor {
 }
 
 impl Cursor {
+    /// The highest published block, `None` before the first one.
     pub fn tip(&self) -> Option<BlockRef> {
         self.recent.back().copied()
     }

@@ -10,9 +10,13 @@ use sqlx::{PgConnection, PgExecutor};
 /// One stored position.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredPosition {
+    /// The sink or watchdog name the position belongs to.
     pub consumer: String,
+    /// Kafka topic.
     pub topic: String,
+    /// Kafka partition of `topic`.
     pub partition: i32,
+    /// The next Kafka offset to read (one past the last stored message).
     pub next_offset: i64,
 }
 

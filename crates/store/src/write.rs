@@ -60,6 +60,7 @@ struct DeadLetter {
 }
 
 impl Batch {
+    /// An empty batch.
     pub fn new() -> Batch {
         Batch::default()
     }
@@ -140,6 +141,7 @@ impl Batch {
         self.messages
     }
 
+    /// Whether the batch holds no message.
     pub fn is_empty(&self) -> bool {
         self.messages == 0
     }
@@ -166,6 +168,7 @@ impl Batch {
 #[derive(Debug, thiserror::Error)]
 pub enum WriteError {
     #[error(transparent)]
+    /// A Postgres query failed (connection lost, constraint, ...); the transaction is rolled back.
     Postgres(#[from] sqlx::Error),
     /// Another instance of the same consumer stored a later position for a partition of this
     /// batch (it owns the partition now, or owned it meanwhile): writing this batch would apply
@@ -175,9 +178,13 @@ pub enum WriteError {
          {first} (another instance of the consumer wrote it); the batch is dropped"
     )]
     Fenced {
+        /// Kafka topic of the fenced partition.
         topic: String,
+        /// The fenced partition.
         partition: i32,
+        /// The offset already stored for the partition.
         stored: i64,
+        /// The offset of this batch's first message of the partition.
         first: i64,
     },
     /// A test stopped the process at a fault point (see `faults.rs`).
@@ -188,9 +195,13 @@ pub enum WriteError {
 /// What a batch did.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct BatchStats {
+    /// Rows newly inserted into `logs` (logs already stored are not counted).
     pub logs_inserted: u64,
+    /// Block markers inserted or changed (a marker identical to the stored one is not counted).
     pub blocks_written: u64,
+    /// Retractions applied (each removes the rows of blocks a reorganisation orphaned).
     pub retractions: u64,
+    /// Unreadable messages kept in `dead_letters`.
     pub dead_letters: u64,
     /// Per chain: the last block whose marker was written (or the ancestor after a reorg).
     pub cursors: BTreeMap<u64, BlockRef>,

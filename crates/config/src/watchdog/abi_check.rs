@@ -43,6 +43,7 @@ pub struct AbiMismatch {
     pub detector: String,
     /// The key and its value as written, e.g. `field = "amount"`.
     pub key: String,
+    /// Why the detector cannot fire, e.g. the event has no such field.
     pub problem: String,
 }
 

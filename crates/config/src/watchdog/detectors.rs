@@ -92,6 +92,7 @@ pub enum Params {
 }
 
 impl Params {
+    /// The detector's `kind`, as the parameters imply.
     pub fn kind(&self) -> DetectorKind {
         match self {
             Params::Rate(_) => DetectorKind::Rate,
@@ -253,9 +254,14 @@ pub struct FlowParams {
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+/// How a `flow` detector tells a sustained drain from noise (`method`).
 pub enum FlowMethod {
     #[default]
+    /// Cumulative sum of the standardised net flow (the default): alerts once the deviations
+    /// beyond the allowance `k` add up to `h`.
     Cusum,
+    /// Exponentially weighted moving average of the standardised net flow (weight `lambda`):
+    /// alerts when it passes `limit` standard deviations.
     Ewma,
 }
 

@@ -10,8 +10,11 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Severity {
+    /// The quietest level (`info`).
     Info,
+    /// Between `info` and `critical` (`warning`).
     Warning,
+    /// The loudest level (`critical`); the default `min_severity` of Safe pause proposals.
     Critical,
 }
 
@@ -30,8 +33,11 @@ impl fmt::Display for Severity {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("detector `{detector}`: {field}: {message}")]
 pub struct InvalidDetector {
+    /// The detector's `name`.
     pub detector: String,
+    /// The key at fault.
     pub field: String,
+    /// Why the value is refused.
     pub message: String,
 }
 
@@ -39,9 +45,13 @@ pub struct InvalidDetector {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DetectorKind {
+    /// Events per window against a learned baseline.
     Rate,
+    /// Outsized values of a decoded numeric field.
     Value,
+    /// Sustained drift of a signed flow (inflow events minus outflow events).
     Flow,
+    /// Privileged events (role, owner, admin, implementation, pause changes).
     Event,
 }
 

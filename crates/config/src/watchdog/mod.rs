@@ -120,6 +120,7 @@ fn default_timeout_s() -> u64 {
 }
 
 impl AlertmanagerConfig {
+    /// How often a still-firing alert is posted again (`resend_interval_s`, at least 1 s).
     pub fn resend_interval(&self) -> Duration {
         Duration::from_secs(self.resend_interval_s.max(1))
     }

@@ -105,9 +105,13 @@ impl TryFrom<String> for WebhookAction {
 /// One parsed matcher.
 #[derive(Debug, Clone)]
 pub enum Matcher {
+    /// `name="value"`: the label equals the value.
     Eq(String, String),
+    /// `name!="value"`: the label differs from the value.
     Ne(String, String),
+    /// `name=~"re"`: the label matches the regex as a whole (anchored).
     Re(String, Regex),
+    /// `name!~"re"`: the label does not match the regex as a whole.
     NotRe(String, Regex),
 }
 
@@ -158,9 +162,13 @@ impl Matcher {
 /// A rule ready to apply.
 #[derive(Debug, Clone)]
 pub struct Rule {
+    /// The rule's `name`, recorded with the actions it took.
     pub name: String,
+    /// Label matchers that must all hold for the rule to apply.
     pub matchers: Vec<Matcher>,
+    /// What to do with a matching alert (`record`, `pause`, `alert`).
     pub actions: Vec<WebhookAction>,
+    /// Labels added to the re-posted alert (`alert` action).
     pub labels: BTreeMap<String, String>,
 }
 

@@ -20,8 +20,12 @@ use tokio_util::task::TaskTracker;
 /// Limits of an HTTP server (`[server]` of the config).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Limits {
+    /// A connection that sends no complete request header within this time is closed, idle keep-alive
+    /// connections included.
     pub header_timeout: Duration,
+    /// A request (its body included) not answered within this time is answered 408.
     pub request_timeout: Duration,
+    /// Connections served at once; the rest wait in the kernel's backlog.
     pub max_connections: usize,
 }
 

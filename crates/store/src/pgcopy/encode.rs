@@ -187,6 +187,7 @@ pub struct LogCopyBuffer {
 }
 
 impl LogCopyBuffer {
+    /// An empty buffer, ready for `push`.
     pub fn new() -> Self {
         LogCopyBuffer {
             data: CopyData::new(),
@@ -263,6 +264,7 @@ impl LogCopyBuffer {
         self.data.rows
     }
 
+    /// Whether no row is buffered.
     pub fn is_empty(&self) -> bool {
         self.data.rows == 0
     }
@@ -293,6 +295,7 @@ pub struct BlockCopyBuffer {
 }
 
 impl BlockCopyBuffer {
+    /// An empty buffer, ready for `push`.
     pub fn new() -> Self {
         BlockCopyBuffer {
             data: CopyData::new(),
@@ -318,6 +321,7 @@ impl BlockCopyBuffer {
         self.data.rows
     }
 
+    /// Whether no row is buffered.
     pub fn is_empty(&self) -> bool {
         self.data.rows == 0
     }
