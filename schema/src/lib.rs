@@ -6,6 +6,7 @@
 
 // Every dependency of the library is used (its tests and benchmarks have their own).
 #![cfg_attr(not(test), warn(unused_crate_dependencies))]
+#![warn(missing_docs)]
 
 pub mod record;
 

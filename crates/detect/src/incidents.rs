@@ -28,7 +28,9 @@ use crate::{Action, DetectorKind, Finding, Severity};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(into = "String", try_from = "String")]
 pub enum IncidentKind {
+    /// Opened by a detector of this kind.
     Detector(DetectorKind),
+    /// The storm cap's summary of findings held back beyond `max_per_minute`.
     Storm,
 }
 
@@ -85,14 +87,18 @@ pub struct Policy {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum State {
+    /// Alerting: findings for its key came within the `hold` time.
     Firing,
+    /// No finding for its key for `hold`; Alertmanager is told it ended.
     Resolved,
 }
 
 /// A block that contributed a finding, kept so a retraction can find the incidents it affects.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TriggerBlock {
+    /// Block height.
     pub number: u64,
+    /// Block hash.
     pub hash: B256,
 }
 
@@ -103,13 +109,21 @@ pub struct Incident {
     pub id: Option<i64>,
     /// `detector/series`; unique among firing incidents.
     pub key: String,
+    /// Name of the detector whose findings it collects.
     pub detector: String,
+    /// What opened it: the detector's kind, or `storm`.
     pub kind: IncidentKind,
+    /// The detector's `severity`, the alert's `severity` label.
     pub severity: Severity,
+    /// EIP-155 id of the chain its findings come from.
     pub chain_id: u64,
+    /// The contract of its findings, when they are about one.
     pub contract: Option<String>,
+    /// The event of its findings, when they are about one.
     pub event: Option<String>,
+    /// What the detector counts separately (the second half of `key`).
     pub series: String,
+    /// Firing or resolved.
     pub state: State,
     /// Block time of the finding that opened it.
     pub opened_at: DateTime<Utc>,
@@ -117,18 +131,27 @@ pub struct Incident {
     /// [`Incident::opening_block`]).
     #[serde(default)]
     pub opened_block: u64,
+    /// Block time of the latest finding recorded on it.
     pub last_finding_at: DateTime<Utc>,
+    /// Block time at which it resolved; `None` while firing.
     pub resolved_at: Option<DateTime<Utc>>,
     /// Findings recorded on it (the first one opened it).
     pub findings: u64,
     /// The latest finding's numbers and place.
     pub block_number: u64,
+    /// Hash of the latest finding's block.
     pub block_hash: B256,
+    /// The latest finding's transaction, when a single log triggered it.
     pub tx_hash: Option<B256>,
+    /// What the latest finding saw, in the detector's unit.
     pub observed: f64,
+    /// What the baseline expected for the latest finding, in the same unit.
     pub expected: f64,
+    /// The latest finding's decision statistic.
     pub score: f64,
+    /// Name of the statistic in `score`.
     pub score_name: String,
+    /// The latest finding's one-line summary: the alert's `summary` annotation.
     pub summary: String,
     /// Blocks whose logs produced findings, oldest first (the last [`MAX_TRIGGERS`]).
     pub triggers: Vec<TriggerBlock>,
@@ -252,6 +275,7 @@ fn chrono_duration(d: Duration) -> chrono::Duration {
 }
 
 impl IncidentBook {
+    /// An empty book applying `policy`.
     pub fn new(policy: Policy) -> Self {
         IncidentBook {
             policy,
@@ -292,10 +316,12 @@ impl IncidentBook {
         self.by_key.retain(|_, i| !chains.contains(&i.chain_id));
     }
 
+    /// The incidents currently firing, by key.
     pub fn firing(&self) -> impl Iterator<Item = &Incident> {
         self.by_key.values().filter(|i| i.state == State::Firing)
     }
 
+    /// The incident stored under `key` (`detector/series`), firing or resolved.
     pub fn get(&self, key: &str) -> Option<&Incident> {
         self.by_key.get(key)
     }

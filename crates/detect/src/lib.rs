@@ -11,6 +11,7 @@
 
 // Every dependency of the library is used (its tests and benchmarks have their own).
 #![cfg_attr(not(test), warn(unused_crate_dependencies))]
+#![warn(missing_docs)]
 
 mod event;
 mod flow;
@@ -44,8 +45,10 @@ pub use tripwire_config::watchdog::{
 /// What can go wrong building or restoring detectors.
 #[derive(Debug, thiserror::Error)]
 pub enum DetectError {
+    /// A detector's parameters are refused (a range, an unknown action, a contradiction).
     #[error(transparent)]
     Invalid(#[from] InvalidDetector),
+    /// A saved detector state given to [`DetectorSet::restore`] has no `detectors` object.
     #[error("saved detector state is not readable: {0}")]
     Snapshot(String),
 }
@@ -53,24 +56,37 @@ pub enum DetectError {
 /// One detection: what was seen, against what was expected, where.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Finding {
+    /// Name of the detector that found it.
     pub detector: String,
     /// `rate`, `value`, `flow` or `event`.
     pub kind: DetectorKind,
+    /// The detector's `severity`.
     pub severity: Severity,
     /// What the detector counts separately, e.g. the contract, or contract and recipient.
     pub series: String,
+    /// EIP-155 id of the chain of the log or block.
     pub chain_id: u64,
+    /// The configured contract the finding is about, when it is about one.
     pub contract: Option<String>,
+    /// The event name the finding is about, when it is about one.
     pub event: Option<String>,
+    /// Height of the block whose log or time produced the finding.
     pub block_number: u64,
+    /// Hash of that block, so a retraction can void the finding.
     pub block_hash: B256,
+    /// The transaction of the triggering log, when a single log triggered it.
     pub tx_hash: Option<B256>,
+    /// Position of that log within its block.
     pub log_index: Option<u64>,
+    /// What was seen, in the detector's unit (events per window, a field's value, a window's net flow).
     pub observed: f64,
+    /// What the baseline expected, in the same unit.
     pub expected: f64,
     /// The decision statistic (see `score_name`): a tail probability, a robust z, a CUSUM.
     pub score: f64,
+    /// Name of the statistic in `score`, e.g. `robust_z`, `cusum`, `outflow_pct`.
     pub score_name: &'static str,
+    /// One human-readable line saying what was seen against what, for the alert.
     pub summary: String,
 }
 
@@ -196,6 +212,7 @@ pub struct DetectorSet {
 }
 
 impl DetectorSet {
+    /// Builds one detector per configuration, in order; refuses the first invalid one.
     pub fn new(configs: &[DetectorConfig]) -> Result<DetectorSet, DetectError> {
         Ok(DetectorSet {
             detectors: configs
@@ -205,10 +222,12 @@ impl DetectorSet {
         })
     }
 
+    /// Number of configured detectors.
     pub fn len(&self) -> usize {
         self.detectors.len()
     }
 
+    /// Whether no detector is configured.
     pub fn is_empty(&self) -> bool {
         self.detectors.is_empty()
     }

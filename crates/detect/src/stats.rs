@@ -17,6 +17,7 @@ pub struct History {
 }
 
 impl History {
+    /// An empty history keeping at most `cap` values (at least one).
     pub fn new(cap: usize) -> Self {
         History {
             cap: cap.max(1),
@@ -26,6 +27,7 @@ impl History {
         }
     }
 
+    /// Appends `x`, dropping the oldest value once `cap` are held.
     pub fn push(&mut self, x: f64) {
         if self.values.len() == self.cap {
             if let Some(old) = self.values.pop_front() {
@@ -45,14 +47,17 @@ impl History {
         }
     }
 
+    /// Number of values held.
     pub fn len(&self) -> usize {
         self.values.len()
     }
 
+    /// Whether no value is held.
     pub fn is_empty(&self) -> bool {
         self.values.is_empty()
     }
 
+    /// Mean of the values held (0 when empty).
     pub fn mean(&self) -> f64 {
         if self.values.is_empty() {
             0.0
@@ -70,6 +75,7 @@ impl History {
         ((self.sum_sq - self.sum * self.sum / n) / (n - 1.0)).max(0.0)
     }
 
+    /// The values held, oldest first.
     pub fn values(&self) -> impl Iterator<Item = f64> + '_ {
         self.values.iter().copied()
     }
@@ -109,8 +115,19 @@ fn median(v: &mut [f64]) -> f64 {
 /// The count baseline of a rate series: which distribution, and its parameters.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum CountModel {
-    Poisson { lambda: f64 },
-    NegBin { r: f64, p: f64 },
+    /// Poisson with mean `lambda` (counts no more spread than their mean).
+    Poisson {
+        /// Mean (and variance) of the count per window.
+        lambda: f64,
+    },
+    /// Negative binomial with `r` successes and success probability `p`, for over-dispersed counts
+    /// (variance above the mean).
+    NegBin {
+        /// Number of successes (the shape); smaller means more spread.
+        r: f64,
+        /// Success probability, in (0, 1].
+        p: f64,
+    },
 }
 
 impl CountModel {
@@ -130,6 +147,7 @@ impl CountModel {
         }
     }
 
+    /// Mean count per window under the model.
     pub fn mean(&self) -> f64 {
         match *self {
             CountModel::Poisson { lambda } => lambda,
@@ -179,6 +197,7 @@ impl CountModel {
         hi
     }
 
+    /// The distribution's name, as findings report it (`poisson`, `negative binomial`).
     pub fn name(&self) -> &'static str {
         match self {
             CountModel::Poisson { .. } => "poisson",

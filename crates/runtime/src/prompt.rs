@@ -7,11 +7,11 @@ pub enum ConfirmError {
     /// Scripts must say `--yes` themselves: nobody is there to answer.
     #[error("{0} asks for confirmation: pass --yes when not on a terminal")]
     NotATerminal(String),
-    #[error("not confirmed: nothing changed")]
     /// The operator typed something other than the expected answer.
+    #[error("not confirmed: nothing changed")]
     Refused,
-    #[error("reading the answer")]
     /// The terminal could not be read or written.
+    #[error("reading the answer")]
     Io(#[from] std::io::Error),
 }
 

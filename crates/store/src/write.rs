@@ -167,8 +167,8 @@ impl Batch {
 /// Why a batch was not stored.
 #[derive(Debug, thiserror::Error)]
 pub enum WriteError {
-    #[error(transparent)]
     /// A Postgres query failed (connection lost, constraint, ...); the transaction is rolled back.
+    #[error(transparent)]
     Postgres(#[from] sqlx::Error),
     /// Another instance of the same consumer stored a later position for a partition of this
     /// batch (it owns the partition now, or owned it meanwhile): writing this batch would apply

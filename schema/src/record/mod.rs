@@ -27,16 +27,25 @@ pub enum StreamRecord {
 /// A contract log.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LogRecord {
+    /// EIP-155 id of the chain the log is on (1 for Ethereum mainnet).
     pub chain_id: u64,
+    /// Height of the block holding the log.
     pub block_number: u64,
+    /// Hash of that block; with the height it tells the log's fork apart after a reorganisation.
     pub block_hash: B256,
     /// Unix seconds.
     pub block_timestamp: u64,
+    /// Hash of the transaction that emitted the log.
     pub tx_hash: B256,
+    /// Position of that transaction within its block, from 0.
     pub tx_index: u64,
+    /// Position of the log within its block (not within its transaction), from 0.
     pub log_index: u64,
+    /// Address of the contract that emitted the log.
     pub address: Address,
+    /// The log's topics, topic0 (the event's signature hash, unless anonymous) first; at most four.
     pub topics: Vec<B256>,
+    /// The log's non-indexed data, ABI-encoded.
     pub data: Bytes,
     /// Name of the configured contract that emitted it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -61,9 +70,13 @@ pub struct DecodedEvent {
 /// A processed block.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BlockMarker {
+    /// EIP-155 id of the chain.
     pub chain_id: u64,
+    /// Block height.
     pub number: u64,
+    /// Block hash.
     pub hash: B256,
+    /// Hash of the block's parent, to follow the chain and detect reorganisations.
     pub parent_hash: B256,
     /// Unix seconds.
     pub timestamp: u64,
@@ -74,13 +87,16 @@ pub struct BlockMarker {
 /// A block identified by height and hash.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct BlockRef {
+    /// Block height.
     pub number: u64,
+    /// Block hash.
     pub hash: B256,
 }
 
 /// A reorganisation seen by the indexer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Retraction {
+    /// EIP-155 id of the chain that reorganised.
     pub chain_id: u64,
     /// The highest block both forks share; records at or below it stay valid.
     pub common_ancestor: BlockRef,
@@ -98,10 +114,17 @@ impl Retraction {
 /// Why a Kafka message could not be read as a record.
 #[derive(Debug, thiserror::Error)]
 pub enum RecordError {
+    /// The payload is not JSON, or not a record of any known `type` (a field missing or of the
+    /// wrong type).
     #[error("record is not valid JSON or lacks a field: {0}")]
     Malformed(#[from] serde_json::Error),
+    /// The record's wire version (`v`) is newer than [`WIRE_VERSION`], the newest this build reads.
     #[error("record has wire version {found}, this build reads up to {WIRE_VERSION}")]
-    UnsupportedVersion { found: u64 },
+    UnsupportedVersion {
+        /// The record's `v`.
+        found: u64,
+    },
+    /// The payload is not a JSON object, or its `v` is missing or not a non-negative integer.
     #[error("record has no numeric \"v\" (wire version) field")]
     MissingVersion,
 }

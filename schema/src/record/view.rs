@@ -25,27 +25,40 @@ use super::WIRE_VERSION;
 /// A log record, borrowed from its message.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct LogView<'a> {
+    /// As in [`LogRecord`](super::LogRecord): EIP-155 id of the chain.
     pub chain_id: u64,
+    /// Height of the block holding the log.
     pub block_number: u64,
+    /// Hash of that block.
     pub block_hash: B256,
+    /// The block's timestamp, in Unix seconds.
     pub block_timestamp: u64,
+    /// Hash of the transaction that emitted the log.
     pub tx_hash: B256,
+    /// Position of that transaction within its block, from 0.
     pub tx_index: u64,
+    /// Position of the log within its block, from 0.
     pub log_index: u64,
+    /// Address of the contract that emitted the log.
     pub address: Address,
     /// The first four topics (the EVM allows no more); `topic_count` says how many are set.
     pub topics: [B256; 4],
+    /// How many of `topics` are set (0 to 4); the rest are zero.
     pub topic_count: usize,
     /// The data as hex digits, without its `0x`; checked to be valid hex of even length.
     pub data_hex: &'a str,
+    /// Name of the configured contract that emitted it, if any.
     pub contract: Option<&'a str>,
+    /// Present when the contract's ABI knows the event and the log decoded.
     pub event: Option<EventView<'a>>,
 }
 
 /// A decoded event, borrowed from its message.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct EventView<'a> {
+    /// Event name, e.g. `Transfer`.
     pub name: &'a str,
+    /// Canonical signature, e.g. `Transfer(address,address,uint256)`.
     pub signature: &'a str,
     /// The parameters' JSON object as written in the message: no escape sequence, no number.
     pub params_json: &'a str,
