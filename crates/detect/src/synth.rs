@@ -5,6 +5,7 @@ use alloy_primitives::{Address, Bytes, B256};
 use serde_json::{Map, Value};
 use tripwire_schema::{BlockMarker, DecodedEvent, LogRecord};
 
+/// Chain id of the synthetic records (the local development chain id 31337).
 pub const CHAIN: u64 = 31337;
 
 /// A decoded log of `contract` at `address`.

@@ -23,10 +23,12 @@ pub const UNIT: f64 = 1e6;
 pub struct SplitMix(u64);
 
 impl SplitMix {
+    /// A generator starting from `seed`: the same seed gives the same numbers.
     pub fn new(seed: u64) -> Self {
         SplitMix(seed)
     }
 
+    /// The next 64 random bits.
     pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
         let mut z = self.0;
@@ -78,6 +80,7 @@ pub struct Profile {
     pub withdraw_lead_h: f64,
     /// Median transfer at the daily mean, and the sigma of its logarithm (the tail).
     pub median: f64,
+    /// Standard deviation of the natural logarithm of a transfer's size: the heaviness of the tail.
     pub log_sigma: f64,
     /// Relative daily swing of the median size, in phase with the rate.
     pub size_swing: f64,
@@ -110,15 +113,20 @@ impl Default for Profile {
 /// `pct_per_hour` percent of the balance the vault had when the drain began, per hour.
 #[derive(Debug, Clone)]
 pub struct Drain {
+    /// Block time at which the drain begins, in seconds since the epoch.
     pub start_ts: u64,
+    /// How long the drain lasts, in seconds.
     pub duration_s: u64,
+    /// Percent of the vault's balance at the drain's start taken per hour.
     pub pct_per_hour: f64,
+    /// Seconds between two withdrawals of the drain (60 with [`Drain::new`]).
     pub every_s: u64,
     /// The balance when the drain began (set by the generator).
     base: Option<f64>,
 }
 
 impl Drain {
+    /// A drain of one withdrawal a minute.
     pub fn new(start_ts: u64, duration_s: u64, pct_per_hour: f64) -> Drain {
         Drain {
             start_ts,
@@ -129,6 +137,7 @@ impl Drain {
         }
     }
 
+    /// Block time at which the drain stops, in seconds since the epoch.
     pub fn end_ts(&self) -> u64 {
         self.start_ts + self.duration_s
     }
@@ -136,13 +145,16 @@ impl Drain {
 
 /// One block: its logs, then its marker (the order the stream delivers them in).
 pub struct Block {
+    /// The block's logs, in log index order.
     pub logs: Vec<LogRecord>,
+    /// The block's marker, following its logs.
     pub marker: BlockMarker,
 }
 
 /// The generator; `Clone` copies its PRNG too, so a clone continues identically.
 #[derive(Debug, Clone)]
 pub struct Traffic {
+    /// What the generated traffic looks like.
     pub profile: Profile,
     rng: SplitMix,
     number: u64,
@@ -152,6 +164,7 @@ pub struct Traffic {
 }
 
 impl Traffic {
+    /// A generator of `profile` traffic from `seed`, starting at block 1 and `profile.start_ts`.
     pub fn new(profile: Profile, seed: u64) -> Traffic {
         Traffic {
             rng: SplitMix::new(seed),
@@ -163,6 +176,7 @@ impl Traffic {
         }
     }
 
+    /// Adds a drain to the traffic to come.
     pub fn plant(&mut self, d: Drain) {
         self.drains.push(d);
     }
@@ -172,6 +186,7 @@ impl Traffic {
         self.ts
     }
 
+    /// The vault's balance after the blocks generated so far, in tokens.
     pub fn balance(&self) -> f64 {
         self.balance
     }
@@ -182,6 +197,7 @@ impl Traffic {
         1.0 + swing * (TAU * (hour - self.profile.peak_hour + lead_h) / 24.0).cos()
     }
 
+    /// Generates the next block, `profile.block_s` seconds after the previous one.
     pub fn next_block(&mut self) -> Block {
         let p = self.profile.clone();
         let per_block = p.per_hour * p.block_s as f64 / 3600.0;

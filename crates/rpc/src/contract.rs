@@ -21,8 +21,11 @@ pub enum CallError {
     /// The answer does not decode as the function's return type.
     #[error("{function}: the answer ({bytes} bytes) does not decode: {message}")]
     Decode {
+        /// The function's signature, e.g. `balanceOf(address)`.
         function: &'static str,
+        /// Length of the answer, in bytes.
         bytes: usize,
+        /// The decoder's message.
         message: String,
     },
 }

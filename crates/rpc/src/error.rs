@@ -10,56 +10,93 @@ use super::limits;
 /// An RPC failure, naming the provider (its redacted label) and the method.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum RpcError {
+    /// The provider did not answer within the chain's `rpc_timeout_s`.
     #[error("{provider}: {method} timed out after {after:?}")]
     Timeout {
+        /// The provider's redacted label.
         provider: String,
+        /// The JSON-RPC method called, e.g. `eth_getLogs`.
         method: &'static str,
+        /// How long the call waited.
         after: Duration,
     },
+    /// No HTTP answer at all: DNS, connect, TLS or a connection reset.
     #[error("{provider}: {method}: connection failed: {message}")]
     Transport {
+        /// The provider's redacted label.
         provider: String,
+        /// The JSON-RPC method called.
         method: &'static str,
+        /// The chain of underlying errors, outermost first.
         message: String,
     },
+    /// An HTTP error status other than 413, 429 and 503 (which are limits).
     #[error("{provider}: {method}: HTTP {status}: {body}")]
     Http {
+        /// The provider's redacted label.
         provider: String,
+        /// The JSON-RPC method called.
         method: &'static str,
+        /// The HTTP status code.
         status: u16,
+        /// The start of the response body (at most 300 characters).
         body: String,
     },
+    /// HTTP 429 or 503, or a JSON-RPC error whose code or wording means too many requests.
     #[error("{provider}: {method}: rate limited{}: {message}", retry_after.map(|d| format!(" (Retry-After {}s)", d.as_secs())).unwrap_or_default())]
     RateLimited {
+        /// The provider's redacted label.
         provider: String,
+        /// The JSON-RPC method called.
         method: &'static str,
+        /// The delay the provider asked for (`Retry-After`), when it gave one.
         retry_after: Option<Duration>,
+        /// The provider's message (at most 300 characters).
         message: String,
     },
+    /// HTTP 413, or a JSON-RPC error whose wording is a known block range or response size
+    /// limit: the range planner retries with a smaller range.
     #[error("{provider}: {method}: range or response size limit ({style}): {message}")]
     RangeLimit {
+        /// The provider's redacted label.
         provider: String,
+        /// The JSON-RPC method called.
         method: &'static str,
         /// Which provider family's wording was recognised.
         style: &'static str,
         /// Blocks the provider says it accepts, when its message tells.
         max_blocks: Option<u64>,
+        /// The provider's message (at most 300 characters).
         message: String,
     },
+    /// A JSON-RPC error object that is neither a range nor a rate limit.
     #[error("{provider}: {method}: JSON-RPC error {code}: {message}")]
     Response {
+        /// The provider's redacted label.
         provider: String,
+        /// The JSON-RPC method called.
         method: &'static str,
+        /// The JSON-RPC error code.
         code: i64,
+        /// The provider's message (at most 300 characters).
         message: String,
     },
+    /// The provider answered without the block asked for: its head is behind the chain's.
     #[error("{provider}: does not have block {block} yet (behind the chain)")]
-    MissingBlock { provider: String, block: u64 },
+    MissingBlock {
+        /// The provider's redacted label.
+        provider: String,
+        /// Height of the block asked for.
+        block: u64,
+    },
     /// The answer contradicts the block's own commitments (its `logsBloom`) or a second source.
     #[error("{provider}: inconsistent answer for block {block}: {detail}")]
     Inconsistent {
+        /// The provider's redacted label.
         provider: String,
+        /// Height of the block.
         block: u64,
+        /// What disagreed with what.
         detail: String,
     },
     /// The only provider keeps contradicting the evidence for a block.
@@ -70,10 +107,15 @@ pub enum RpcError {
          check_logs_bloom = false)"
     )]
     Contradicted {
+        /// The chain's name in the config.
         chain: String,
+        /// The provider's redacted label.
         provider: String,
+        /// Height of the block.
         block: u64,
+        /// How many answers for the block were wrong.
         times: u32,
+        /// What the last wrong answer contradicted.
         detail: String,
     },
     /// A block's bloom says it may hold logs of interest, the answer has none, and no second
@@ -83,41 +125,69 @@ pub enum RpcError {
          the answer has none, and no second source could settle it ({detail})"
     )]
     Unsettled {
+        /// The provider's redacted label.
         provider: String,
+        /// Height of the block.
         block: u64,
+        /// Why the second sources could not settle it.
         detail: String,
     },
+    /// An answer that does not parse as the method's result, a provider on another fork, or a
+    /// provider URL or HTTP client that cannot be built.
     #[error("{provider}: {method}: {message}")]
     Invalid {
+        /// The provider's redacted label (`-` when no provider is involved).
         provider: String,
+        /// The JSON-RPC method called (`connect` while building the clients).
         method: &'static str,
+        /// What is wrong with the answer or the setup.
         message: String,
     },
+    /// A provider's `eth_chainId` differs from the chain's configured `chain_id`.
     #[error("chain {chain}: eth_chainId of {provider} is {actual}, the config says {expected}")]
     WrongChain {
+        /// The chain's name in the config.
         chain: String,
+        /// The provider's redacted label.
         provider: String,
+        /// The configured `chain_id`.
         expected: u64,
+        /// The chain id the provider answered.
         actual: u64,
     },
+    /// Every provider of the chain is out of rotation (benched, or lacking what the call needs).
     #[error("chain {chain}: no RPC provider in rotation ({reason})")]
-    NoProvider { chain: String, reason: String },
+    NoProvider {
+        /// The chain's name in the config.
+        chain: String,
+        /// Why each provider is unavailable.
+        reason: String,
+    },
+    /// Every provider tried failed this call.
     #[error("chain {chain}: no RPC provider answered: {errors}")]
     AllFailed {
+        /// The chain's name in the config.
         chain: String,
+        /// The providers' errors, joined.
         errors: String,
         /// Every provider gave an answer nothing recognises (see
         /// [`RpcError::is_unrecognised_answer`]).
         unrecognised: bool,
     },
+    /// A single block holds more logs of one contract than every provider returns in one
+    /// answer, so no range can be small enough.
     #[error(
         "chain {chain}: block {block} alone holds more logs of {address} than any provider returns \
          in one answer ({errors}). Add a provider without this limit or raise it"
     )]
     BlockTooLarge {
+        /// The chain's name in the config.
         chain: String,
+        /// Height of the block.
         block: u64,
+        /// The contract address whose logs do not fit.
         address: String,
+        /// The providers' errors, joined.
         errors: String,
     },
 }

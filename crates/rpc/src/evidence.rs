@@ -87,6 +87,7 @@ impl Interest {
         }
     }
 
+    /// Whether no contract address is of interest, so no bloom can match.
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }

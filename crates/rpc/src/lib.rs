@@ -10,6 +10,7 @@
 
 // Every dependency of the library is used (its tests and benchmarks have their own).
 #![cfg_attr(not(test), warn(unused_crate_dependencies))]
+#![warn(missing_docs)]
 
 pub mod contract;
 mod dispatch;
@@ -53,7 +54,9 @@ pub type ProviderId = usize;
 /// sub-range each, when a range limit split the request).
 #[derive(Debug, Default)]
 pub struct RangeData {
+    /// The block headers of the range, lowest first.
     pub headers: Vec<Header>,
+    /// The logs of the configured contracts in the range, as the providers returned them.
     pub logs: Vec<Log>,
     /// The provider that answered the first sub-range (whose first header links to the cursor).
     pub provider: ProviderId,

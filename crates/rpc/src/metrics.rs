@@ -3,22 +3,39 @@
 
 use ::metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
 
+/// Counter: HTTP requests per provider and method (a batch counts once).
 pub const REQUESTS: &str = "tripwire_rpc_requests_total";
+/// Counter: JSON-RPC calls per provider (each call of a batch counts).
 pub const CALLS: &str = "tripwire_rpc_calls_total";
+/// Counter: RPC failures per provider and kind (`timeout`, `rate_limited`, `range_limit`, ...).
 pub const ERRORS: &str = "tripwire_rpc_errors_total";
+/// Counter: calls moved from a provider to the next one.
 pub const FAILOVERS: &str = "tripwire_rpc_failovers_total";
+/// Histogram: HTTP request latency per provider and method, in seconds.
 pub const LATENCY: &str = "tripwire_rpc_latency_seconds";
+/// Gauge: 1 while the provider is in rotation, 0 while benched or lagging.
 pub const PROVIDER_UP: &str = "tripwire_rpc_provider_up";
+/// Gauge: head block last reported by the provider.
 pub const PROVIDER_HEAD: &str = "tripwire_rpc_provider_head_block";
+/// Gauge: moving average of the provider's failure rate (0 to 1).
 pub const PROVIDER_ERROR_RATE: &str = "tripwire_rpc_provider_error_rate";
+/// Gauge: providers of the chain in rotation (0: all down).
 pub const IN_ROTATION: &str = "tripwire_rpc_providers_in_rotation";
+/// Gauge: highest head reported by any provider of the chain.
 pub const BEST_HEAD: &str = "tripwire_rpc_best_head_block";
+/// Counter: range or response-size limits that shrank the `eth_getLogs` range.
 pub const RANGE_SHRINKS: &str = "tripwire_rpc_range_shrinks_total";
+/// Counter: a provider's answers caught contradicting the evidence (a log outside its block's
+/// `logsBloom`, or no logs where a second source shows some).
 pub const INCONSISTENT_ANSWERS: &str = "tripwire_rpc_inconsistent_answers_total";
+/// Counter: blocks whose `logsBloom` may hold configured logs but whose answer had none, by
+/// outcome (`false_positive`, `caught`, `unsettled`).
 pub const BLOOM_SUSPECTS: &str = "tripwire_rpc_bloom_suspects_total";
 /// Logs no ABI event decoded (published raw), per contract.
 pub const LOGS_UNDECODED: &str = "tripwire_logs_undecoded_total";
+/// Gauge: blocks per `eth_getLogs` request now (sized by the answers, shrunk by provider limits).
 pub const RANGE_BLOCKS: &str = "tripwire_rpc_range_blocks";
+/// Gauge: logs per block of the configured contracts, as estimated from the answers.
 pub const RANGE_LOGS_PER_BLOCK: &str = "tripwire_rpc_range_logs_per_block";
 
 /// Every metric name this crate declares.

@@ -60,11 +60,17 @@ struct State {
 /// A provider's state for `status` and the `rpc_providers` table.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ProviderStatus {
+    /// The provider's redacted label.
     pub provider: String,
+    /// Its configured `weight`: among healthy providers, a higher weight is asked first.
     pub weight: u32,
+    /// Whether calls may go to it now (not benched, not lagging).
     pub in_rotation: bool,
+    /// Head block it last reported, if any.
     pub head: Option<u64>,
+    /// Moving average of its failure rate, 0 to 1.
     pub error_rate: f64,
+    /// Moving average of its request latency, in milliseconds.
     pub latency_ms: f64,
     /// Why it is out of rotation, or its last error.
     pub reason: Option<String>,

@@ -39,17 +39,27 @@ pub fn interest<'a>(contracts: impl IntoIterator<Item = &'a ContractSpec>) -> In
 /// Why a range answer cannot be used as is.
 #[derive(Debug, thiserror::Error)]
 pub enum RangeError {
+    /// A header's parent hash is not the hash of the header before it (the block given): the
+    /// provider switched forks mid-answer.
     #[error("headers do not form a chain at block {0} (the provider switched forks mid-answer)")]
     Broken(u64),
+    /// A log's block hash differs from its block's header: the logs and headers come from
+    /// different forks.
     #[error("log {log_index} of block {number} has block hash {log_hash}, the header says {header_hash}")]
     ForeignLog {
+        /// Height of the block.
         number: u64,
+        /// The log's position within its block.
         log_index: u64,
+        /// The block hash the log carries.
         log_hash: String,
+        /// The hash of the header at that height.
         header_hash: String,
     },
+    /// A log lacks a field a mined log has (the field named), as pending logs do.
     #[error("log is missing {0} (a pending log?)")]
     Incomplete(&'static str),
+    /// A log's block (the height given) is outside the range asked for.
     #[error("log of block {0} is outside the requested range")]
     OutOfRange(u64),
 }

@@ -8,10 +8,14 @@ use serde::Deserialize;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Header {
+    /// Block height.
     #[serde(deserialize_with = "quantity")]
     pub number: u64,
+    /// Block hash.
     pub hash: B256,
+    /// Hash of the parent block, to check that headers chain.
     pub parent_hash: B256,
+    /// Block timestamp, in Unix seconds.
     #[serde(deserialize_with = "quantity")]
     pub timestamp: u64,
     /// Bloom of every log's address and topics (`None`: the provider sent none, or an all-zero
