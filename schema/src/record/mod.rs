@@ -116,7 +116,7 @@ impl Retraction {
 pub enum RecordError {
     /// The payload is not JSON, or not a record of any known `type` (a field missing or of the
     /// wrong type).
-    #[error("record is not valid JSON or lacks a field: {0}")]
+    #[error("record is not valid JSON or lacks a field")]
     Malformed(#[from] serde_json::Error),
     /// The record's wire version (`v`) is newer than [`WIRE_VERSION`], the newest this build reads.
     #[error("record has wire version {found}, this build reads up to {WIRE_VERSION}")]
