@@ -296,8 +296,8 @@ impl Sink {
     }
 }
 
-fn op_labels(op: &&'static str) -> Vec<Label> {
-    vec![Label::from_static_parts("op", *op)]
+fn op_labels(&op: &&'static str) -> Vec<Label> {
+    vec![Label::from_static_parts("op", op)]
 }
 
 /// The Kafka error counter (its handle) of operation `op` (`produce`, `consume`, ...), shared by the ingest

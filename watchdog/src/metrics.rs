@@ -375,16 +375,16 @@ pub(crate) fn webhook() -> &'static Webhook {
         requests: Family::new(|s: &u16| {
             WebhookRequests::new_with_labels(label("status", s.to_string()))
         }),
-        rejected: Family::new(|r: &&'static str| {
-            WebhookRejected::new_with_labels(vec![Label::from_static_parts("reason", *r)])
+        rejected: Family::new(|&r: &&'static str| {
+            WebhookRejected::new_with_labels(vec![Label::from_static_parts("reason", r)])
         }),
-        alerts: Family::new(|s: &&'static str| {
-            WebhookAlerts::new_with_labels(vec![Label::from_static_parts("status", *s)])
+        alerts: Family::new(|&s: &&'static str| {
+            WebhookAlerts::new_with_labels(vec![Label::from_static_parts("status", s)])
         }),
-        actions: Family::new(|(rule, action, ok): &(String, &'static str, bool)| {
+        actions: Family::new(|&(ref rule, action, ok): &(String, &'static str, bool)| {
             WebhookActions::new_with_labels(vec![
                 Label::new("rule", rule.clone()),
-                Label::from_static_parts("action", *action),
+                Label::from_static_parts("action", action),
                 Label::new("ok", ok.to_string()),
             ])
         }),

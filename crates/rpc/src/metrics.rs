@@ -212,9 +212,9 @@ impl ProviderMetrics {
         let (b1, b2, b3) = (base.clone(), base.clone(), base.clone());
         ProviderMetrics {
             counters: ProviderCounters::new_with_labels(base),
-            errors: Family::new(move |kind: &&'static str| {
+            errors: Family::new(move |&kind: &&'static str| {
                 let mut l = b1.clone();
-                l.push(Label::from_static_parts("kind", *kind));
+                l.push(Label::from_static_parts("kind", kind));
                 ErrorMetrics::new_with_labels(l)
             }),
             health: Lazy::new(move || ProviderHealth::new_with_labels(b2.clone())),
@@ -252,14 +252,14 @@ impl ChainMetrics {
             best_head: Lazy::new(move || BestHead::new_with_labels(b2.clone())),
             range_blocks: Lazy::new(move || RangeBlocks::new_with_labels(b3.clone())),
             density: Lazy::new(move || RangeDensity::new_with_labels(b4.clone())),
-            shrinks: Family::new(move |style: &&'static str| {
+            shrinks: Family::new(move |&style: &&'static str| {
                 let mut l = b5.clone();
-                l.push(Label::from_static_parts("style", *style));
+                l.push(Label::from_static_parts("style", style));
                 RangeShrinks::new_with_labels(l)
             }),
-            bloom: Family::new(move |outcome: &&'static str| {
+            bloom: Family::new(move |&outcome: &&'static str| {
                 let mut l = b6.clone();
-                l.push(Label::from_static_parts("outcome", *outcome));
+                l.push(Label::from_static_parts("outcome", outcome));
                 BloomSuspects::new_with_labels(l)
             }),
         }
