@@ -1,4 +1,9 @@
-//! The metrics of Kafka clients shared by several processes.
+//! The metrics of Kafka clients shared by several processes, declared once as a typed struct (the
+//! field is the name after the scope, its doc comment the description).
+
+use metrics::Gauge;
+use metrics_derive::Metrics;
+use tripwire_runtime::metrics::{no_labels, Lazy};
 
 /// Partitions a group consumer (sink or watchdog) owns right now.
 pub const PARTITIONS_OWNED: &str = "tripwire_kafka_partitions_owned";
@@ -8,8 +13,33 @@ pub const NAMES: &[&str] = &[PARTITIONS_OWNED];
 
 /// Registers the descriptions; each process that consumes in a group calls it.
 pub fn describe() {
-    metrics::describe_gauge!(
-        PARTITIONS_OWNED,
-        "Partitions of the chain topics this consumer owns in its group"
-    );
+    Partitions::describe();
+}
+
+/// The partitions a group consumer owns: a gauge that appears with the first assignment (a 0
+/// before it would say the group gave this consumer nothing).
+#[derive(Metrics)]
+#[metrics(scope = "tripwire_kafka", separator = "_")]
+pub struct Partitions {
+    /// Partitions of the chain topics this consumer owns in its group
+    pub partitions_owned: Gauge,
+}
+
+impl Partitions {
+    /// The handle, built on the first assignment.
+    pub fn lazy() -> Lazy<Partitions> {
+        Lazy::new(|| Partitions::new_with_labels(no_labels()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    #[test]
+    fn names_are_the_described_fields() {
+        let described = tripwire_runtime::metrics::described(super::describe);
+        let names: BTreeSet<String> = super::NAMES.iter().map(|n| n.to_string()).collect();
+        assert_eq!(described, names);
+    }
 }

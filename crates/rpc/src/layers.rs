@@ -9,25 +9,29 @@ use std::{
     time::Instant,
 };
 
-use ::metrics::{counter, histogram};
+use ::metrics::Counter;
 use alloy::{
     rpc::json_rpc::{RequestPacket, ResponsePacket},
     transports::{TransportError, TransportFut},
 };
 use tower::{Layer, Service};
+use tripwire_runtime::metrics::Family;
+
+use crate::metrics::{MethodMetrics, ProviderCounters, ProviderMetrics};
 
 /// Counts requests and calls and records latency, labelled by chain and provider.
 #[derive(Debug, Clone)]
 pub(crate) struct MetricsLayer {
-    chain: Arc<str>,
-    provider: Arc<str>,
+    calls: Counter,
+    methods: Arc<Family<String, MethodMetrics>>,
 }
 
 impl MetricsLayer {
-    pub(crate) fn new(chain: &str, provider: &str) -> Self {
+    /// `counters` are the provider's; the layer builds its per-method metrics on first use.
+    pub(crate) fn new(chain: &str, provider: &str, counters: &ProviderCounters) -> Self {
         MetricsLayer {
-            chain: chain.into(),
-            provider: provider.into(),
+            calls: counters.calls_total.clone(),
+            methods: Arc::new(ProviderMetrics::methods(chain, provider)),
         }
     }
 }
@@ -79,17 +83,16 @@ where
             }
         };
         let calls = req.len() as u64;
-        let chain = self.layer.chain.to_string();
-        let provider = self.layer.provider.to_string();
+        let metrics = self.layer.methods.get(&method);
+        let calls_total = self.layer.calls.clone();
         let mut inner = self.inner.clone();
         Box::pin(async move {
-            counter!(crate::metrics::REQUESTS, "chain" => chain.clone(), "provider" => provider.clone(), "method" => method.clone())
-                .increment(1);
-            counter!(crate::metrics::CALLS, "chain" => chain.clone(), "provider" => provider.clone())
-                .increment(calls);
+            metrics.requests_total.increment(1);
+            calls_total.increment(calls);
             let started = Instant::now();
             let result = inner.call(req).await;
-            histogram!(crate::metrics::LATENCY, "chain" => chain, "provider" => provider, "method" => method)
+            metrics
+                .latency_seconds
                 .record(started.elapsed().as_secs_f64());
             result
         })

@@ -125,7 +125,9 @@ impl ChainRpc {
             if providers.iter().any(|q| q.label == label) {
                 label = format!("{label}#{}", providers.len() + 1);
             }
-            let metrics = layers::MetricsLayer::new(&chain.name, &label);
+            let provider_metrics = metrics::ProviderMetrics::new(&chain.name, &label);
+            let metrics =
+                layers::MetricsLayer::new(&chain.name, &label, &provider_metrics.counters);
             let transport = http::CappedHttp::new(http.clone(), url, chain.max_response_bytes);
             let local = transport.is_local();
             let client = match p.max_rps {
@@ -137,12 +139,13 @@ impl ChainRpc {
                     .layer(metrics)
                     .transport(transport, local),
             };
-            providers.push(Provider::new(label, p.weight, client));
+            providers.push(Provider::new(label, p.weight, client, provider_metrics));
         }
         let pool = Pool {
             chain: chain.name.clone(),
             providers,
             max_lag: chain.max_provider_lag_blocks,
+            metrics: metrics::ChainMetrics::new(&chain.name),
         };
         pool.publish_all();
         Ok(ChainRpc {

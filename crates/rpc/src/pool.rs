@@ -8,7 +8,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use ::metrics::{counter, gauge};
+use crate::metrics::{ChainMetrics, ProviderMetrics};
 use alloy::rpc::client::RpcClient;
 use rand::Rng;
 use serde::Serialize;
@@ -34,6 +34,7 @@ pub(crate) struct Provider {
     pub label: String,
     pub weight: u32,
     pub client: RpcClient,
+    pub metrics: ProviderMetrics,
     state: Mutex<State>,
 }
 
@@ -94,11 +95,17 @@ enum Tier {
 }
 
 impl Provider {
-    pub(crate) fn new(label: String, weight: u32, client: RpcClient) -> Self {
+    pub(crate) fn new(
+        label: String,
+        weight: u32,
+        client: RpcClient,
+        metrics: ProviderMetrics,
+    ) -> Self {
         Provider {
             label,
             weight,
             client,
+            metrics,
             state: Mutex::new(State::default()),
         }
     }
@@ -158,6 +165,7 @@ pub(crate) struct Pool {
     pub chain: String,
     pub providers: Vec<Provider>,
     pub max_lag: u64,
+    pub metrics: ChainMetrics,
 }
 
 impl Pool {
@@ -279,8 +287,7 @@ impl Pool {
     /// Counts a failure; a provider fault benches the provider.
     pub(crate) fn record_failure(&self, i: usize, e: &RpcError) {
         let p = &self.providers[i];
-        counter!(crate::metrics::ERRORS, "chain" => self.chain.clone(), "provider" => p.label.clone(), "kind" => e.kind())
-            .increment(1);
+        p.metrics.errors.get(&e.kind()).errors_total.increment(1);
         if !e.is_provider_fault() {
             return;
         }
@@ -321,8 +328,8 @@ impl Pool {
     /// Records a provider's head and re-evaluates who lags behind the best head.
     pub(crate) fn record_head(&self, i: usize, head: u64) {
         self.providers[i].lock().head = Some(head);
-        gauge!(crate::metrics::PROVIDER_HEAD, "chain" => self.chain.clone(), "provider" => self.providers[i].label.clone())
-            .set(head as f64);
+        let gauge = self.providers[i].metrics.head.get();
+        gauge.provider_head_block.set(head as f64);
         let best = self.best_head().unwrap_or(head);
         for (j, p) in self.providers.iter().enumerate() {
             let changed = {
@@ -377,8 +384,8 @@ impl Pool {
     }
 
     pub(crate) fn count_failover(&self, from: usize) {
-        counter!(crate::metrics::FAILOVERS, "chain" => self.chain.clone(), "provider" => self.providers[from].label.clone())
-            .increment(1);
+        let counters = &self.providers[from].metrics.counters;
+        counters.failovers_total.increment(1);
     }
 
     /// Providers in rotation (not benched, not lagging).
@@ -393,12 +400,13 @@ impl Pool {
     fn publish_state(&self, i: usize) {
         let p = &self.providers[i];
         let up = matches!(p.tier(Instant::now(), None), Tier::Ready);
-        gauge!(crate::metrics::PROVIDER_UP, "chain" => self.chain.clone(), "provider" => p.label.clone())
-            .set(if up { 1.0 } else { 0.0 });
+        let health = p.metrics.health.get();
+        health.provider_up.set(if up { 1.0 } else { 0.0 });
         let error_rate = p.lock().error_rate;
-        gauge!(crate::metrics::PROVIDER_ERROR_RATE, "chain" => self.chain.clone(), "provider" => p.label.clone())
-            .set(error_rate);
-        gauge!(crate::metrics::IN_ROTATION, "chain" => self.chain.clone())
+        health.provider_error_rate.set(error_rate);
+        let rotation = self.metrics.rotation.get();
+        rotation
+            .providers_in_rotation
             .set(self.in_rotation() as f64);
     }
 
@@ -457,13 +465,16 @@ mod tests {
             .enumerate()
             .map(|(i, w)| {
                 let url = format!("http://127.0.0.1:{}", 1 + i).parse().expect("url");
-                Provider::new(format!("p{i}"), *w, RpcClient::new_http(url))
+                let label = format!("p{i}");
+                let metrics = ProviderMetrics::new("test", &label);
+                Provider::new(label, *w, RpcClient::new_http(url), metrics)
             })
             .collect();
         Pool {
             chain: "test".into(),
             providers,
             max_lag: 5,
+            metrics: ChainMetrics::new("test"),
         }
     }
 

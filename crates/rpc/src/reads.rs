@@ -4,7 +4,6 @@
 
 use std::time::Instant;
 
-use ::metrics::{counter, gauge};
 use alloy::{
     primitives::U64,
     rpc::types::{Filter, Log},
@@ -131,7 +130,12 @@ impl crate::ChainRpc {
             });
         };
         let heads = Heads { best, serving };
-        gauge!(crate::metrics::BEST_HEAD, "chain" => self.chain().to_owned()).set(best as f64);
+        self.pool()
+            .metrics
+            .best_head
+            .get()
+            .best_head_block
+            .set(best as f64);
         *self
             .inner
             .last_heads
@@ -283,7 +287,11 @@ impl crate::ChainRpc {
                     max_blocks, style, ..
                 }) if end > next => {
                     let span = self.inner.range.shrink(end - next + 1, max_blocks);
-                    counter!(crate::metrics::RANGE_SHRINKS, "chain" => self.chain().to_owned(), "style" => style)
+                    self.pool()
+                        .metrics
+                        .shrinks
+                        .get(&style)
+                        .range_shrinks_total
                         .increment(1);
                     tracing::debug!(chain = %self.chain(), from = next, to = end, span, "range limit: shrinking");
                 }
@@ -299,11 +307,14 @@ impl crate::ChainRpc {
                 }
                 Err(e) => return Err(e),
             }
-            gauge!(crate::metrics::RANGE_BLOCKS, "chain" => self.chain().to_owned())
+            let metrics = &self.pool().metrics;
+            metrics
+                .range_blocks
+                .get()
+                .range_blocks
                 .set(self.inner.range.current() as f64);
             if let Some((per_block, _)) = self.inner.range.density() {
-                gauge!(crate::metrics::RANGE_LOGS_PER_BLOCK, "chain" => self.chain().to_owned())
-                    .set(per_block);
+                metrics.density.get().range_logs_per_block.set(per_block);
             }
         }
         Ok(out)

@@ -3,11 +3,9 @@
 
 use std::collections::HashMap;
 
-use ::metrics::counter;
 use alloy::{primitives::Address, rpc::types::Log};
 use tripwire_schema::{BlockMarker, LogRecord, StreamRecord};
 
-use crate::metrics as m;
 use crate::{Header, Interest};
 use tripwire_config::ContractSpec;
 
@@ -120,7 +118,8 @@ pub fn build(
             }
             let decoded = c.abi.decode(&topics, &data);
             if decoded.is_none() {
-                counter!(m::LOGS_UNDECODED, "chain" => chain.to_owned(), "contract" => c.name.clone())
+                crate::metrics::undecoded(chain, &c.name)
+                    .logs_undecoded_total
                     .increment(1);
             }
             decoded

@@ -9,7 +9,6 @@
 
 use std::time::Instant;
 
-use ::metrics::counter;
 use alloy::rpc::types::{Filter, Log, TransactionReceipt};
 
 use super::{
@@ -189,7 +188,10 @@ impl ChainRpc {
     /// Provider `i` answered block `block` wrongly: counted, benched by the caller's failure
     /// record, and for the only provider of the chain, counted towards the stop.
     pub(super) fn caught(&self, i: ProviderId, block: u64, detail: String) -> RpcError {
-        counter!(crate::metrics::INCONSISTENT_ANSWERS, "chain" => self.chain().to_owned(), "provider" => self.label(i).to_owned())
+        self.pool().providers[i]
+            .metrics
+            .counters
+            .inconsistent_answers_total
             .increment(1);
         self.count_settled("caught", 1);
         tracing::warn!(chain = %self.chain(), provider = %self.label(i), block, %detail, "RPC provider answered wrongly");
@@ -233,7 +235,11 @@ impl ChainRpc {
     }
 
     fn count_settled(&self, outcome: &'static str, n: usize) {
-        counter!(crate::metrics::BLOOM_SUSPECTS, "chain" => self.chain().to_owned(), "outcome" => outcome)
+        self.pool()
+            .metrics
+            .bloom
+            .get(&outcome)
+            .bloom_suspects_total
             .increment(n as u64);
     }
 

@@ -17,7 +17,6 @@ use std::{
 };
 
 use backon::{BackoffBuilder, ExponentialBuilder};
-use metrics::{counter, histogram};
 use rdkafka::{
     consumer::{CommitMode, Consumer},
     error::{KafkaError, RDKafkaErrorCode},
@@ -28,13 +27,14 @@ use sqlx::PgPool;
 use tokio::sync::{mpsc, Mutex, Notify};
 use tokio_util::sync::CancellationToken;
 
-use crate::metrics as m;
+use crate::metrics::{kafka_errors, postgres_errors};
 use tripwire_config::{Flow, KafkaConfig, SinkConfig};
 use tripwire_kafka::{
     self as kafka,
     group::{self, GroupConsumer, Partition},
 };
 use tripwire_runtime::health::{Health, Status};
+use tripwire_runtime::metrics::Lazy;
 use tripwire_store::write::{self, Batch, WriteError};
 
 /// Why the sink could not start or continue.
@@ -64,6 +64,7 @@ pub struct Sink {
     flow: Flow,
     /// Signalled after every stored batch (an ingest in the same process waits on it).
     progress: Option<Arc<Notify>>,
+    metrics: crate::metrics::Sink,
 }
 
 impl Sink {
@@ -115,6 +116,7 @@ impl Sink {
             config,
             flow,
             progress: None,
+            metrics: crate::metrics::Sink::new(),
         })
     }
 
@@ -154,6 +156,7 @@ impl Sink {
             early_bytes: (self.flow.batch_bytes / 16).max(1),
             shared: shared.clone(),
             wait: Duration::from_millis(self.config.batch_wait_ms),
+            partitions: tripwire_kafka::metrics::Partitions::lazy(),
         };
         let reading = tokio::spawn(reader.run(batches, shutdown.clone()));
         loop {
@@ -225,14 +228,8 @@ impl Sink {
                 Ok(stats) => {
                     tracing::debug!(records = batch.len(), took = ?started.elapsed(), "sink batch stored");
                     self.health.healthy(tripwire_runtime::Component::Postgres);
-                    counter!(m::RECORDS_CONSUMED).increment(batch.len() as u64);
-                    counter!(m::LOGS_WRITTEN).increment(stats.logs_inserted);
-                    counter!(m::DEAD_LETTERS).increment(stats.dead_letters);
-                    if stats.retractions > 0 {
-                        counter!(m::RETRACTIONS_APPLIED).increment(stats.retractions);
-                    }
-                    histogram!(m::BATCH_SECONDS, "stage" => "sink")
-                        .record(started.elapsed().as_secs_f64());
+                    let took = started.elapsed().as_secs_f64();
+                    self.metrics.stored(batch.len() as u64, &stats, took);
                     self.commit_informational(batch);
                     if let Some(p) = &self.progress {
                         p.notify_one();
@@ -240,7 +237,7 @@ impl Sink {
                     return Written::Stored;
                 }
                 Err(e @ WriteError::Fenced { .. }) => {
-                    counter!(m::SINK_FENCED).increment(1);
+                    self.metrics.counters.sink_batches_fenced_total.increment(1);
                     tracing::warn!(error = %tripwire_runtime::report(&e), "sink batch fenced: reading again from the stored positions");
                     return Written::Fenced;
                 }
@@ -249,7 +246,7 @@ impl Sink {
                     return Written::Shutdown;
                 }
                 Err(WriteError::Postgres(e)) => {
-                    counter!(m::POSTGRES_ERRORS, "op" => "write_batch").increment(1);
+                    postgres_errors("write_batch").increment(1);
                     self.health.set(
                         tripwire_runtime::Component::Postgres,
                         Status::Unhealthy,
@@ -346,6 +343,7 @@ struct Reader {
     shared: Arc<Shared>,
     /// Longest wait for a batch to fill after its first message.
     wait: Duration,
+    partitions: Lazy<tripwire_kafka::metrics::Partitions>,
 }
 
 /// What gathering a batch ended with.
@@ -429,7 +427,7 @@ impl Reader {
             match tripwire_store::positions::of_consumer(&self.pool, &self.consumer_name).await {
                 Ok(stored) => break stored,
                 Err(e) => {
-                    counter!(m::POSTGRES_ERRORS, "op" => "load_offsets").increment(1);
+                    postgres_errors("load_offsets").increment(1);
                     self.health.set(
                         tripwire_runtime::Component::Postgres,
                         Status::Unhealthy,
@@ -449,13 +447,14 @@ impl Reader {
         if let Err(e) = group::resume_at(&self.consumer, &parts, &stored).await {
             // E.g. a rebalance began meanwhile: it is served by the next poll, and the partitions
             // are positioned again after it.
-            counter!(m::KAFKA_ERRORS, "op" => "reposition").increment(1);
+            kafka_errors("reposition").increment(1);
             tracing::warn!(error = %tripwire_runtime::report(&e), "positioning the partitions failed; trying again");
             self.shared.request_resync();
             tokio::time::sleep(Duration::from_millis(200)).await;
             return Ok(true);
         }
-        metrics::gauge!(tripwire_kafka::metrics::PARTITIONS_OWNED).set(parts.len() as f64);
+        let owned = parts.len() as f64;
+        self.partitions.get().partitions_owned.set(owned);
         tracing::info!(
             partitions = parts.len(),
             "sink owns {} partitions",
@@ -482,7 +481,7 @@ impl Reader {
             });
             match watermarks {
                 Ok((low, _)) if next < low => {
-                    counter!(m::KAFKA_ERRORS, "op" => "position_lost").increment(1);
+                    kafka_errors("position_lost").increment(1);
                     return Err(SinkError::PositionLost {
                         reason: format!(
                             "{}/{}: stored offset {next}, the oldest record kept is {low}",
@@ -531,14 +530,14 @@ impl Reader {
                     );
                 }
                 Some(Err(KafkaError::MessageConsumption(RDKafkaErrorCode::AutoOffsetReset))) => {
-                    counter!(m::KAFKA_ERRORS, "op" => "position_lost").increment(1);
+                    kafka_errors("position_lost").increment(1);
                     // Nothing of this batch is stored yet, so dropping it loses nothing.
                     return Err(SinkError::PositionLost {
                         reason: "offset out of range".into(),
                     });
                 }
                 Some(Err(e)) => {
-                    counter!(m::KAFKA_ERRORS, "op" => "consume").increment(1);
+                    kafka_errors("consume").increment(1);
                     self.health.set(
                         tripwire_runtime::Component::Kafka,
                         Status::Unhealthy,

@@ -13,13 +13,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use metrics::{counter, gauge, histogram};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tripwire_runtime::health::{Health, Status};
 
 use super::{Client, DeliveryError, Incident, Render};
-use crate::metrics as m;
+use crate::metrics::Delivery;
 
 /// Incidents one URL's queue holds at most.
 pub const MAX_QUEUED: usize = 10_000;
@@ -45,6 +44,7 @@ struct Queue {
     wake: Notify,
     /// Version counter: an entry replaced while it was being posted stays queued.
     next_version: std::sync::atomic::AtomicU64,
+    metrics: Delivery,
 }
 
 struct Entry {
@@ -74,9 +74,11 @@ impl Deliveries {
             .urls()
             .iter()
             .map(|url| {
+                let label = tripwire_config::redact_url(url);
                 Arc::new(Queue {
                     url: url.clone(),
-                    label: tripwire_config::redact_url(url),
+                    metrics: Delivery::new(&label),
+                    label,
                     pending: Mutex::new(BTreeMap::new()),
                     wake: Notify::new(),
                     next_version: Default::default(),
@@ -167,7 +169,7 @@ impl Queue {
                             .map(|(k, _)| k.clone());
                         if let Some(k) = oldest {
                             pending.remove(&k);
-                            counter!(m::DELIVERY_DROPPED, "url" => self.label.clone()).increment(1);
+                            self.metrics.counters.delivery_dropped_total.increment(1);
                         }
                     }
                     pending.insert(
@@ -187,12 +189,13 @@ impl Queue {
     }
 
     fn report(&self, pending: &BTreeMap<String, Entry>) {
-        gauge!(m::DELIVERY_QUEUE, "url" => self.label.clone()).set(pending.len() as f64);
+        let gauges = self.metrics.queue.get();
+        gauges.delivery_queue_incidents.set(pending.len() as f64);
         let age = pending
             .values()
             .map(|e| e.queued_at.elapsed().as_secs_f64())
             .fold(0.0, f64::max);
-        gauge!(m::DELIVERY_AGE, "url" => self.label.clone()).set(age);
+        gauges.delivery_queue_age_seconds.set(age);
     }
 }
 
@@ -269,12 +272,14 @@ impl Worker {
             .collect();
         let started = Instant::now();
         let result = self.client.post_to(&self.queue.url, &alerts).await;
-        histogram!(m::DELIVERY_SECONDS, "url" => self.queue.label.clone())
+        let counters = &self.queue.metrics.counters;
+        counters
+            .delivery_seconds
             .record(started.elapsed().as_secs_f64());
         let done = match &result {
             Ok(()) => true,
             Err(e) => {
-                counter!(m::DELIVERY_ERRORS, "url" => self.queue.label.clone()).increment(1);
+                counters.delivery_errors_total.increment(1);
                 // Alertmanager refuses these alerts as they are: sending them again cannot help.
                 !e.is_retryable()
             }

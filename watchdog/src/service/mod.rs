@@ -13,7 +13,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use metrics::{counter, gauge};
 use rdkafka::{consumer::Consumer, message::Message};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
@@ -26,7 +25,6 @@ use tripwire_schema::StreamRecord;
 
 use crate::alerts::{self, Changes, Deliveries, Incident, IncidentBook, Render, State};
 use crate::config::WatchdogSettings;
-use crate::metrics as m;
 use crate::safe::Proposer;
 use crate::store;
 use tripwire_detect::DetectorSet;
@@ -84,6 +82,7 @@ pub struct Watchdog {
     chain_names: BTreeMap<u64, String>,
     /// Topics with records lost recently (their `history:` health component is degraded).
     alarms: history::Alarms,
+    metrics: crate::metrics::Service,
 }
 
 impl Watchdog {
@@ -164,7 +163,8 @@ impl Watchdog {
             .iter()
             .map(|d| (d.name.clone(), d.actions.clone()))
             .collect();
-        gauge!(m::ALERTS_FIRING).set(0.0);
+        let metrics = crate::metrics::Service::new();
+        metrics.firing.alerts_firing.set(0.0);
         Ok(Watchdog {
             consumer_name: w.consumer.clone(),
             pool,
@@ -191,6 +191,7 @@ impl Watchdog {
                 .map(|c| (c.chain_id, c.name.clone()))
                 .collect(),
             alarms: history::Alarms::default(),
+            metrics,
         })
     }
 
@@ -282,7 +283,7 @@ impl Watchdog {
             Some(Ok(r)) => r,
             Some(Err(e)) => {
                 tracing::warn!(topic, partition, offset, error = %tripwire_runtime::report(&e), "unreadable stream record skipped");
-                counter!(m::RECORDS_CONSUMED, "type" => "invalid").increment(1);
+                self.metrics.invalid.records_consumed_total.increment(1);
                 return Changes::default();
             }
             None => return Changes::default(),
@@ -294,30 +295,30 @@ impl Watchdog {
         };
         let (findings, now, mut all) = match &record {
             StreamRecord::Log(log) => {
-                counter!(m::RECORDS_CONSUMED, "type" => "log").increment(1);
+                self.metrics.logs.records_consumed_total.increment(1);
                 if seen.is_history(log.block_number)
                     && !seen.has_block(log.block_number, log.block_hash)
                 {
-                    counter!(m::HISTORY).increment(1);
+                    self.metrics.counters.history_skipped_total.increment(1);
                     return Changes::default();
                 }
                 if !seen.first_log(log.block_number, log.block_hash, log.log_index) {
-                    counter!(m::DUPLICATES).increment(1);
+                    self.metrics.counters.duplicates_total.increment(1);
                     return Changes::default();
                 }
-                counter!(m::EVALUATIONS).increment(1);
+                self.metrics.counters.evaluations_total.increment(1);
                 let now = block_time(log.block_timestamp);
                 let resolved = self.book.advance(log.chain_id, now);
                 (scope.detectors.observe_log(log), now, resolved)
             }
             StreamRecord::Block(b) => {
-                counter!(m::RECORDS_CONSUMED, "type" => "block").increment(1);
+                self.metrics.blocks.records_consumed_total.increment(1);
                 if seen.is_history(b.number) && !seen.has_block(b.number, b.hash) {
-                    counter!(m::HISTORY).increment(1);
+                    self.metrics.counters.history_skipped_total.increment(1);
                     return Changes::default();
                 }
                 if !seen.first_block(b.number, b.hash) {
-                    counter!(m::DUPLICATES).increment(1);
+                    self.metrics.counters.duplicates_total.increment(1);
                     return Changes::default();
                 }
                 let now = block_time(b.timestamp);
@@ -325,7 +326,7 @@ impl Watchdog {
                 (scope.detectors.observe_block(b), now, resolved)
             }
             StreamRecord::Retraction(r) => {
-                counter!(m::RECORDS_CONSUMED, "type" => "retraction").increment(1);
+                self.metrics.retractions.records_consumed_total.increment(1);
                 let orphaned: Vec<_> = r.orphaned.iter().map(|b| (b.number, b.hash)).collect();
                 seen.retract(&orphaned);
                 let now = self.book.clock(r.chain_id).unwrap_or_else(Utc::now);
@@ -333,14 +334,18 @@ impl Watchdog {
             }
         };
         for f in findings {
-            counter!(m::FINDINGS, "detector" => f.detector.clone(), "severity" => f.severity.to_string())
-                .increment(1);
-            gauge!(m::SCORE, "detector" => f.detector.clone()).set(f.score);
+            let key = (f.detector.clone(), f.severity.to_string());
+            self.metrics.detectors.get(&key).findings_total.increment(1);
+            let score = self.metrics.scores.get(&f.detector);
+            score.last_finding_score.set(f.score);
             tracing::info!(detector = %f.detector, block = f.block_number, summary = %f.summary, "finding");
             let actions = self.actions.get(&f.detector).cloned().unwrap_or_default();
             let c = self.book.on_finding(&f, &actions, now);
             if c.suppressed > 0 {
-                counter!(m::ALERTS_SUPPRESSED, "detector" => f.detector.clone())
+                self.metrics
+                    .suppressed
+                    .get(&f.detector)
+                    .alerts_suppressed_total
                     .increment(c.suppressed);
             }
             all.changed.extend(c.changed);
@@ -363,8 +368,9 @@ impl Watchdog {
                                     q.enqueue(id, i.summary.clone());
                                 }
                             }
-                            counter!(m::ALERTS_FIRED, "detector" => i.detector.clone(), "severity" => i.severity.to_string())
-                                .increment(1);
+                            let key = (i.detector.clone(), i.severity.to_string());
+                            let counters = self.metrics.detectors.get(&key);
+                            counters.alerts_fired_total.increment(1);
                             tracing::warn!(incident = id, key = %i.key, summary = %i.summary, "incident opened");
                         }
                         i.id = Some(id);
@@ -387,12 +393,14 @@ impl Watchdog {
                 }
             }
             if i.state == State::Resolved && i.resolved_at.is_some() {
-                counter!(m::ALERTS_RESOLVED, "detector" => i.detector.clone(), "severity" => i.severity.to_string())
-                    .increment(1);
+                let key = (i.detector.clone(), i.severity.to_string());
+                let counters = self.metrics.detectors.get(&key);
+                counters.alerts_resolved_total.increment(1);
             }
             self.deliveries.enqueue([&i]);
         }
-        gauge!(m::ALERTS_FIRING).set(self.book.firing().count() as f64);
+        let firing = self.book.firing().count() as f64;
+        self.metrics.firing.alerts_firing.set(firing);
     }
 
     /// Records of `topic` that were never read: counted (when `new`), logged, and shown in
@@ -406,7 +414,11 @@ impl Watchdog {
             .cloned()
             .unwrap_or_else(|| topic.to_owned());
         if new {
-            counter!(m::RECORDS_MISSED, "topic" => topic.to_owned(), "partition" => gap.partition.to_string())
+            let key = (topic.to_owned(), gap.partition);
+            self.metrics
+                .missed
+                .get(&key)
+                .records_missed_total
                 .increment(gap.missed().max(0) as u64);
         }
         let backtest = gap.backtest(&chain);
@@ -453,7 +465,8 @@ impl Watchdog {
         .await
         .unwrap_or_default();
         for (t, p, lag) in lags {
-            gauge!(m::CONSUMER_LAG, "topic" => t, "partition" => p.to_string()).set(lag as f64);
+            let gauge = self.metrics.lag.get(&(t, p));
+            gauge.consumer_lag_records.set(lag as f64);
         }
     }
 }

@@ -7,12 +7,11 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use metrics::{counter, gauge};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tripwire_runtime::health::{Health, Status};
 
-use crate::metrics as m;
+use crate::metrics::Proposing;
 use crate::safe::Proposer;
 
 /// Incidents waiting for their proposal at most; beyond it the oldest waits for the next restart
@@ -31,6 +30,7 @@ struct Inner {
     /// Incident id -> (summary, when queued).
     pending: Mutex<BTreeMap<i64, (String, Instant)>>,
     wake: Notify,
+    metrics: Proposing,
 }
 
 impl Proposals {
@@ -45,6 +45,7 @@ impl Proposals {
         let inner = Arc::new(Inner {
             pending: Mutex::new(BTreeMap::new()),
             wake: Notify::new(),
+            metrics: Proposing::new(),
         });
         tokio::spawn(run(inner.clone(), proposer, consumer, health, shutdown));
         Proposals { inner }
@@ -61,19 +62,20 @@ impl Proposals {
             return;
         }
         pending.entry(id).or_insert((summary, Instant::now()));
-        report(&pending);
+        report(&self.inner.metrics, &pending);
         drop(pending);
         self.inner.wake.notify_one();
     }
 }
 
-fn report(pending: &BTreeMap<i64, (String, Instant)>) {
-    gauge!(m::PROPOSAL_QUEUE).set(pending.len() as f64);
+fn report(metrics: &Proposing, pending: &BTreeMap<i64, (String, Instant)>) {
+    let gauges = metrics.queue.get();
+    gauges.safe_proposal_queue.set(pending.len() as f64);
     let age = pending
         .values()
         .map(|(_, t)| t.elapsed().as_secs_f64())
         .fold(0.0, f64::max);
-    gauge!(m::PROPOSAL_AGE).set(age);
+    gauges.safe_proposal_queue_age_seconds.set(age);
 }
 
 async fn run(
@@ -98,7 +100,7 @@ async fn run(
         }
         let queued: Vec<(i64, String)> = {
             let pending = inner.pending.lock().expect("proposal queue lock");
-            report(&pending);
+            report(&inner.metrics, &pending);
             pending.iter().map(|(k, (s, _))| (*k, s.clone())).collect()
         };
         for (id, summary) in queued {
@@ -108,15 +110,16 @@ async fn run(
             let key = format!("incident:{consumer}:{id}");
             match proposer.propose(&key, &summary).await {
                 Ok(prop) => {
-                    counter!(m::PROPOSALS, "state" => prop.state.clone()).increment(1);
+                    let states = inner.metrics.states.get(&prop.state);
+                    states.safe_proposals_total.increment(1);
                     health.healthy(tripwire_runtime::Component::Safe);
                     let mut pending = inner.pending.lock().expect("proposal queue lock");
                     pending.remove(&id);
-                    report(&pending);
+                    report(&inner.metrics, &pending);
                 }
                 Err(e) => {
                     failed = true;
-                    counter!(m::PROPOSAL_ERRORS).increment(1);
+                    inner.metrics.errors.safe_proposal_errors_total.increment(1);
                     health.set(
                         tripwire_runtime::Component::Safe,
                         Status::Degraded,

@@ -4,7 +4,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use metrics::{counter, gauge};
 use rdkafka::consumer::Consumer;
 use tokio_util::sync::CancellationToken;
 use tripwire_kafka::group::{self, Partition, Rebalanced};
@@ -12,7 +11,6 @@ use tripwire_runtime::health::Status;
 
 use super::{wants_pause, Watchdog, WatchdogError};
 use crate::alerts::State;
-use crate::metrics as m;
 use crate::seen::Seen;
 use crate::store;
 use tripwire_detect::DetectorSet;
@@ -94,13 +92,15 @@ impl Watchdog {
             return Ok(());
         }
         self.check_retention(&parts).await;
-        gauge!(tripwire_kafka::metrics::PARTITIONS_OWNED).set(parts.len() as f64);
+        let owned = parts.len() as f64;
+        self.metrics.partitions.get().partitions_owned.set(owned);
         tracing::info!(
             partitions = parts.len(),
             "watchdog owns {} partitions",
             parts.len()
         );
-        gauge!(m::ALERTS_FIRING).set(self.book.firing().count() as f64);
+        let firing = self.book.firing().count() as f64;
+        self.metrics.firing.alerts_firing.set(firing);
         Ok(())
     }
 
@@ -233,7 +233,7 @@ impl Watchdog {
         .await
         {
             Ok(()) => {
-                counter!(m::CHECKPOINTS).increment(1);
+                self.metrics.counters.checkpoints_total.increment(1);
                 self.health.healthy(tripwire_runtime::Component::Postgres);
                 Saved::Ok
             }

@@ -24,14 +24,13 @@ use axum::routing::post;
 use axum::{Json, Router};
 use chrono::Utc;
 use hmac::{Hmac, Mac};
-use metrics::counter;
 use serde_json::{json, Value};
 use sha2::Sha256;
 use sqlx::PgPool;
 use subtle::ConstantTimeEq;
 
 use crate::alerts;
-use crate::metrics as m;
+use crate::metrics::webhook as metrics;
 use crate::safe::Proposer;
 pub use config::{Rule, WebhookAction, WebhookConfig};
 pub use payload::{AlertIn, AlertStatus, Payload};
@@ -115,7 +114,8 @@ impl Receiver {
 struct Counted;
 
 fn reject(status: StatusCode, reason: &'static str, detail: String) -> Response {
-    counter!(m::WEBHOOK_REJECTED, "reason" => reason).increment(1);
+    let rejected = metrics().rejected.get(&reason);
+    rejected.webhook_rejected_total.increment(1);
     let mut r = (status, Json(json!({ "error": detail }))).into_response();
     r.extensions_mut().insert(Counted);
     r
@@ -139,14 +139,16 @@ async fn headers_first(State(r): State<Arc<Receiver>>, req: Request, next: Next)
 async fn count_answers(req: Request, next: Next) -> Response {
     let r = next.run(req).await;
     let status = r.status();
-    counter!(m::WEBHOOK_REQUESTS, "status" => status.as_u16().to_string()).increment(1);
+    let requests = metrics().requests.get(&status.as_u16());
+    requests.webhook_requests_total.increment(1);
     if status.is_client_error() && r.extensions().get::<Counted>().is_none() {
         let reason = match status {
             StatusCode::PAYLOAD_TOO_LARGE => "too_large",
             StatusCode::REQUEST_TIMEOUT => "timeout",
             _ => "unreadable",
         };
-        counter!(m::WEBHOOK_REJECTED, "reason" => reason).increment(1);
+        let rejected = metrics().rejected.get(&reason);
+        rejected.webhook_rejected_total.increment(1);
     }
     r
 }
@@ -210,7 +212,8 @@ async fn receive(State(r): State<Arc<Receiver>>, headers: HeaderMap, body: Bytes
     };
     let mut outcome = Vec::new();
     for a in &payload.alerts {
-        counter!(m::WEBHOOK_ALERTS, "status" => a.status.as_str()).increment(1);
+        let alerts = metrics().alerts.get(&a.status.as_str());
+        alerts.webhook_alerts_total.increment(1);
         match handle(&r, &payload, a).await {
             Ok(o) => outcome.push(o),
             Err(e) => {
@@ -237,7 +240,7 @@ async fn handle(r: &Receiver, p: &Payload, a: &AlertIn) -> Result<Value, sqlx::E
     let names: Vec<String> = matched.iter().map(|r| r.name.clone()).collect();
     let (id, first) = store::receive(&r.pool, p, a, &names).await?;
     if !first {
-        counter!(m::WEBHOOK_DUPLICATES).increment(1);
+        metrics().counters.webhook_redeliveries_total.increment(1);
         return Ok(json!({ "fingerprint": a.fingerprint, "receipt": id, "repeat": true }));
     }
     let mut taken = Vec::new();
@@ -245,8 +248,9 @@ async fn handle(r: &Receiver, p: &Payload, a: &AlertIn) -> Result<Value, sqlx::E
         for action in &rule.actions {
             let result = act(r, a, rule, *action).await;
             let ok = result.is_ok();
-            counter!(m::WEBHOOK_ACTIONS, "rule" => rule.name.clone(), "action" => action.as_str(), "ok" => ok.to_string())
-                .increment(1);
+            let key = (rule.name.clone(), action.as_str(), ok);
+            let actions = metrics().actions.get(&key);
+            actions.webhook_actions_total.increment(1);
             taken.push(json!({
                 "rule": rule.name,
                 "action": action.as_str(),

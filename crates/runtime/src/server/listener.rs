@@ -11,7 +11,6 @@ use std::time::Duration;
 use axum::Router;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
-use metrics::counter;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -61,6 +60,7 @@ pub(super) async fn run(
     let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let connections = TaskTracker::new();
     let mut retry = ACCEPT_RETRY_FIRST;
+    let metrics = crate::metrics::ServerMetrics::new();
     loop {
         let permit = tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -78,7 +78,7 @@ pub(super) async fn run(
             Err(e) => {
                 // EMFILE/ENFILE (or a connection reset before it was accepted): the listener
                 // stays fine; waiting lets connections close and free descriptors.
-                counter!(crate::metrics::HTTP_ACCEPT_ERRORS).increment(1);
+                metrics.http_accept_errors_total.increment(1);
                 if retry == ACCEPT_RETRY_FIRST {
                     tracing::warn!(error = %e, "HTTP accept failed; retrying with backoff");
                 }

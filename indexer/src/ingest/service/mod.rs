@@ -10,7 +10,6 @@
 use std::time::Duration;
 
 use backon::{BackoffBuilder, ExponentialBuilder};
-use metrics::{counter, gauge, histogram};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 use tripwire_schema::{BlockRef, StreamRecord};
@@ -26,7 +25,6 @@ pub use error::IngestError;
 
 use fetch::plan;
 
-use crate::metrics as m;
 use tripwire_config::{ChainConfig, ContractSpec};
 use tripwire_kafka::{self as kafka, IngestProducer};
 use tripwire_rpc::records::{self, AddressBook};
@@ -114,6 +112,7 @@ pub struct ChainIngest {
     prefetched: Option<fetch::Prefetched>,
     /// The fault of the last failed step, until a later step stored something.
     recovering: Option<String>,
+    metrics: crate::metrics::Ingest,
 }
 
 impl ChainIngest {
@@ -137,6 +136,7 @@ impl ChainIngest {
             tracing::info!(chain = %chain.name, block = chain.start_block, "starting from start_block");
         }
         let book = records::address_book(&contracts);
+        let metrics = crate::metrics::Ingest::new(&chain.name);
         Ok(ChainIngest {
             chain,
             contracts,
@@ -155,6 +155,7 @@ impl ChainIngest {
             record_bytes: None,
             prefetched: None,
             recovering: None,
+            metrics,
         })
     }
 
@@ -239,7 +240,11 @@ impl ChainIngest {
                     _ = tokio::time::sleep_until(tick) => {}
                 }
                 if let Some(age) = self.rpc.head_age() {
-                    gauge!(m::HEAD_AGE, "chain" => self.label()).set(age.as_secs_f64());
+                    self.metrics
+                        .head_age
+                        .get()
+                        .chain_head_age_seconds
+                        .set(age.as_secs_f64());
                 }
                 if tick >= until {
                     break;
@@ -256,7 +261,11 @@ impl ChainIngest {
     async fn report_providers(&mut self, step_ok: bool) {
         let component = Component::Rpc(self.chain.name.clone());
         if let Some(age) = self.rpc.head_age() {
-            gauge!(m::HEAD_AGE, "chain" => self.label()).set(age.as_secs_f64());
+            self.metrics
+                .head_age
+                .get()
+                .chain_head_age_seconds
+                .set(age.as_secs_f64());
         }
         let snapshot = self.rpc.snapshot();
         let out: Vec<String> = snapshot
@@ -326,7 +335,7 @@ impl ChainIngest {
         let heads = self.rpc.heads().await?;
         let head = heads.best;
         self.head = head;
-        gauge!(m::HEAD_BLOCK, "chain" => self.label()).set(head as f64);
+        self.metrics.head.get().chain_head_block.set(head as f64);
         // Only as far as a provider that can be asked has reached.
         let target = heads.serving.saturating_sub(self.chain.confirmations);
         let next = match self.cursor.tip() {
@@ -486,13 +495,17 @@ impl ChainIngest {
         }
         if let Some(l) = lead {
             let records = l.records + group.payloads.len() as u64;
-            gauge!(m::LEAD_RECORDS, "chain" => self.label()).set(records as f64);
+            let gauges = self.metrics.lead.get();
+            gauges.lead_records.set(records as f64);
             let bytes = l
                 .bytes
                 .map_or(-1.0, |b| b as f64 + (group.bytes as f64 * l.factor).ceil());
-            gauge!(m::LEAD_BYTES, "chain" => self.label()).set(bytes);
+            gauges.lead_bytes.set(bytes);
             if !l.admits(group.payloads.len() as u64, group.bytes) {
-                counter!(m::LEAD_OVERRUNS, "chain" => self.label()).increment(1);
+                self.metrics
+                    .counters
+                    .ingest_lead_overruns_total
+                    .increment(1);
                 tracing::warn!(chain = %self.chain.name, block = headers[0].number, records = group.payloads.len(), bytes = group.bytes, "a single block is larger than the lead limit: published alone");
             }
         }
@@ -510,10 +523,15 @@ impl ChainIngest {
         }
         cursor::save(&self.pool, self.chain.chain_id, &self.cursor, head).await?;
         let to = tip.map_or(0, |t| t.number);
-        counter!(m::LOGS_PRODUCED, "chain" => self.label()).increment(group.logs);
-        counter!(m::BLOCKS_PRODUCED, "chain" => self.label()).increment(headers.len() as u64);
-        gauge!(m::INGESTED_BLOCK, "chain" => self.label()).set(to as f64);
-        histogram!(m::BATCH_SECONDS, "stage" => "ingest", "chain" => self.label())
+        let counters = &self.metrics.counters;
+        counters.logs_produced_total.increment(group.logs);
+        counters
+            .blocks_produced_total
+            .increment(headers.len() as u64);
+        self.metrics.ingested.get().ingested_block.set(to as f64);
+        self.metrics
+            .batch
+            .batch_duration_seconds
             .record(started.elapsed().as_secs_f64());
         self.report_lag();
         tracing::debug!(chain = %self.chain.name, from = next, to, logs = group.logs, records = group.payloads.len(), bytes = group.bytes, cut, "ranges published");

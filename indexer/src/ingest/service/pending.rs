@@ -2,11 +2,9 @@
 //! (`ingest_pending`): those the chain replaced meanwhile are retracted before anything else is
 //! published, so no consumer keeps their rows.
 
-use metrics::counter;
 use tripwire_schema::{BlockRef, Retraction, StreamRecord};
 
 use super::{ChainIngest, IngestError};
-use crate::metrics as m;
 use tripwire_rpc::RpcError;
 use tripwire_store::cursor::{self, UNKNOWN_HASH};
 
@@ -57,7 +55,9 @@ impl ChainIngest {
                 orphaned: orphaned.clone(),
             });
             self.publish(&[retraction.to_json()]).await?;
-            counter!(m::PENDING_RETRACTED, "chain" => self.label())
+            self.metrics
+                .counters
+                .ingest_pending_retracted_total
                 .increment(orphaned.len() as u64);
         } else {
             tracing::info!(chain = %self.chain.name, blocks = pending.len(), "blocks published before a crash are still canonical");

@@ -3,12 +3,11 @@
 
 use std::time::Duration;
 
-use metrics::{counter, gauge};
 use rdkafka::{error::KafkaError, producer::FutureRecord};
 use tripwire_runtime::{faults, health::Status};
 
 use super::{lead, ChainIngest, IngestError};
-use crate::metrics as m;
+use crate::metrics::kafka_errors;
 
 impl ChainIngest {
     /// The room the lead limit leaves, in logs (about one record each); `None`: unlimited.
@@ -25,7 +24,7 @@ impl ChainIngest {
     pub(super) fn report_lag(&self) {
         let ingested = self.cursor.tip().map_or(0, |t| t.number);
         let lag = self.head.saturating_sub(ingested);
-        gauge!(m::LAG_BLOCKS, "chain" => self.label(), "stage" => "ingest").set(lag as f64);
+        self.metrics.lag.get().lag_blocks.set(lag as f64);
     }
 
     /// Publishes encoded records in order and waits until Kafka acknowledged all of them.
@@ -50,7 +49,7 @@ impl ChainIngest {
                         tokio::time::sleep(Duration::from_millis(5)).await;
                     }
                     Err((e, _)) => {
-                        counter!(m::KAFKA_ERRORS, "op" => "produce").increment(1);
+                        kafka_errors("produce").increment(1);
                         return Err(e.into());
                     }
                 }
@@ -88,7 +87,7 @@ impl ChainIngest {
                     e.2 += 1;
                 }
                 Ok(Err((e, _))) => {
-                    counter!(m::KAFKA_ERRORS, "op" => "delivery").increment(1);
+                    kafka_errors("delivery").increment(1);
                     return Err(e.into());
                 }
                 Err(_) => return Err(KafkaError::Canceled.into()),

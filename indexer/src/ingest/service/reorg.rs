@@ -2,11 +2,9 @@
 //! question a second provider answers; a confirmed change unwinds to the common ancestor and
 //! publishes a retraction of everything above it.
 
-use metrics::{counter, histogram};
 use tripwire_schema::{BlockRef, Retraction, StreamRecord};
 
 use super::{ChainIngest, IngestError};
-use crate::metrics as m;
 use tripwire_rpc::{ProviderId, RpcError};
 use tripwire_store::cursor::{self, UNKNOWN_HASH};
 
@@ -32,7 +30,7 @@ impl ChainIngest {
                         tip.hash
                     ),
                 );
-                counter!(m::PROVIDER_FORKS, "chain" => self.label()).increment(1);
+                self.metrics.counters.rpc_provider_forks_total.increment(1);
                 Ok(())
             }
             Some((Some(_), witness)) => self.unwind(Some(witness), true).await,
@@ -119,8 +117,11 @@ impl ChainIngest {
             self.cursor.truncate_above(ancestor.number);
         }
         cursor::save(&self.pool, self.chain.chain_id, &self.cursor, self.head).await?;
-        counter!(m::REORGS, "chain" => self.label(), "stage" => "ingest").increment(1);
-        histogram!(m::REORG_DEPTH, "chain" => self.label()).record(depth as f64);
+        self.metrics.reorgs.reorgs_total.increment(1);
+        self.metrics
+            .reorg_depth
+            .reorg_depth_blocks
+            .record(depth as f64);
         Ok(())
     }
 }
