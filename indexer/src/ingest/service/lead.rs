@@ -23,6 +23,7 @@ use rdkafka::{error::KafkaError, producer::Producer};
 use super::{ChainIngest, IngestError};
 use tripwire_config::LeadLimit;
 use tripwire_kafka as kafka;
+use tripwire_rpc::ChainSource;
 
 /// What this process produced, as far as the sink may not have stored it.
 #[derive(Debug, Default)]
@@ -212,7 +213,7 @@ impl Lead {
     }
 }
 
-impl ChainIngest {
+impl<S: ChainSource> ChainIngest<S> {
     /// How far the topic is ahead of the sink's stored position (`None`: no limit set). Before
     /// the first acknowledgement of this process the topic's end offsets stand in for what it
     /// produced, so a restarted ingest is held back exactly like a running one.

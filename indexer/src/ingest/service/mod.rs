@@ -30,7 +30,7 @@ use crate::metrics as m;
 use tripwire_config::{ChainConfig, ContractSpec};
 use tripwire_kafka::{self as kafka, IngestProducer};
 use tripwire_rpc::records::{self, AddressBook};
-use tripwire_rpc::{ChainRpc, RpcError};
+use tripwire_rpc::{ChainRpc, ChainSource, RpcError};
 use tripwire_runtime::{
     faults,
     health::{Component, Health, Status},
@@ -89,12 +89,12 @@ pub struct Backpressure {
 /// sink in the same process signals first).
 const BACKPRESSURE_POLL: Duration = Duration::from_millis(20);
 
-/// The ingest of one chain.
-pub struct ChainIngest {
+/// The ingest of one chain, reading it from `S` (the provider pool; tests give a fake).
+pub struct ChainIngest<S = ChainRpc> {
     chain: ChainConfig,
     contracts: Vec<ContractSpec>,
     book: AddressBook,
-    rpc: ChainRpc,
+    rpc: S,
     producer: IngestProducer,
     /// What the producer has sent (for the byte lead).
     sent: std::sync::Arc<kafka::SentBytes>,
@@ -116,13 +116,13 @@ pub struct ChainIngest {
     recovering: Option<String>,
 }
 
-impl ChainIngest {
+impl<S: ChainSource> ChainIngest<S> {
     /// Loads the cursor; no network traffic besides Postgres.
     #[allow(clippy::too_many_arguments)]
     pub async fn new(
         chain: ChainConfig,
         contracts: Vec<ContractSpec>,
-        rpc: ChainRpc,
+        rpc: S,
         producer: IngestProducer,
         sent: std::sync::Arc<kafka::SentBytes>,
         topic: String,

@@ -7,10 +7,10 @@ use tripwire_schema::{BlockRef, Retraction, StreamRecord};
 
 use super::{ChainIngest, IngestError};
 use crate::metrics as m;
-use tripwire_rpc::RpcError;
+use tripwire_rpc::{ChainSource, RpcError};
 use tripwire_store::cursor::{self, UNKNOWN_HASH};
 
-impl ChainIngest {
+impl<S: ChainSource> ChainIngest<S> {
     /// After a crash between handing records to Kafka and storing the cursor, Kafka may hold
     /// blocks beyond the cursor that nobody will retract when the chain replaces them. Those the
     /// chain still has are simply published again by the next steps; those it replaced meanwhile

@@ -5,12 +5,13 @@ use std::time::Duration;
 
 use metrics::{counter, gauge};
 use rdkafka::{error::KafkaError, producer::FutureRecord};
+use tripwire_rpc::ChainSource;
 use tripwire_runtime::{faults, health::Status};
 
 use super::{lead, ChainIngest, IngestError};
 use crate::metrics as m;
 
-impl ChainIngest {
+impl<S: ChainSource> ChainIngest<S> {
     /// The room the lead limit leaves, in logs (about one record each); `None`: unlimited.
     pub(super) fn room_in_logs(&self, lead: &lead::Lead) -> Option<u64> {
         let (records, bytes) = lead.room();

@@ -7,10 +7,10 @@ use tripwire_schema::{BlockRef, Retraction, StreamRecord};
 
 use super::{ChainIngest, IngestError};
 use crate::metrics as m;
-use tripwire_rpc::{ProviderId, RpcError};
+use tripwire_rpc::{ChainSource, ProviderId, RpcError};
 use tripwire_store::cursor::{self, UNKNOWN_HASH};
 
-impl ChainIngest {
+impl<S: ChainSource> ChainIngest<S> {
     /// Provider `reporter` says the block at our tip's height is not `tip` (`theirs` is its
     /// hash there). Two providers disagreeing is a question, not data: a second provider decides.
     /// If it still has our tip, the reporter is on another fork and leaves rotation; otherwise the
