@@ -6,7 +6,7 @@ use std::future::Future;
 
 use futures::StreamExt;
 
-use super::ChainIngest;
+use super::{ChainIngest, RecordPublisher};
 use tripwire_rpc::{ChainSource, Interest, RangeData, RpcError};
 
 /// Consecutive ranges from `from`, `span` blocks each, at most `count`, none past `target`.
@@ -50,7 +50,7 @@ async fn fetch_all<S: ChainSource>(
         .await
 }
 
-impl<S: ChainSource> ChainIngest<S> {
+impl<S: ChainSource, P: RecordPublisher> ChainIngest<S, P> {
     /// The inputs of [`fetch_all`] for `ranges` (`None`: no ranges).
     fn fetch_of(
         &self,

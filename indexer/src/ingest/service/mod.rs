@@ -23,6 +23,7 @@ mod publish;
 mod reorg;
 
 pub use error::IngestError;
+pub use publish::{Acked, KafkaAck, RecordPublisher};
 
 use fetch::plan;
 
@@ -89,13 +90,14 @@ pub struct Backpressure {
 /// sink in the same process signals first).
 const BACKPRESSURE_POLL: Duration = Duration::from_millis(20);
 
-/// The ingest of one chain, reading it from `S` (the provider pool; tests give a fake).
-pub struct ChainIngest<S = ChainRpc> {
+/// The ingest of one chain, reading it from `S` (the provider pool; tests give a fake) and
+/// publishing to `P` (the Kafka producer).
+pub struct ChainIngest<S = ChainRpc, P = IngestProducer> {
     chain: ChainConfig,
     contracts: Vec<ContractSpec>,
     book: AddressBook,
     rpc: S,
-    producer: IngestProducer,
+    producer: P,
     /// What the producer has sent (for the byte lead).
     sent: std::sync::Arc<kafka::SentBytes>,
     topic: String,
@@ -116,14 +118,14 @@ pub struct ChainIngest<S = ChainRpc> {
     recovering: Option<String>,
 }
 
-impl<S: ChainSource> ChainIngest<S> {
+impl<S: ChainSource, P: RecordPublisher> ChainIngest<S, P> {
     /// Loads the cursor; no network traffic besides Postgres.
     #[allow(clippy::too_many_arguments)]
     pub async fn new(
         chain: ChainConfig,
         contracts: Vec<ContractSpec>,
         rpc: S,
-        producer: IngestProducer,
+        producer: P,
         sent: std::sync::Arc<kafka::SentBytes>,
         topic: String,
         pool: PgPool,

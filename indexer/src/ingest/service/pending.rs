@@ -5,12 +5,12 @@
 use metrics::counter;
 use tripwire_schema::{BlockRef, Retraction, StreamRecord};
 
-use super::{ChainIngest, IngestError};
+use super::{ChainIngest, IngestError, RecordPublisher};
 use crate::metrics as m;
 use tripwire_rpc::{ChainSource, RpcError};
 use tripwire_store::cursor::{self, UNKNOWN_HASH};
 
-impl<S: ChainSource> ChainIngest<S> {
+impl<S: ChainSource, P: RecordPublisher> ChainIngest<S, P> {
     /// After a crash between handing records to Kafka and storing the cursor, Kafka may hold
     /// blocks beyond the cursor that nobody will retract when the chain replaces them. Those the
     /// chain still has are simply published again by the next steps; those it replaced meanwhile

@@ -5,12 +5,12 @@
 use metrics::{counter, histogram};
 use tripwire_schema::{BlockRef, Retraction, StreamRecord};
 
-use super::{ChainIngest, IngestError};
+use super::{ChainIngest, IngestError, RecordPublisher};
 use crate::metrics as m;
 use tripwire_rpc::{ChainSource, ProviderId, RpcError};
 use tripwire_store::cursor::{self, UNKNOWN_HASH};
 
-impl<S: ChainSource> ChainIngest<S> {
+impl<S: ChainSource, P: RecordPublisher> ChainIngest<S, P> {
     /// Provider `reporter` says the block at our tip's height is not `tip` (`theirs` is its
     /// hash there). Two providers disagreeing is a question, not data: a second provider decides.
     /// If it still has our tip, the reporter is on another fork and leaves rotation; otherwise the
