@@ -24,16 +24,18 @@ use tripwire_kafka::{
 use tripwire_runtime::health::{Component, Health, Status};
 use tripwire_schema::StreamRecord;
 
-use crate::alerts::{self, Changes, Deliveries, Incident, IncidentBook, Render, State};
+use crate::alerts::{self, Changes, Deliveries, IncidentBook, Render, State};
 use crate::config::WatchdogSettings;
 use crate::metrics as m;
 use crate::safe::Proposer;
 use crate::store;
 use tripwire_detect::DetectorSet;
 
+pub mod action;
 mod history;
 mod propose;
 mod scope;
+use action::IncidentAction;
 use propose::Proposals;
 use scope::Scope;
 
@@ -358,7 +360,7 @@ impl Watchdog {
                     Ok(id) => {
                         self.health.healthy(tripwire_runtime::Component::Postgres);
                         if i.id.is_none() {
-                            if self.proposer.as_ref().is_some_and(|p| wants_pause(&i, p)) {
+                            if self.proposer.as_ref().is_some_and(|p| p.wants(&i)) {
                                 if let Some(q) = &self.proposals {
                                     q.enqueue(id, i.summary.clone());
                                 }
@@ -456,9 +458,4 @@ impl Watchdog {
             gauge!(m::CONSUMER_LAG, "topic" => t, "partition" => p.to_string()).set(lag as f64);
         }
     }
-}
-
-/// An incident of a detector with the `pause` action, severe enough for the Safe's threshold.
-fn wants_pause(i: &Incident, p: &Proposer) -> bool {
-    i.actions.contains(&tripwire_detect::Action::Pause) && i.severity >= p.min_severity()
 }
