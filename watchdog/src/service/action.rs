@@ -46,12 +46,8 @@ impl IncidentAction for Proposer {
         incident.actions.contains(&self.action()) && incident.severity >= self.min_severity()
     }
 
-    fn run(
-        &self,
-        key: &str,
-        summary: &str,
-    ) -> impl Future<Output = Result<String, SafeError>> + Send {
-        async move { Ok(self.propose(key, summary).await?.state) }
+    async fn run(&self, key: &str, summary: &str) -> Result<String, SafeError> {
+        Ok(self.propose(key, summary).await?.state)
     }
 
     fn resume(&self) -> impl Future<Output = Result<(), SafeError>> + Send {

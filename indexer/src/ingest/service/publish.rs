@@ -74,27 +74,20 @@ impl Future for KafkaAck {
 impl RecordPublisher for IngestProducer {
     type Ack = KafkaAck;
 
-    fn send(
-        &self,
-        topic: &str,
-        key: &str,
-        payload: &[u8],
-    ) -> impl Future<Output = Result<KafkaAck, KafkaError>> + Send {
-        async move {
-            let mut record = FutureRecord::to(topic).key(key).payload(payload);
-            loop {
-                match self.send_result(record) {
-                    Ok(f) => return Ok(KafkaAck(f)),
-                    Err((
-                        KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull),
-                        back,
-                    )) => {
-                        record = back;
-                        // The local queue is full: let librdkafka drain it.
-                        tokio::time::sleep(Duration::from_millis(5)).await;
-                    }
-                    Err((e, _)) => return Err(e),
+    async fn send(&self, topic: &str, key: &str, payload: &[u8]) -> Result<KafkaAck, KafkaError> {
+        let mut record = FutureRecord::to(topic).key(key).payload(payload);
+        loop {
+            match self.send_result(record) {
+                Ok(f) => return Ok(KafkaAck(f)),
+                Err((
+                    KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull),
+                    back,
+                )) => {
+                    record = back;
+                    // The local queue is full: let librdkafka drain it.
+                    tokio::time::sleep(Duration::from_millis(5)).await;
                 }
+                Err((e, _)) => return Err(e),
             }
         }
     }
