@@ -1,5 +1,5 @@
 //! [`AlertSink`]: where [`super::Deliveries`] posts alerts, one receiver per URL. The Alertmanager
-//! [`Client`] is the production sink; tests use [`fake::FakeSink`], whose receivers accept,
+//! [`Client`] is the production sink; tests use `fake::FakeSink`, whose receivers accept,
 //! refuse or hang as told.
 
 use std::future::Future;
