@@ -10,7 +10,7 @@
 use alloy::primitives::Address;
 
 use tripwire_config::{ChainConfig, ContractSpec, Settings};
-use tripwire_rpc::{At, ChainRpc, RpcError};
+use tripwire_rpc::{At, ChainSource, RpcError};
 
 use crate::ReplayError;
 
@@ -71,7 +71,7 @@ pub async fn plan(
     contracts: &[String],
     from: u64,
     to: Option<u64>,
-    rpc: &ChainRpc,
+    rpc: &impl ChainSource,
     check: DeploymentCheck,
 ) -> Result<Plan, ReplayError> {
     let cfg = find_chain(settings, chain)?;
@@ -149,11 +149,114 @@ pub async fn plan(
 
 /// Whether any of `addresses` has code in block `at`, through the chain's provider pool (its
 /// failover and timeouts); the error says why no provider could tell.
-async fn has_code_at(rpc: &ChainRpc, addresses: &[Address], at: u64) -> Result<bool, RpcError> {
+async fn has_code_at(
+    rpc: &impl ChainSource,
+    addresses: &[Address],
+    at: u64,
+) -> Result<bool, RpcError> {
     for a in addresses {
         if !rpc.code(*a, At::Block(at)).await?.is_empty() {
             return Ok(true);
         }
     }
     Ok(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tripwire_rpc::fake::FakeChain;
+
+    const TOKEN: &str = "0x5fbdb2315678afecb367f032d93f642f64180aa3";
+
+    fn settings() -> Settings {
+        let text = format!(
+            r#"
+[postgres]
+url = "postgres://postgres@127.0.0.1/test"
+[kafka]
+brokers = "embedded"
+[[chains]]
+name = "devnet"
+chain_id = 31337
+rpc_urls = ["http://127.0.0.1:8545"]
+[[contracts]]
+name = "token"
+chain = "devnet"
+addresses = ["{TOKEN}"]
+"#
+        );
+        Settings::from_str_at(&text, std::path::Path::new("/tripwire.toml")).expect("config")
+    }
+
+    /// A chain at block 20 whose token was deployed in block 10.
+    fn chain() -> FakeChain {
+        let chain = FakeChain::new();
+        chain.extend_to(20);
+        chain.deploy(TOKEN.parse().unwrap(), 10, vec![0x60, 0x80]);
+        chain
+    }
+
+    #[tokio::test]
+    async fn a_range_before_the_deployment_is_refused_where_the_mode_acts_on_the_chain() {
+        let (settings, chain) = (settings(), chain());
+        let early = plan(
+            &settings,
+            "devnet",
+            &[],
+            5,
+            None,
+            &chain,
+            DeploymentCheck::AtFromBlock,
+        );
+        match early.await {
+            Err(ReplayError::Invalid(m)) => {
+                assert!(m.contains("before contract `token` was deployed"), "{m}")
+            }
+            other => panic!("expected a refusal, got {:?}", other.map(|p| p.from)),
+        }
+        let at = plan(
+            &settings,
+            "devnet",
+            &[],
+            10,
+            None,
+            &chain,
+            DeploymentCheck::AtFromBlock,
+        )
+        .await
+        .expect("deployed by block 10");
+        assert_eq!((at.from, at.to, at.head), (10, 20, 20));
+        // The back-test reads stored rows: an early start is harmless, and no code is asked for.
+        let skip = plan(
+            &settings,
+            "devnet",
+            &[],
+            5,
+            None,
+            &chain,
+            DeploymentCheck::Skip,
+        )
+        .await
+        .expect("no deployment check");
+        assert_eq!(skip.from, 5);
+    }
+
+    #[tokio::test]
+    async fn a_range_past_the_head_is_refused() {
+        let (settings, chain) = (settings(), chain());
+        let r = plan(
+            &settings,
+            "devnet",
+            &[],
+            10,
+            Some(21),
+            &chain,
+            DeploymentCheck::Skip,
+        );
+        match r.await {
+            Err(ReplayError::Invalid(m)) => assert!(m.contains("beyond the head 20"), "{m}"),
+            other => panic!("expected a refusal, got {:?}", other.map(|p| p.to)),
+        }
+    }
 }

@@ -6,7 +6,8 @@
 //! provider's header of every block of the range (a node that has not reached a block answers
 //! `null` there, not a hash). Ranges are sized by what the previous answers held and shrink on
 //! range limits (`range.rs`, `limits.rs`); provider faults bench the provider and move the call to
-//! the next one.
+//! the next one. What the applications read goes through the [`ChainSource`] trait, which the
+//! pool implements and an in-memory chain (`fake`, feature `test-utils`) fakes for tests.
 
 // Every dependency of the library is used (its tests and benchmarks have their own).
 #![cfg_attr(not(test), warn(unused_crate_dependencies))]
@@ -16,6 +17,8 @@ pub mod contract;
 mod dispatch;
 mod error;
 pub mod evidence;
+#[cfg(any(test, feature = "test-utils"))]
+pub mod fake;
 mod http;
 mod layers;
 pub mod limits;
@@ -25,6 +28,7 @@ pub mod range;
 mod reads;
 pub mod records;
 mod settle;
+mod source;
 mod split;
 mod types;
 
@@ -42,6 +46,7 @@ pub use contract::{At, CallError};
 pub use error::RpcError;
 pub use evidence::Interest;
 pub use pool::ProviderStatus;
+pub use source::ChainSource;
 pub use types::Header;
 
 use pool::{Pool, Provider};

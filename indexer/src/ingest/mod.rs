@@ -3,4 +3,4 @@
 
 mod service;
 
-pub use service::{Backpressure, ChainIngest, IngestError};
+pub use service::{Acked, Backpressure, ChainIngest, IngestError, KafkaAck, RecordPublisher};

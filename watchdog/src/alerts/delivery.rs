@@ -17,7 +17,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tripwire_runtime::health::{Health, Status};
 
-use super::{Client, DeliveryError, Incident, Render};
+use super::{AlertSink, DeliveryError, Incident, Render};
 use crate::metrics::Delivery;
 
 /// Incidents one URL's queue holds at most.
@@ -60,10 +60,11 @@ struct Outcomes {
 }
 
 impl Deliveries {
-    /// Starts one task per URL of `client`, running until `shutdown` (then each makes one last
-    /// attempt at what it holds, bounded by the client's timeout).
-    pub fn spawn(
-        client: Client,
+    /// Starts one task per URL of `client` (the Alertmanager [`super::Client`], or any other
+    /// [`AlertSink`]), running until `shutdown` (then each makes one last attempt at what it
+    /// holds, bounded by the client's timeout).
+    pub fn spawn<K: AlertSink>(
+        client: K,
         render: Render,
         health: Health,
         shutdown: CancellationToken,
@@ -199,17 +200,17 @@ impl Queue {
     }
 }
 
-struct Worker {
+struct Worker<K> {
     index: usize,
     total: usize,
     queue: Arc<Queue>,
-    client: Client,
+    client: K,
     render: Render,
     health: Health,
     outcomes: Arc<Mutex<Outcomes>>,
 }
 
-impl Worker {
+impl<K: AlertSink> Worker<K> {
     async fn run(self, shutdown: CancellationToken) {
         let mut backoff = RETRY_FIRST;
         loop {

@@ -8,7 +8,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use super::*;
 use tripwire_detect::{Finding, Severity};
 
-fn policy() -> Policy {
+pub(super) fn policy() -> Policy {
     Policy {
         hold: Duration::from_secs(120),
         cooldown: Duration::from_secs(600),
@@ -16,13 +16,13 @@ fn policy() -> Policy {
     }
 }
 
-fn at(s: i64) -> DateTime<Utc> {
+pub(super) fn at(s: i64) -> DateTime<Utc> {
     Utc.timestamp_opt(1_700_000_000 + s, 0)
         .single()
         .expect("valid time")
 }
 
-fn finding(detector: &str, series: &str, block: u64) -> Finding {
+pub(super) fn finding(detector: &str, series: &str, block: u64) -> Finding {
     Finding {
         detector: detector.into(),
         kind: tripwire_detect::DetectorKind::Rate,

@@ -23,15 +23,17 @@ use tripwire_kafka::{
 use tripwire_runtime::health::{Component, Health, Status};
 use tripwire_schema::StreamRecord;
 
-use crate::alerts::{self, Changes, Deliveries, Incident, IncidentBook, Render, State};
+use crate::alerts::{self, Changes, Deliveries, IncidentBook, Render, State};
 use crate::config::WatchdogSettings;
 use crate::safe::Proposer;
 use crate::store;
 use tripwire_detect::DetectorSet;
 
+pub mod action;
 mod history;
 mod propose;
 mod scope;
+use action::IncidentAction;
 use propose::Proposals;
 use scope::Scope;
 
@@ -363,7 +365,7 @@ impl Watchdog {
                     Ok(id) => {
                         self.health.healthy(tripwire_runtime::Component::Postgres);
                         if i.id.is_none() {
-                            if self.proposer.as_ref().is_some_and(|p| wants_pause(&i, p)) {
+                            if self.proposer.as_ref().is_some_and(|p| p.wants(&i)) {
                                 if let Some(q) = &self.proposals {
                                     q.enqueue(id, i.summary.clone());
                                 }
@@ -469,9 +471,4 @@ impl Watchdog {
             gauge.consumer_lag_records.set(lag as f64);
         }
     }
-}
-
-/// An incident of a detector with the `pause` action, severe enough for the Safe's threshold.
-fn wants_pause(i: &Incident, p: &Proposer) -> bool {
-    i.actions.contains(&tripwire_detect::Action::Pause) && i.severity >= p.min_severity()
 }

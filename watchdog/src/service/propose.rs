@@ -1,7 +1,8 @@
 //! Pause proposals off the detection path: the service queues the incidents that asked for a
 //! pause, and one task prepares and submits their proposals, retrying with backoff while the
 //! chain or the Safe Transaction Service fails or hangs. The store keeps one proposal per
-//! incident, so an incident queued twice (or again after a restart) gets one.
+//! incident, so an incident queued twice (or again after a restart) gets one. The task runs an
+//! [`IncidentAction`] (the pause action is the `Proposer`; tests give a fake).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -11,8 +12,8 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tripwire_runtime::health::{Health, Status};
 
+use super::action::IncidentAction;
 use crate::metrics::Proposing;
-use crate::safe::Proposer;
 
 /// Incidents waiting for their proposal at most; beyond it the oldest waits for the next restart
 /// (which queues every firing incident's proposal again).
@@ -36,8 +37,8 @@ struct Inner {
 impl Proposals {
     /// Starts the task: first re-submits proposals an earlier run left pending, then prepares
     /// what is queued, until `shutdown`.
-    pub(super) fn spawn(
-        proposer: Arc<Proposer>,
+    pub(super) fn spawn<A: IncidentAction>(
+        proposer: Arc<A>,
         consumer: String,
         health: Health,
         shutdown: CancellationToken,
@@ -78,9 +79,9 @@ fn report(metrics: &Proposing, pending: &BTreeMap<i64, (String, Instant)>) {
     gauges.safe_proposal_queue_age_seconds.set(age);
 }
 
-async fn run(
+async fn run<A: IncidentAction>(
     inner: Arc<Inner>,
-    proposer: Arc<Proposer>,
+    proposer: Arc<A>,
     consumer: String,
     health: Health,
     shutdown: CancellationToken,
@@ -90,7 +91,7 @@ async fn run(
     loop {
         let mut failed = false;
         if !resubmitted {
-            match proposer.retry_pending().await {
+            match proposer.resume().await {
                 Ok(()) => resubmitted = true,
                 Err(e) => {
                     failed = true;
@@ -108,9 +109,9 @@ async fn run(
                 return;
             }
             let key = format!("incident:{consumer}:{id}");
-            match proposer.propose(&key, &summary).await {
-                Ok(prop) => {
-                    let states = inner.metrics.states.get(&prop.state);
+            match proposer.run(&key, &summary).await {
+                Ok(state) => {
+                    let states = inner.metrics.states.get(&state);
                     states.safe_proposals_total.increment(1);
                     health.healthy(tripwire_runtime::Component::Safe);
                     let mut pending = inner.pending.lock().expect("proposal queue lock");
@@ -142,5 +143,68 @@ async fn run(
             _ = inner.wake.notified(), if !failed => {}
             _ = tokio::time::sleep(wait) => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::action::fake::FakeAction;
+    use super::*;
+
+    async fn eventually(what: &str, done: impl Fn() -> bool) {
+        let until = Instant::now() + Duration::from_secs(5);
+        while !done() {
+            assert!(Instant::now() < until, "timed out waiting: {what}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn each_queued_incident_is_acted_on_once_after_earlier_runs_are_finished() {
+        let action = FakeAction::default();
+        let shutdown = CancellationToken::new();
+        let q = Proposals::spawn(
+            Arc::new(action.clone()),
+            "wd".into(),
+            Health::new(),
+            shutdown.clone(),
+        );
+        q.enqueue(1, "first".into());
+        q.enqueue(1, "again".into());
+        q.enqueue(2, "second".into());
+        eventually("both incidents acted on", || action.runs().len() == 2).await;
+        assert_eq!(
+            action.runs(),
+            vec![
+                ("incident:wd:1".to_string(), "first".to_string()),
+                ("incident:wd:2".to_string(), "second".to_string())
+            ]
+        );
+        assert_eq!(action.resumes(), 1);
+        // Done means gone from the queue: the next rounds run nothing again.
+        tokio::time::sleep(Duration::from_millis(1_200)).await;
+        assert_eq!(action.runs().len(), 2);
+        shutdown.cancel();
+    }
+
+    #[tokio::test]
+    async fn a_failed_run_and_a_failed_resume_are_tried_again() {
+        let action = FakeAction::failing(1, 1);
+        let health = Health::new();
+        let shutdown = CancellationToken::new();
+        let q = Proposals::spawn(
+            Arc::new(action.clone()),
+            "wd".into(),
+            health.clone(),
+            shutdown.clone(),
+        );
+        q.enqueue(7, "pause".into());
+        eventually("the run is retried", || action.runs().len() == 2).await;
+        let runs = action.runs();
+        assert_eq!(runs[0], runs[1], "the same incident, under the same key");
+        assert_eq!(action.resumes(), 2);
+        tokio::time::sleep(Duration::from_millis(1_200)).await;
+        assert_eq!(action.runs().len(), 2, "a success is not repeated");
+        shutdown.cancel();
     }
 }

@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 use tripwire_kafka::group::{self, Partition, Rebalanced};
 use tripwire_runtime::health::Status;
 
-use super::{wants_pause, Watchdog, WatchdogError};
+use super::{IncidentAction, Watchdog, WatchdogError};
 use crate::alerts::State;
 use crate::seen::Seen;
 use crate::store;
@@ -169,7 +169,7 @@ impl Watchdog {
         for i in incidents.iter_mut().filter(|i| i.state == State::Firing) {
             self.deliveries.enqueue([&*i]);
             if let (Some(p), Some(q), Some(id)) = (&self.proposer, &self.proposals, i.id) {
-                if wants_pause(i, p) {
+                if p.wants(i) {
                     q.enqueue(id, i.summary.clone());
                 }
             }

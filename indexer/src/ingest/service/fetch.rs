@@ -6,8 +6,8 @@ use std::future::Future;
 
 use futures::StreamExt;
 
-use super::ChainIngest;
-use tripwire_rpc::{ChainRpc, Interest, RangeData, RpcError};
+use super::{ChainIngest, RecordPublisher};
+use tripwire_rpc::{ChainSource, Interest, RangeData, RpcError};
 
 /// Consecutive ranges from `from`, `span` blocks each, at most `count`, none past `target`.
 pub(super) fn plan(from: u64, target: u64, span: u64, count: usize) -> Vec<(u64, u64)> {
@@ -36,8 +36,8 @@ impl Drop for Prefetched {
 
 /// Fetches `ranges` with at most `in_flight` at once; results in range order. Owns its inputs so
 /// that the same fetch runs inline and as a background task.
-async fn fetch_all(
-    rpc: ChainRpc,
+async fn fetch_all<S: ChainSource>(
+    rpc: S,
     interest: Interest,
     ranges: Vec<(u64, u64)>,
     in_flight: usize,
@@ -50,7 +50,7 @@ async fn fetch_all(
         .await
 }
 
-impl ChainIngest {
+impl<S: ChainSource, P: RecordPublisher> ChainIngest<S, P> {
     /// The inputs of [`fetch_all`] for `ranges` (`None`: no ranges).
     fn fetch_of(
         &self,

@@ -3,7 +3,7 @@
 //!
 //! Records are counted from offsets. Bytes are counted as the broker keeps them, compressed: for
 //! the groups of records this process published that the sink has not stored yet, the bytes the
-//! producer sent since the oldest of them ([`kafka::SentBytes`], which also counts request
+//! producer sent since the oldest of them ([`tripwire_kafka::SentBytes`], which also counts request
 //! framing, so it is an upper bound), plus the uncompressed size of the groups the producer's
 //! statistics do not cover yet. Records in the topic from before this process started have no
 //! known size; while the sink is behind them, a byte limit counts as reached, so a restarted
@@ -13,16 +13,11 @@
 //! this process's own: their count times the average size of the unstored groups' records, as
 //! the broker is expected to keep them.
 
-use std::{
-    collections::{BTreeMap, VecDeque},
-    time::Duration,
-};
+use std::collections::{BTreeMap, VecDeque};
 
-use rdkafka::{error::KafkaError, producer::Producer};
-
-use super::{ChainIngest, IngestError};
+use super::{ChainIngest, IngestError, RecordPublisher};
 use tripwire_config::LeadLimit;
-use tripwire_kafka as kafka;
+use tripwire_rpc::ChainSource;
 
 /// What this process produced, as far as the sink may not have stored it.
 #[derive(Debug, Default)]
@@ -212,7 +207,7 @@ impl Lead {
     }
 }
 
-impl ChainIngest {
+impl<S: ChainSource, P: RecordPublisher> ChainIngest<S, P> {
     /// How far the topic is ahead of the sink's stored position (`None`: no limit set). Before
     /// the first acknowledgement of this process the topic's end offsets stand in for what it
     /// produced, so a restarted ingest is held back exactly like a running one.
@@ -237,15 +232,7 @@ impl ChainIngest {
 
     /// The end offset of every partition of the chain's topic, as the broker reports it.
     async fn topic_ends(&self) -> Result<BTreeMap<i32, i64>, IngestError> {
-        let producer = self.producer.clone();
-        let topic = self.topic.clone();
-        let ends = tokio::task::spawn_blocking(move || {
-            let marks = kafka::watermarks(producer.client(), &topic, Duration::from_secs(10))?;
-            Ok::<_, KafkaError>(marks.into_iter().map(|(p, _, high)| (p, high)).collect())
-        })
-        .await
-        .map_err(|_| IngestError::Kafka(KafkaError::Canceled))?;
-        Ok(ends?)
+        Ok(self.producer.end_offsets(&self.topic).await?)
     }
 }
 

@@ -22,13 +22,14 @@ mod publish;
 mod reorg;
 
 pub use error::IngestError;
+pub use publish::{Acked, KafkaAck, RecordPublisher};
 
 use fetch::plan;
 
 use tripwire_config::{ChainConfig, ContractSpec};
 use tripwire_kafka::{self as kafka, IngestProducer};
 use tripwire_rpc::records::{self, AddressBook};
-use tripwire_rpc::{ChainRpc, RpcError};
+use tripwire_rpc::{ChainRpc, ChainSource, RpcError};
 use tripwire_runtime::{
     faults,
     health::{Component, Health, Status},
@@ -87,13 +88,14 @@ pub struct Backpressure {
 /// sink in the same process signals first).
 const BACKPRESSURE_POLL: Duration = Duration::from_millis(20);
 
-/// The ingest of one chain.
-pub struct ChainIngest {
+/// The ingest of one chain, reading it from `S` (the provider pool; tests give a fake) and
+/// publishing to `P` (the Kafka producer).
+pub struct ChainIngest<S = ChainRpc, P = IngestProducer> {
     chain: ChainConfig,
     contracts: Vec<ContractSpec>,
     book: AddressBook,
-    rpc: ChainRpc,
-    producer: IngestProducer,
+    rpc: S,
+    producer: P,
     /// What the producer has sent (for the byte lead).
     sent: std::sync::Arc<kafka::SentBytes>,
     topic: String,
@@ -115,14 +117,14 @@ pub struct ChainIngest {
     metrics: crate::metrics::Ingest,
 }
 
-impl ChainIngest {
+impl<S: ChainSource, P: RecordPublisher> ChainIngest<S, P> {
     /// Loads the cursor; no network traffic besides Postgres.
     #[allow(clippy::too_many_arguments)]
     pub async fn new(
         chain: ChainConfig,
         contracts: Vec<ContractSpec>,
-        rpc: ChainRpc,
-        producer: IngestProducer,
+        rpc: S,
+        producer: P,
         sent: std::sync::Arc<kafka::SentBytes>,
         topic: String,
         pool: PgPool,

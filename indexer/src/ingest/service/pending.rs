@@ -4,11 +4,11 @@
 
 use tripwire_schema::{BlockRef, Retraction, StreamRecord};
 
-use super::{ChainIngest, IngestError};
-use tripwire_rpc::RpcError;
+use super::{ChainIngest, IngestError, RecordPublisher};
+use tripwire_rpc::{ChainSource, RpcError};
 use tripwire_store::cursor::{self, UNKNOWN_HASH};
 
-impl ChainIngest {
+impl<S: ChainSource, P: RecordPublisher> ChainIngest<S, P> {
     /// After a crash between handing records to Kafka and storing the cursor, Kafka may hold
     /// blocks beyond the cursor that nobody will retract when the chain replaces them. Those the
     /// chain still has are simply published again by the next steps; those it replaced meanwhile

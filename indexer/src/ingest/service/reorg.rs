@@ -4,11 +4,11 @@
 
 use tripwire_schema::{BlockRef, Retraction, StreamRecord};
 
-use super::{ChainIngest, IngestError};
-use tripwire_rpc::{ProviderId, RpcError};
+use super::{ChainIngest, IngestError, RecordPublisher};
+use tripwire_rpc::{ChainSource, ProviderId, RpcError};
 use tripwire_store::cursor::{self, UNKNOWN_HASH};
 
-impl ChainIngest {
+impl<S: ChainSource, P: RecordPublisher> ChainIngest<S, P> {
     /// Provider `reporter` says the block at our tip's height is not `tip` (`theirs` is its
     /// hash there). Two providers disagreeing is a question, not data: a second provider decides.
     /// If it still has our tip, the reporter is on another fork and leaves rotation; otherwise the
