@@ -7,7 +7,8 @@
 //! (an Apache Kafka broker of the test's own, to kill and restart),
 //! [`proxy`] (a TCP forwarder that can be cut to simulate outages), [`rpc_proxy`]
 //! (a JSON-RPC proxy that injects the faults public providers produce), plus
-//! [`contracts`] and [`abi`] for the demo contracts in `contracts/`.
+//! [`contracts`] and [`abi`] for the demo contracts in `contracts/`, [`process`] for the child
+//! processes of the binaries under test (their logs, signals, and memory and CPU from [`procfs`]).
 
 pub mod abi;
 pub mod alertmanager;
@@ -17,6 +18,7 @@ pub mod contracts;
 pub mod kafka;
 pub mod postgres;
 pub mod process;
+pub mod procfs;
 pub mod prometheus;
 pub mod proxy;
 pub mod rpc_proxy;
