@@ -1,4 +1,5 @@
 //! Test harness shared by Tripwire's integration tests and the devnet demo.
+//! [`config::TestConfig`] writes their configuration files, checked by the product's parser.
 //!
 //! Each module wraps one external dependency so tests can start it, break it and
 //! inspect it without ceremony: [`anvil`] (a local EVM node), [`alertmanager`] (a real
@@ -14,6 +15,7 @@ pub mod abi;
 pub mod alertmanager;
 pub mod anvil;
 pub mod broker;
+pub mod config;
 pub mod contracts;
 pub mod kafka;
 pub mod postgres;

@@ -12,7 +12,7 @@ use tripwire_benches::procfs;
 
 use crate::chain::{Chain, CHAIN_ID};
 use crate::cli::{Args, BloomCheck, Mode};
-use crate::config::config_text;
+use crate::config::config;
 use crate::cpu::CpuMeter;
 use crate::process::{offset_resets, report_metrics, PerfRecord};
 
@@ -193,20 +193,17 @@ pub(crate) async fn run_indexer(
             Some(_) => "KAFKA_BROKERS",
         }
     );
-    let config = dir.join("tripwire.toml");
-    std::fs::write(
-        &config,
-        config_text(
-            args,
-            chain,
-            &db,
-            &brokers,
-            &topic,
-            providers,
-            bloom,
-            kafka.as_ref().is_some_and(TestKafka::is_mock),
-        )?,
-    )?;
+    let config = config(
+        args,
+        chain,
+        &db,
+        &brokers,
+        &topic,
+        providers,
+        bloom,
+        kafka.as_ref().is_some_and(TestKafka::is_mock),
+    )?
+    .write(dir.join("tripwire.toml"))?;
     let timeout = Duration::from_secs(args.timeout_s);
     let head = chain.head;
     let mut run = IndexerRun {
