@@ -3,8 +3,9 @@
 //! `toml` and checked by the product's own parser before it reaches a process, so a test cannot
 //! hand a program a file the program would refuse without noticing.
 //!
-//! Every field of a part is optional and written only when set: what a test leaves unset keeps the
-//! product's default, exactly as a key left out of the file does. The parts are plain structs with
+//! Every key the model gives a default is an `Option` (or an empty list) here, written only when
+//! set: what a test leaves unset keeps the product's default, exactly as a key left out of the file
+//! does. The parts are plain structs with
 //! public fields, built with `..Part::new(...)` (or `..Default::default()`). Rare keys go through
 //! [`TestConfig::set`] (a dotted path, arrays indexed by number) or [`TestConfig::raw`] (text
 //! appended as it is, e.g. a table the model has no part for here); a test of a refusal writes
