@@ -1,4 +1,5 @@
 //! Test harness shared by Tripwire's integration tests and the devnet demo.
+//! [`config::TestConfig`] writes their configuration files, checked by the product's parser.
 //!
 //! Each module wraps one external dependency so tests can start it, break it and
 //! inspect it without ceremony: [`anvil`] (a local EVM node), [`alertmanager`] (a real
@@ -7,16 +8,19 @@
 //! (an Apache Kafka broker of the test's own, to kill and restart),
 //! [`proxy`] (a TCP forwarder that can be cut to simulate outages), [`rpc_proxy`]
 //! (a JSON-RPC proxy that injects the faults public providers produce), plus
-//! [`contracts`] and [`abi`] for the demo contracts in `contracts/`.
+//! [`contracts`] and [`abi`] for the demo contracts in `contracts/`, [`process`] for the child
+//! processes of the binaries under test (their logs, signals, and memory and CPU from [`procfs`]).
 
 pub mod abi;
 pub mod alertmanager;
 pub mod anvil;
 pub mod broker;
+pub mod config;
 pub mod contracts;
 pub mod kafka;
 pub mod postgres;
 pub mod process;
+pub mod procfs;
 pub mod prometheus;
 pub mod proxy;
 pub mod rpc_proxy;

@@ -66,6 +66,7 @@ impl TestDb {
         with_host_port(&self.url, &addr.to_string())
     }
 
+    /// Name of the test database.
     pub fn name(&self) -> &str {
         &self.name
     }
@@ -73,6 +74,22 @@ impl TestDb {
     /// A pool connected directly (not through any proxy) to the test database.
     pub fn pool(&self) -> &PgPool {
         &self.pool
+    }
+
+    /// A connection of its own, outside the pool: for code that takes a `PgConnection`, or to
+    /// check that a connection another one left behind is still usable.
+    pub async fn conn(&self) -> anyhow::Result<PgConnection> {
+        PgConnection::connect(&self.url)
+            .await
+            .with_context(|| format!("cannot connect to the test database {}", self.name))
+    }
+
+    /// `SELECT count(*)` of `table` (a name the test writes, never input).
+    pub async fn count(&self, table: &str) -> anyhow::Result<i64> {
+        sqlx::query_scalar(AssertSqlSafe(format!("SELECT count(*) FROM {table}")))
+            .fetch_one(&self.pool)
+            .await
+            .with_context(|| format!("SELECT count(*) FROM {table}"))
     }
 
     /// Host and port the admin URL points at, i.e. what a proxy should forward to.

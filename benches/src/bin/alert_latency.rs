@@ -22,6 +22,7 @@ use anyhow::{bail, Context, Result};
 use axum::{extract::State, routing::post, Json, Router};
 use clap::Parser;
 use serde_json::{json, Value};
+use testkit::config::{Chain, Contract, Detector, Server, TestConfig, Watchdog};
 use testkit::{
     abi, alertmanager::Alertmanager, anvil::Anvil, kafka::TestKafka, postgres::TestDb,
     process::Proc,
@@ -121,47 +122,25 @@ async fn main() -> Result<()> {
     tokio::spawn(async move { axum::serve(listener, app).await });
 
     let dir = tempfile::tempdir()?;
-    let config = dir.path().join("tripwire.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"
-[postgres]
-url = "{pg}"
-max_connections = 4
-[kafka]
-brokers = "{brokers}"
-topic = "{topic}"
-[server]
-listen = "127.0.0.1:0"
-[[chains]]
-name = "devnet"
-chain_id = 31337
-rpc_urls = ["{rpc}"]
-poll_interval_ms = {poll}
-[[contracts]]
-name = "treasury"
-chain = "devnet"
-addresses = ["{treasury}"]
-abi = "{abi}"
-[watchdog]
-listen = "127.0.0.1:0"
-[watchdog.alertmanager]
-urls = ["{am}", "{recorder}"]
-[[watchdog.detectors]]
-name = "privileged"
-kind = "event"
-contract = "treasury"
-severity = "critical"
-"#,
-            pg = db.url(),
-            brokers = kafka.brokers(),
-            rpc = anvil.url(),
-            poll = args.poll_interval_ms,
-            abi = testkit::contracts::artifact_path("Treasury").display(),
-            am = am.url(),
-        ),
-    )?;
+    let mut config = TestConfig::new(db.url(), kafka.brokers());
+    config.postgres.max_connections = Some(4);
+    config.kafka.topic = Some(topic.clone());
+    let config = config
+        .server(Server::any_port())
+        .chain(Chain {
+            poll_interval_ms: Some(args.poll_interval_ms),
+            ..Chain::new("devnet", 31337, anvil.url())
+        })
+        .contract(Contract::new("treasury", "devnet", [treasury]).artifact("Treasury"))
+        .watchdog(Watchdog {
+            listen: Some("127.0.0.1:0".into()),
+            ..Watchdog::new([am.url(), recorder.clone()]).detector(
+                Detector::new("privileged", "event")
+                    .contract("treasury")
+                    .severity("critical"),
+            )
+        })
+        .write(dir.path().join("tripwire.toml"))?;
     let mut ingest = Proc::spawn(&indexer_bin, &config, "ingest", dir.path(), "warn")?;
     ingest.http_addr().await.ok();
     let mut watchdog = Proc::spawn(&watchdog_bin, &config, "run", dir.path(), "info")?;

@@ -15,6 +15,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use testkit::config as cfg;
 use testkit::{
     abi, alertmanager::Alertmanager, anvil::Anvil, broker::KafkaBroker, kafka::TestKafka,
     postgres::TestDb, process::Proc, Address,
@@ -86,72 +87,55 @@ impl Deployment {
         let am = Alertmanager::spawn().await?;
         let dir = tempfile::tempdir()?;
         let prefix = format!("tw-{}", &db.url()[db.url().len() - 8..]);
-        let mut text = format!(
-            r#"
-[postgres]
-url = "{pg}"
-max_connections = 4
-[kafka]
-brokers = "{brokers}"
-topic = "{prefix}-{{chain}}"
-[kafka.properties]
-"session.timeout.ms" = "{session}"
-[server]
-listen = "127.0.0.1:0"
-[sink]
-consumer = "sink-{prefix}"
-batch_records = 5000
-batch_wait_ms = 50
-[watchdog]
-consumer = "watchdog-{prefix}"
-listen = "127.0.0.1:0"
-checkpoint_interval_s = 1
-[watchdog.alertmanager]
-urls = ["{am}"]
-resend_interval_s = 5
-"#,
-            pg = db.url(),
-            session = SESSION_TIMEOUT.as_millis(),
-            am = am.url(),
+        let mut config = cfg::TestConfig::new(db.url(), brokers);
+        config.postgres.max_connections = Some(4);
+        config.kafka.topic = Some(format!("{prefix}-{{chain}}"));
+        config.kafka.properties.insert(
+            "session.timeout.ms".into(),
+            SESSION_TIMEOUT.as_millis().to_string(),
         );
+        let mut watchdog = cfg::Watchdog {
+            consumer: Some(format!("watchdog-{prefix}")),
+            listen: Some("127.0.0.1:0".into()),
+            checkpoint_interval_s: Some(1),
+            ..cfg::Watchdog::new([am.url()])
+        };
+        watchdog.alertmanager.resend_interval_s = Some(5);
+        let mut config = config.server(cfg::Server::any_port()).sink(cfg::Sink {
+            consumer: Some(format!("sink-{prefix}")),
+            batch_records: Some(5000),
+            batch_wait_ms: Some(50),
+            ..cfg::Sink::default()
+        });
         for (i, c) in list.iter().enumerate() {
-            text.push_str(&format!(
-                r#"
-[[chains]]
-name = "c{i}"
-chain_id = {id}
-rpc_urls = ["{rpc}"]
-max_reorg_depth = 64
-poll_interval_ms = 100
-range_blocks = 200
-[[contracts]]
-name = "treasury{i}"
-chain = "c{i}"
-addresses = ["{treasury}"]
-abi = "{treasury_abi}"
-[[contracts]]
-name = "token{i}"
-chain = "c{i}"
-addresses = ["{token}"]
-abi = "{token_abi}"
-[[watchdog.detectors]]
-name = "privileged{i}"
-kind = "event"
-contract = "treasury{i}"
-severity = "critical"
-allowed_actors = ["{admin:#x}"]
-"#,
-                id = 41_000 + i,
-                rpc = c.anvil.url(),
-                treasury = c.treasury,
-                token = c.token,
-                treasury_abi = testkit::contracts::artifact_path("Treasury").display(),
-                token_abi = testkit::contracts::artifact_path("DemoToken").display(),
-                admin = c.anvil.accounts()[0],
-            ));
+            config = config
+                .chain(cfg::Chain {
+                    max_reorg_depth: Some(64),
+                    poll_interval_ms: Some(100),
+                    range_blocks: Some(200),
+                    ..cfg::Chain::new(format!("c{i}"), 41_000 + i as u64, c.anvil.url())
+                })
+                .contract(
+                    cfg::Contract::new(format!("treasury{i}"), format!("c{i}"), [c.treasury])
+                        .artifact("Treasury"),
+                )
+                .contract(
+                    cfg::Contract::new(format!("token{i}"), format!("c{i}"), [c.token])
+                        .artifact("DemoToken"),
+                );
+            watchdog = watchdog.detector(
+                cfg::Detector::new(format!("privileged{i}"), "event")
+                    .contract(format!("treasury{i}"))
+                    .severity("critical")
+                    .param(
+                        "allowed_actors",
+                        vec![format!("{:#x}", c.anvil.accounts()[0])],
+                    ),
+            );
         }
-        let config = dir.path().join("tripwire.toml");
-        std::fs::write(&config, text)?;
+        let config = config
+            .watchdog(watchdog)
+            .write(dir.path().join("tripwire.toml"))?;
         Ok(Deployment {
             chains: list,
             db,

@@ -15,6 +15,7 @@ use std::{
 use anyhow::{ensure, Context, Result};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use serde_json::json;
+use testkit::config::{Chain, Contract, Server, TestConfig};
 use testkit::{
     abi,
     anvil::{quantity, Anvil},
@@ -80,32 +81,12 @@ async fn dense_blocks_at_the_defaults_with_the_embedded_broker() -> Result<()> {
     let head = anvil.block_number().await?;
     let db = TestDb::create().await?;
     let dir = tempfile::tempdir()?;
-    let config: PathBuf = dir.path().join("tripwire.toml");
     // Only what has no default.
-    std::fs::write(
-        &config,
-        format!(
-            r#"
-[postgres]
-url = "{pg}"
-[kafka]
-brokers = "embedded"
-[server]
-listen = "127.0.0.1:0"
-[[chains]]
-name = "devnet"
-chain_id = 31337
-rpc_urls = ["{rpc}"]
-[[contracts]]
-name = "spammer"
-chain = "devnet"
-addresses = ["{spammer:#x}"]
-events = ["{PING}"]
-"#,
-            pg = db.url(),
-            rpc = anvil.url(),
-        ),
-    )?;
+    let config: PathBuf = TestConfig::new(db.url(), "embedded")
+        .server(Server::any_port())
+        .chain(Chain::new("devnet", 31337, anvil.url()))
+        .contract(Contract::new("spammer", "devnet", [format!("{spammer:#x}")]).events([PING]))
+        .write(dir.path().join("tripwire.toml"))?;
     let mut run = Proc::spawn(BIN.as_ref(), &config, "run", dir.path(), "info")?;
     let brokers = embedded_brokers(&run).await?;
     let topic = "tripwire.devnet.events".to_owned();

@@ -20,7 +20,7 @@ async fn liar_beside_an_honest_provider(per_mille: u32) -> Result<()> {
     env.rpc_urls = Some(vec![]);
     env.rpc_timeout_s = 2;
     env.range_blocks = 20;
-    env.chain_extra = providers(&[("liar", &liar, 5), ("honest", &honest, 1)]);
+    env.providers = providers(&[("liar", &liar, 5), ("honest", &honest, 1)]);
     // A backfill of 2,400 logs over 240 blocks, then live blocks.
     env.traffic(240, 10).await?;
     let p = env.spawn("run")?;
@@ -94,10 +94,8 @@ async fn without_the_check_the_liar_costs_rows() -> Result<()> {
     let honest = FaultProxy::start(&env.anvil.url()).await?;
     env.rpc_urls = Some(vec![]);
     env.range_blocks = 20;
-    env.chain_extra = format!(
-        "{}\nverify_ranges = false",
-        providers(&[("liar", &liar, 5), ("honest", &honest, 1)])
-    );
+    env.providers = providers(&[("liar", &liar, 5), ("honest", &honest, 1)]);
+    env.verify_ranges = Some(false);
     env.traffic(60, 5).await?;
     let p = env.spawn("run")?;
     env.wait_synced_with(Duration::from_secs(60), &[&p]).await?;
@@ -126,7 +124,7 @@ async fn a_single_lying_provider_stops_the_ingest_rather_than_store_empty_blocks
     liar.set_mode(Mode::EmptyLogs { per_mille: 1000 });
     env.rpc_urls = Some(vec![]);
     env.rpc_timeout_s = 2;
-    env.chain_extra = providers(&[("liar", &liar, 1)]);
+    env.providers = providers(&[("liar", &liar, 1)]);
     let mut p = env.spawn("run")?;
     let status = tokio::task::block_in_place(|| p.wait(Duration::from_secs(120)))?;
     let log = p.output();

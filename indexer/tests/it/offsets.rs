@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 use serde_json::Value;
+use testkit::config::{Chain, TestConfig};
 
 use crate::common::{Env, BIN};
 
@@ -139,20 +140,10 @@ async fn positions_are_listed_and_reset_to_either_end() -> Result<()> {
 fn the_embedded_broker_is_refused_with_the_reason() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("tripwire.toml");
-    std::fs::write(
-        &path,
-        r#"
-[postgres]
-url = "postgres://postgres@127.0.0.1:5432/postgres"
-[kafka]
-brokers = "embedded"
-[[chains]]
-name = "devnet"
-chain_id = 31337
-rpc_urls = ["http://127.0.0.1:9"]
-"#,
-    )
-    .unwrap();
+    TestConfig::new("postgres://postgres@127.0.0.1:5432/postgres", "embedded")
+        .chain(Chain::new("devnet", 31337, "http://127.0.0.1:9"))
+        .write(&path)
+        .unwrap();
     let (ok, out) = offsets(&path, &["list"]).unwrap();
     assert!(!ok && out.contains("KAFKA_BROKERS"), "{out}");
 }

@@ -100,14 +100,12 @@ async fn b1_providers_cycling_through_faults_lose_nothing() -> Result<()> {
     env.rpc_urls = Some(vec![]);
     env.rpc_timeout_s = 1;
     env.range_blocks = 20;
-    env.chain_extra = format!(
-        "{}\nmax_provider_lag_blocks = 4",
-        providers(&[
-            ("flaky-a", &flaky_a, 3),
-            ("flaky-b", &flaky_b, 2),
-            ("steady", &steady, 1)
-        ])
-    );
+    env.providers = providers(&[
+        ("flaky-a", &flaky_a, 3),
+        ("flaky-b", &flaky_b, 2),
+        ("steady", &steady, 1),
+    ]);
+    env.max_provider_lag_blocks = Some(4);
     let ingest = env.spawn("ingest")?;
     let sink = env.spawn("sink")?;
 
@@ -246,10 +244,8 @@ async fn silent_loss_missing_rows(verify_ranges: bool) -> Result<usize> {
     let honest = FaultProxy::start(&env.anvil.url()).await?;
     env.rpc_urls = Some(vec![]);
     env.rpc_timeout_s = 2;
-    env.chain_extra = format!(
-        "{}\nverify_ranges = {verify_ranges}",
-        providers(&[("lagging", &lagging, 5), ("honest", &honest, 1)])
-    );
+    env.providers = providers(&[("lagging", &lagging, 5), ("honest", &honest, 1)]);
+    env.verify_ranges = Some(verify_ranges);
     env.traffic(30, 2).await?;
     let p = env.spawn("run")?;
     // Live: every block carries logs the lagging node does not return yet.
@@ -395,14 +391,12 @@ async fn b6_health_names_the_fault_and_recovers_only_after_a_write() -> Result<(
     let steady = FaultProxy::start(&env.anvil.url()).await?;
     env.rpc_urls = Some(vec![]);
     env.rpc_timeout_s = 1;
-    env.chain_extra = format!(
-        "{}\nmax_provider_lag_blocks = 2",
-        providers(&[
-            ("hung", &hung, 3),
-            ("reset", &reset, 2),
-            ("steady", &steady, 1)
-        ])
-    );
+    env.providers = providers(&[
+        ("hung", &hung, 3),
+        ("reset", &reset, 2),
+        ("steady", &steady, 1),
+    ]);
+    env.max_provider_lag_blocks = Some(2);
     env.traffic(10, 2).await?;
     let p = env.spawn("run")?;
     env.wait_synced_with(Duration::from_secs(60), &[&p]).await?;

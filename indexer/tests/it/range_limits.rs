@@ -175,7 +175,7 @@ async fn a_refusal_while_the_other_provider_is_benched_is_not_a_stop() -> Result
     other.set_mode(Mode::ServerError);
     env.rpc_urls = Some(vec![]);
     env.rpc_timeout_s = 2;
-    env.chain_extra = providers(&[("capped", &capped, 5), ("other", &other, 1)]);
+    env.providers = providers(&[("capped", &capped, 5), ("other", &other, 1)]);
     let mut p = env.spawn("run")?;
     // The other provider fails for a while: every block is refused by one provider and not
     // answered by the other.

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use testkit::config::{Detector, Watchdog};
 use testkit::{abi, process::Proc};
 
 use crate::env::Env;
@@ -17,33 +18,30 @@ use crate::env::Env;
 async fn f3_back_test_lists_the_two_planted_attacks_the_live_watchdog_fired() -> Result<()> {
     let mut env = Env::new().await?;
     let am = testkit::alertmanager::Alertmanager::spawn().await?;
-    let watchdog = format!(
-        r#"
-[watchdog]
-consumer = "wd-f3"
-listen = "127.0.0.1:0"
-checkpoint_interval_s = 1
-[watchdog.alertmanager]
-urls = ["{am}"]
-[[watchdog.detectors]]
-name = "privileged"
-kind = "event"
-contract = "treasury"
-severity = "critical"
-allowed_actors = ["{deployer:#x}"]
-[[watchdog.detectors]]
-name = "big-withdrawal"
-kind = "value"
-contract = "treasury"
-event = "Withdraw"
-field = "amount"
-warmup = 20
-history = 100
-"#,
-        am = am.url(),
-        deployer = env.anvil.accounts()[0],
+    let watchdog = Watchdog {
+        consumer: Some("wd-f3".into()),
+        listen: Some("127.0.0.1:0".into()),
+        checkpoint_interval_s: Some(1),
+        ..Watchdog::new([am.url()])
+    }
+    .detector(
+        Detector::new("privileged", "event")
+            .contract("treasury")
+            .severity("critical")
+            .param(
+                "allowed_actors",
+                vec![format!("{:#x}", env.anvil.accounts()[0])],
+            ),
+    )
+    .detector(
+        Detector::new("big-withdrawal", "value")
+            .contract("treasury")
+            .event("Withdraw")
+            .param("field", "amount")
+            .param("warmup", 20)
+            .param("history", 100),
     );
-    let config = env.config("with-watchdog.toml", &watchdog);
+    let config = env.write_config("with-watchdog.toml", env.test_config().watchdog(watchdog));
     env.start_indexer().await?;
     // The live watchdog, a child process as in production.
     let mut live = Proc::spawn(

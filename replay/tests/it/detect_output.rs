@@ -9,6 +9,7 @@ use anyhow::{bail, Context, Result};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
+use testkit::config::{Chain, Contract, Detector, Server, Sink, TestConfig, Watchdog};
 use testkit::{abi, anvil::Anvil, kafka::TestKafka, postgres::TestDb, process::Proc, Address};
 
 const BIN: &str = env!("CARGO_BIN_EXE_tripwire-replay");
@@ -53,59 +54,47 @@ fn config(
     treasury: Address,
 ) -> Result<PathBuf> {
     // No `start_block`: before the fix, every mode asked eth_getCode at --from-block.
-    let text = format!(
-        r#"
-[postgres]
-url = "{pg}"
-max_connections = 4
-[kafka]
-brokers = "{brokers}"
-topic = "{topic}"
-[server]
-listen = "127.0.0.1:0"
-[sink]
-consumer = "sink-detect-output-test"
-batch_wait_ms = 50
-[[chains]]
-name = "devnet"
-chain_id = 31337
-rpc_urls = ["{rpc}"]
-poll_interval_ms = 100
-range_blocks = 20
-[[contracts]]
-name = "treasury"
-chain = "devnet"
-addresses = ["{treasury}"]
-abi = "{abi}"
-[watchdog]
-consumer = "wd-detect-output"
-listen = "127.0.0.1:0"
-[watchdog.alertmanager]
-urls = ["http://127.0.0.1:9"]
-[[watchdog.detectors]]
-name = "privileged"
-kind = "event"
-contract = "treasury"
-severity = "critical"
-allowed_actors = ["{deployer:#x}"]
-[[watchdog.detectors]]
-name = "big-withdrawal"
-kind = "value"
-contract = "treasury"
-event = "Withdraw"
-field = "amount"
-warmup = 20
-history = 100
-"#,
-        pg = db.url(),
-        brokers = kafka.brokers(),
-        rpc = anvil.url(),
-        abi = testkit::contracts::artifact_path("Treasury").display(),
-        deployer = anvil.accounts()[0],
-    );
-    let path = dir.join("tripwire.toml");
-    std::fs::write(&path, text)?;
-    Ok(path)
+    let mut config = TestConfig::new(db.url(), kafka.brokers());
+    config.postgres.max_connections = Some(4);
+    config.kafka.topic = Some(topic.to_owned());
+    config
+        .server(Server::any_port())
+        .sink(Sink {
+            consumer: Some("sink-detect-output-test".into()),
+            batch_wait_ms: Some(50),
+            ..Sink::default()
+        })
+        .chain(Chain {
+            poll_interval_ms: Some(100),
+            range_blocks: Some(20),
+            ..Chain::new("devnet", 31337, anvil.url())
+        })
+        .contract(Contract::new("treasury", "devnet", [treasury]).artifact("Treasury"))
+        .watchdog(
+            Watchdog {
+                consumer: Some("wd-detect-output".into()),
+                listen: Some("127.0.0.1:0".into()),
+                ..Watchdog::new(["http://127.0.0.1:9"])
+            }
+            .detector(
+                Detector::new("privileged", "event")
+                    .contract("treasury")
+                    .severity("critical")
+                    .param(
+                        "allowed_actors",
+                        vec![format!("{:#x}", anvil.accounts()[0])],
+                    ),
+            )
+            .detector(
+                Detector::new("big-withdrawal", "value")
+                    .contract("treasury")
+                    .event("Withdraw")
+                    .param("field", "amount")
+                    .param("warmup", 20)
+                    .param("history", 100),
+            ),
+        )
+        .write(dir.join("tripwire.toml"))
 }
 
 /// Runs ingest and sink (`tripwire-indexer run`) until every log of `treasury` on the chain is

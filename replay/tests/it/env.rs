@@ -10,6 +10,7 @@ use anyhow::{bail, Result};
 use rand::rngs::StdRng;
 use rand::Rng;
 use serde_json::json;
+use testkit::config::{Chain, Contract, Server, Sink, TestConfig};
 use testkit::{
     abi, anvil::Anvil, kafka::TestKafka, postgres::TestDb, process::Proc, Address, DynSolValue,
     U256,
@@ -47,44 +48,36 @@ impl Env {
         })
     }
 
-    /// The config file; `extra` adds `[[contracts]]` tables.
-    pub(crate) fn config(&self, name: &str, extra: &str) -> PathBuf {
-        let text = format!(
-            r#"
-[postgres]
-url = "{pg}"
-max_connections = 4
-[kafka]
-brokers = "{brokers}"
-topic = "{topic}"
-[server]
-listen = "127.0.0.1:0"
-[sink]
-consumer = "sink-replay-test"
-batch_wait_ms = 50
-[[chains]]
-name = "devnet"
-chain_id = 31337
-rpc_urls = ["{rpc}"]
-poll_interval_ms = 100
-range_blocks = 20
-[[contracts]]
-name = "treasury"
-chain = "devnet"
-addresses = ["{treasury}"]
-abi = "{abi}"
-{extra}
-"#,
-            pg = self.db.url(),
-            brokers = self.kafka.brokers(),
-            topic = self.topic,
-            rpc = self.anvil.url(),
-            treasury = self.treasury,
-            abi = testkit::contracts::artifact_path("Treasury").display(),
-        );
-        let path = self.dir.path().join(name);
-        std::fs::write(&path, text).expect("write config");
-        path
+    /// The config of this environment: its database, topic, chain and `treasury`.
+    pub(crate) fn test_config(&self) -> TestConfig {
+        let mut config = TestConfig::new(self.db.url(), self.kafka.brokers());
+        config.postgres.max_connections = Some(4);
+        config.kafka.topic = Some(self.topic.clone());
+        config
+            .server(Server::any_port())
+            .sink(Sink {
+                consumer: Some("sink-replay-test".into()),
+                batch_wait_ms: Some(50),
+                ..Sink::default()
+            })
+            .chain(Chain {
+                poll_interval_ms: Some(100),
+                range_blocks: Some(20),
+                ..Chain::new("devnet", 31337, self.anvil.url())
+            })
+            .contract(Contract::new("treasury", "devnet", [self.treasury]).artifact("Treasury"))
+    }
+
+    /// Writes `config` as the file `name` of this environment's folder.
+    pub(crate) fn write_config(&self, name: &str, config: TestConfig) -> PathBuf {
+        config
+            .write(self.dir.path().join(name))
+            .expect("write config")
+    }
+
+    /// The config file `name` of [`Env::test_config`].
+    pub(crate) fn config(&self, name: &str) -> PathBuf {
+        self.write_config(name, self.test_config())
     }
 
     /// Starts ingest and sink (`tripwire-indexer run`, a child process as in production) and
@@ -92,7 +85,7 @@ abi = "{abi}"
     pub(crate) async fn start_indexer(&mut self) -> Result<()> {
         let p = Proc::spawn(
             &testkit::workspace_bin("tripwire-indexer")?,
-            &self.config("indexer.toml", ""),
+            &self.config("indexer.toml"),
             "run",
             self.dir.path(),
             "info",

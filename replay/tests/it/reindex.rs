@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Result};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
+use testkit::config::Contract;
 use testkit::{abi, anvil::Anvil};
 
 use crate::env::{Env, BIN};
@@ -63,7 +64,7 @@ async fn f1_deleted_rows_and_a_whole_range_come_back_while_the_indexer_runs() ->
             anyhow::Ok(())
         })
     };
-    let config = env.config("replay.toml", "");
+    let config = env.config("replay.toml");
     let (code, out) = env.replay(&config, &["--chain", "devnet", "--from-block", "1"])?;
     assert_eq!(code, 0, "{out}");
     println!("{out}");
@@ -126,12 +127,10 @@ async fn f2_a_new_contract_gets_its_history_and_f4_bad_ranges_change_nothing() -
     env.wait_equal(&[env.treasury], Duration::from_secs(60))
         .await?;
     assert!(env.stored(&[newer]).await?.is_empty());
-    let with_newer = env.config(
+    let with_newer = env.write_config(
         "with-newer.toml",
-        &format!(
-            "[[contracts]]\nname = \"treasury2\"\nchain = \"devnet\"\naddresses = [\"{newer}\"]\nabi = \"{}\"\n",
-            testkit::contracts::artifact_path("Treasury").display()
-        ),
+        env.test_config()
+            .contract(Contract::new("treasury2", "devnet", [newer]).artifact("Treasury")),
     );
 
     // F4 first: every bad range is refused, names its problem, and changes nothing.
@@ -223,7 +222,7 @@ async fn ctrl_c_stops_cleanly_and_the_same_command_continues() -> Result<()> {
     env.traffic(&mut rng, 3).await?;
     env.anvil.mine(3_000).await?;
     env.traffic(&mut rng, 3).await?;
-    let config = env.config("replay.toml", "");
+    let config = env.config("replay.toml");
     let args = ["--chain", "devnet", "--from-block", "1", "--no-wait"];
     let mut child = std::process::Command::new(BIN)
         .arg("--config")

@@ -18,7 +18,7 @@ async fn reset_cursor_needs_confirmation_audits_and_the_ingest_resyncs_from_ther
     env.wait_equal(&[env.treasury], Duration::from_secs(60))
         .await?;
     env.stop_indexer();
-    let config = env.config("replay.toml", "");
+    let config = env.config("replay.toml");
     let before: i64 = env.count("SELECT block_number FROM ingest_cursors").await?;
     // Not on a terminal and no --yes: refused, nothing changed.
     let (code, out) = env.replay(

@@ -18,6 +18,7 @@
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
+use testkit::config::Detector;
 
 use crate::common::{benign_block, ether, mint, Clock, Env};
 use anyhow::{bail, Context, Result};
@@ -39,37 +40,27 @@ const COOLDOWN_S: u64 = 600;
 /// 20-hour baseline (so the second burst, a day after the first, is judged against benign windows
 /// only), a huge-mint `value` detector and a privileged-event rule; their warm-ups end within the
 /// first 7 hours.
-fn detectors(deployer: &str) -> String {
-    format!(
-        r#"
-[[watchdog.detectors]]
-name = "withdraw-burst"
-kind = "rate"
-contract = "treasury"
-event = "Withdraw"
-severity = "critical"
-window_s = 1200
-warmup_windows = 20
-baseline_windows = 60
-
-[[watchdog.detectors]]
-name = "huge-mint"
-kind = "value"
-contract = "token"
-event = "Transfer"
-field = "value"
-warmup = 40
-history = 200
-floor = 1e18
-
-[[watchdog.detectors]]
-name = "privileged"
-kind = "event"
-contract = "treasury"
-severity = "critical"
-allowed_actors = ["{deployer}"]
-"#
-    )
+fn detectors(deployer: &str) -> Vec<Detector> {
+    vec![
+        Detector::new("withdraw-burst", "rate")
+            .contract("treasury")
+            .event("Withdraw")
+            .severity("critical")
+            .param("window_s", 1200)
+            .param("warmup_windows", 20)
+            .param("baseline_windows", 60),
+        Detector::new("huge-mint", "value")
+            .contract("token")
+            .event("Transfer")
+            .param("field", "value")
+            .param("warmup", 40)
+            .param("history", 200)
+            .param("floor", 1e18),
+        Detector::new("privileged", "event")
+            .contract("treasury")
+            .severity("critical")
+            .param("allowed_actors", vec![deployer]),
+    ]
 }
 
 /// What to plant in the block with this index (0 = the first block of the clock).
@@ -249,9 +240,10 @@ struct Stored {
 async fn live_catch_up_and_back_test_list_the_same_separate_incidents() -> Result<()> {
     let started = Instant::now();
     let replay_bin = testkit::workspace_bin("tripwire-replay")?;
-    let mut env = Env::new("").await?;
+    let mut env = Env::new(vec![]).await?;
     env.detectors = detectors(&format!("{:#x}", env.anvil.accounts()[0]));
-    env.alertmanager_extra = format!("resolve_after_s = {HOLD_S}\ncooldown_s = {COOLDOWN_S}");
+    env.alertmanager.resolve_after_s = Some(HOLD_S);
+    env.alertmanager.cooldown_s = Some(COOLDOWN_S);
     // Windows aligned to the clock: each 20-minute window holds exactly twenty blocks.
     let mut clock = Clock::start(&env, SPACING, 1200).await?;
     let mut rng = StdRng::seed_from_u64(20260);

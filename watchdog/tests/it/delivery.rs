@@ -2,6 +2,7 @@
 //! listed before a live one, delays neither the live one nor the stream.
 
 use std::time::{Duration, Instant};
+use testkit::config::Detector;
 
 use crate::common::{self, Env};
 use anyhow::{bail, Result};
@@ -10,17 +11,15 @@ use testkit::abi;
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_silent_alertmanager_delays_neither_the_live_one_nor_the_stream() -> Result<()> {
     // Latency is measured: no other test of this binary runs meanwhile.
-    let mut env = Env::new_alone("").await?;
+    let mut env = Env::new_alone(vec![]).await?;
     // Every role grant by anyone but a nobody address is a finding (no warm-up).
-    env.detectors = r#"
-[[watchdog.detectors]]
-name = "role-change"
-kind = "event"
-contract = "treasury"
-events = ["RoleGranted"]
-allowed_actors = ["0x000000000000000000000000000000000000dEaD"]
-"#
-    .to_owned();
+    env.detectors = vec![Detector::new("role-change", "event")
+        .contract("treasury")
+        .param("events", vec!["RoleGranted"])
+        .param(
+            "allowed_actors",
+            vec!["0x000000000000000000000000000000000000dEaD"],
+        )];
     let silent = testkit::silent::SilentServer::start().await?;
     env.am_urls_before = vec![silent.url().to_owned()];
     env.start_ingest().await?;

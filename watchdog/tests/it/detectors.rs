@@ -3,6 +3,7 @@
 //! hours of traffic pass in seconds.
 
 use std::time::Duration;
+use testkit::config::Detector;
 
 use crate::common::{
     self, benign_block, ether, flows_call, incidents, normal, poisson, Clock, Env,
@@ -13,29 +14,25 @@ use rand::{Rng, SeedableRng};
 use serde_json::Value;
 use testkit::{abi, U256};
 
-fn detectors(deployer: &str) -> String {
-    format!(
-        r#"{rate_and_value}
-[[watchdog.detectors]]
-name = "treasury-drain"
-kind = "flow"
-contract = "treasury"
-field = "amount"
-inflow = ["Deposit"]
-outflow = ["Withdraw"]
-window_s = 10
-warmup_windows = 20
-baseline_windows = 60
-
-[[watchdog.detectors]]
-name = "privileged"
-kind = "event"
-contract = "treasury"
-severity = "critical"
-allowed_actors = ["{deployer}"]
-"#,
-        rate_and_value = common::RATE_AND_VALUE
-    )
+fn detectors(deployer: &str) -> Vec<Detector> {
+    let mut detectors = common::rate_and_value();
+    detectors.push(
+        Detector::new("treasury-drain", "flow")
+            .contract("treasury")
+            .param("field", "amount")
+            .param("inflow", vec!["Deposit"])
+            .param("outflow", vec!["Withdraw"])
+            .param("window_s", 10)
+            .param("warmup_windows", 20)
+            .param("baseline_windows", 60),
+    );
+    detectors.push(
+        Detector::new("privileged", "event")
+            .contract("treasury")
+            .severity("critical")
+            .param("allowed_actors", vec![deployer]),
+    );
+    detectors
 }
 
 fn labels(a: &Value) -> (&str, &str, &str, &str, &str) {
@@ -72,7 +69,7 @@ async fn expect_one(env: &Env, detector: &str, total: usize) -> Result<Value> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn c1_each_kind_alerts_once_per_attack_and_never_on_benign_traffic() -> Result<()> {
-    let mut env = Env::new("").await?;
+    let mut env = Env::new(vec![]).await?;
     env.detectors = detectors(&format!("{:#x}", env.anvil.accounts()[0]));
     let mut clock = Clock::start(&env, 5, 10).await?;
     let mut rng = StdRng::seed_from_u64(42);
@@ -191,60 +188,35 @@ async fn c1_each_kind_alerts_once_per_attack_and_never_on_benign_traffic() -> Re
 /// log-normal), every detector kind at its default settings stays silent.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn c2_stationary_traffic_over_20k_events_raises_nothing_at_defaults() -> Result<()> {
-    let mut env = Env::new("").await?;
+    let mut env = Env::new(vec![]).await?;
     let deployer = format!("{:#x}", env.anvil.accounts()[0]);
-    env.detectors = format!(
-        r#"
-[[watchdog.detectors]]
-name = "withdraw-rate"
-kind = "rate"
-contract = "treasury"
-event = "Withdraw"
-
-[[watchdog.detectors]]
-name = "deposit-rate-by-user"
-kind = "rate"
-contract = "treasury"
-event = "Deposit"
-group_by = "user"
-
-[[watchdog.detectors]]
-name = "big-withdrawal"
-kind = "value"
-contract = "treasury"
-event = "Withdraw"
-field = "amount"
-
-[[watchdog.detectors]]
-name = "big-deposit"
-kind = "value"
-contract = "treasury"
-event = "Deposit"
-field = "amount"
-
-[[watchdog.detectors]]
-name = "drain"
-kind = "flow"
-contract = "treasury"
-field = "amount"
-inflow = ["Deposit"]
-outflow = ["Withdraw"]
-
-[[watchdog.detectors]]
-name = "drain-ewma"
-kind = "flow"
-contract = "treasury"
-field = "amount"
-inflow = ["Deposit"]
-outflow = ["Withdraw"]
-method = "ewma"
-
-[[watchdog.detectors]]
-name = "privileged"
-kind = "event"
-allowed_actors = ["{deployer}"]
-"#
-    );
+    let flow = |name: &str| {
+        Detector::new(name, "flow")
+            .contract("treasury")
+            .param("field", "amount")
+            .param("inflow", vec!["Deposit"])
+            .param("outflow", vec!["Withdraw"])
+    };
+    env.detectors = vec![
+        Detector::new("withdraw-rate", "rate")
+            .contract("treasury")
+            .event("Withdraw"),
+        Detector::new("deposit-rate-by-user", "rate")
+            .contract("treasury")
+            .event("Deposit")
+            .param("group_by", "user"),
+        Detector::new("big-withdrawal", "value")
+            .contract("treasury")
+            .event("Withdraw")
+            .param("field", "amount"),
+        Detector::new("big-deposit", "value")
+            .contract("treasury")
+            .event("Deposit")
+            .param("field", "amount"),
+        flow("drain"),
+        flow("drain-ewma").param("method", "ewma"),
+        Detector::new("privileged", "event").param("allowed_actors", vec![deployer]),
+    ];
     // One block a minute: 20,000 events take about 48 hours of block time, enough for the
     // hourly flow windows to pass their warm-up.
     let mut clock = Clock::start(&env, 60, 60).await?;

@@ -5,6 +5,7 @@
 
 use std::path::Path;
 use std::time::{Duration, Instant};
+use testkit::config::{Rule, Server, Webhook};
 
 use crate::common::{self, Env};
 use anyhow::{bail, Context, Result};
@@ -16,21 +17,21 @@ const TOKEN_ENV: &str = "TRIPWIRE_TEST_WEBHOOK_TOKEN";
 const PATH: &str = "/alertmanager/webhook";
 
 /// The watchdog with its webhook receiver behind a bearer token, and `server` limits.
-async fn watchdog(server: &str) -> Result<(Env, Proc, String)> {
-    let mut env = Env::new("").await?;
-    env.server_extra = server.to_owned();
-    env.detectors = format!(
-        r#"
-[watchdog.webhook]
-path = "{PATH}"
-bearer_token_env = "{TOKEN_ENV}"
-max_body_bytes = 2097152
-[[watchdog.webhook.rules]]
-name = "record-all"
-matchers = ['alertname=~".+"']
-actions = ["record"]
-"#
-    );
+async fn watchdog(server: Server) -> Result<(Env, Proc, String)> {
+    let mut env = Env::new(vec![]).await?;
+    env.server = server;
+    env.webhook = Some(Webhook {
+        path: Some(PATH.into()),
+        bearer_token_env: Some(TOKEN_ENV.into()),
+        max_body_bytes: Some(2097152),
+        rules: vec![Rule {
+            name: "record-all".into(),
+            matchers: vec![r#"alertname=~".+""#.into()],
+            actions: vec!["record".into()],
+            ..Rule::default()
+        }],
+        ..Webhook::default()
+    });
     let wd = Proc::spawn_with_env(
         Path::new(common::BIN),
         &env.config(),
@@ -66,7 +67,12 @@ async fn read_to_close(mut s: TcpStream) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn idle_partial_header_connections_are_closed_after_the_header_timeout() -> Result<()> {
-    let (_env, wd, addr) = watchdog("header_timeout_ms = 2000\nmax_connections = 1100").await?;
+    let (_env, wd, addr) = watchdog(Server {
+        header_timeout_ms: Some(2000),
+        max_connections: Some(1100),
+        ..Server::any_port()
+    })
+    .await?;
     let mut tasks = Vec::new();
     let started = Instant::now();
     for _ in 0..1_000 {
@@ -98,7 +104,7 @@ async fn idle_partial_header_connections_are_closed_after_the_header_timeout() -
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn unauthenticated_large_bodies_are_refused_before_they_are_read() -> Result<()> {
-    let (_env, wd, addr) = watchdog("").await?;
+    let (_env, wd, addr) = watchdog(Server::any_port()).await?;
     let pid = wd.child.id();
     let before = rss_kb(pid)?;
     let body_len = (1 << 20) - 1;
@@ -149,7 +155,11 @@ async fn unauthenticated_large_bodies_are_refused_before_they_are_read() -> Resu
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn after_running_out_of_file_descriptors_health_answers_within_5_s() -> Result<()> {
-    let (_env, wd, addr) = watchdog("header_timeout_ms = 2000").await?;
+    let (_env, wd, addr) = watchdog(Server {
+        header_timeout_ms: Some(2000),
+        ..Server::any_port()
+    })
+    .await?;
     let pid = wd.child.id();
     // Few descriptors for the watchdog: the burst below exhausts them.
     let out = std::process::Command::new("prlimit")
@@ -204,7 +214,11 @@ async fn after_running_out_of_file_descriptors_health_answers_within_5_s() -> Re
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_body_sent_a_byte_at_a_time_is_cut_off_at_the_request_timeout() -> Result<()> {
-    let (_env, _wd, addr) = watchdog("request_timeout_ms = 2000").await?;
+    let (_env, _wd, addr) = watchdog(Server {
+        request_timeout_ms: Some(2000),
+        ..Server::any_port()
+    })
+    .await?;
     let mut s = TcpStream::connect(&addr).await?;
     let head = format!(
         "POST {PATH} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer a-long-enough-secret-token\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n"

@@ -4,6 +4,7 @@
 //! broker.
 
 use std::time::{Duration, Instant};
+use testkit::config::Detector;
 
 use crate::common::Env;
 use alloy::primitives::B256;
@@ -62,19 +63,14 @@ async fn wait_health_history(wd: &testkit::process::Proc, what: &str) -> Result<
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn records_that_left_the_broker_are_counted_shown_and_named_for_a_back_test() -> Result<()> {
-    let mut env = Env::new("").await?;
+    let mut env = Env::new(vec![]).await?;
     // The embedded broker's retention (librdkafka's mock), whatever KAFKA_BROKERS says.
     env.kafka = TestKafka::start_mock()?;
     env.topic = env.kafka.unique_topic("tripwire-wd-history");
     env.kafka.create_topic(&env.topic, 1).await?;
-    env.detectors = r#"
-[[watchdog.detectors]]
-name = "role-change"
-kind = "event"
-contract = "treasury"
-events = ["RoleGranted"]
-"#
-    .to_owned();
+    env.detectors = vec![Detector::new("role-change", "event")
+        .contract("treasury")
+        .param("events", vec!["RoleGranted"])];
 
     // The indexer ran long before the watchdog: 40,000 markers (~12 MB) in a 5 MiB partition.
     publish_markers(&env, 1, 40_000).await?;

@@ -2,6 +2,7 @@
 //! reorg that removes the triggering event resolves the alert with a note.
 
 use std::time::Duration;
+use testkit::config::Detector;
 
 use crate::common::{self, benign_block, ether, incidents, mint, Clock, Env};
 use anyhow::Result;
@@ -11,7 +12,7 @@ use testkit::abi;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn c3_restart_mid_stream_keeps_baselines_and_alerts_once() -> Result<()> {
-    let mut env = Env::new(common::RATE_AND_VALUE).await?;
+    let mut env = Env::new(common::rate_and_value()).await?;
     let mut clock = Clock::start(&env, 5, 10).await?;
     let mut rng = StdRng::seed_from_u64(9);
     env.start_ingest().await?;
@@ -80,18 +81,14 @@ async fn c3_restart_mid_stream_keeps_baselines_and_alerts_once() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn c4_reorg_retracting_the_trigger_resolves_the_alert() -> Result<()> {
-    let mut env = Env::new("").await?;
-    env.detectors = format!(
-        r#"
-[[watchdog.detectors]]
-name = "privileged"
-kind = "event"
-contract = "treasury"
-severity = "critical"
-allowed_actors = ["{:#x}"]
-"#,
-        env.anvil.accounts()[0]
-    );
+    let mut env = Env::new(vec![]).await?;
+    env.detectors = vec![Detector::new("privileged", "event")
+        .contract("treasury")
+        .severity("critical")
+        .param(
+            "allowed_actors",
+            vec![format!("{:#x}", env.anvil.accounts()[0])],
+        )];
     env.start_ingest().await?;
     let wd = env.spawn_watchdog().await?;
     let role = alloy::primitives::keccak256(b"PAUSER_ROLE");
@@ -138,17 +135,13 @@ allowed_actors = ["{:#x}"]
 /// Alertmanager; once it is back the alert arrives by itself. SIGTERM then exits cleanly.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn alertmanager_outage_queues_the_alert_and_health_names_it() -> Result<()> {
-    let mut env = Env::new("").await?;
-    env.detectors = format!(
-        r#"
-[[watchdog.detectors]]
-name = "privileged"
-kind = "event"
-contract = "treasury"
-allowed_actors = ["{:#x}"]
-"#,
-        env.anvil.accounts()[0]
-    );
+    let mut env = Env::new(vec![]).await?;
+    env.detectors = vec![Detector::new("privileged", "event")
+        .contract("treasury")
+        .param(
+            "allowed_actors",
+            vec![format!("{:#x}", env.anvil.accounts()[0])],
+        )];
     let proxy = testkit::proxy::TcpProxy::start(("127.0.0.1", env.am.port())).await?;
     env.am_url = Some(format!("http://{}", proxy.addr()));
     env.start_ingest().await?;

@@ -3,6 +3,7 @@
 //! example config, the watchdog records it and prepares exactly one Safe pause proposal.
 
 use std::time::{Duration, Instant};
+use testkit::config::{Rule, Webhook};
 
 use crate::common::Env;
 use anyhow::{bail, Result};
@@ -13,24 +14,27 @@ const TOKEN: &str = "e1-webhook-token";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn e1_prometheus_rule_to_alertmanager_to_webhook_to_one_pause_proposal() -> Result<()> {
-    let mut env = Env::new("").await?;
+    let mut env = Env::new(vec![]).await?;
     let metrics_port = std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port();
-    env.server_listen = format!("127.0.0.1:{metrics_port}");
+    env.server.listen = Some(format!("127.0.0.1:{metrics_port}"));
     let setup = env.setup_safe().await?;
-    env.detectors = format!(
-        r#"{detectors}{safe}
-[watchdog.webhook]
-bearer_token_env = "TRIPWIRE_TEST_WEBHOOK_TOKEN"
-[[watchdog.webhook.rules]]
-name = "ingest-behind-pause"
-matchers = ['alertname="TripwireIngestBehind"', 'severity="critical"']
-actions = ["record", "pause"]
-"#,
-        detectors = env.pause_detector(setup.safe),
-        safe = env.safe_toml(&setup),
-    );
+    env.detectors = vec![env.pause_detector(setup.safe)];
+    env.safe = Some(env.safe(&setup));
+    env.webhook = Some(Webhook {
+        bearer_token_env: Some("TRIPWIRE_TEST_WEBHOOK_TOKEN".into()),
+        rules: vec![Rule {
+            name: "ingest-behind-pause".into(),
+            matchers: vec![
+                r#"alertname="TripwireIngestBehind""#.into(),
+                r#"severity="critical""#.into(),
+            ],
+            actions: vec!["record".into(), "pause".into()],
+            ..Rule::default()
+        }],
+        ..Webhook::default()
+    });
     env.start_ingest().await?;
     // The watchdog reads its token from this variable, given to the child only.
     let wd = env

@@ -3,6 +3,7 @@
 
 use std::path::Path;
 use std::time::{Duration, Instant};
+use testkit::config::{Safe, SafeService};
 
 use crate::common::{self, Env, SafeSetup, StoredProposal};
 use alloy::primitives::{Address, B256, U256};
@@ -98,11 +99,8 @@ async fn paused(env: &Env, at: Address) -> Result<bool> {
 
 async fn start(env: &mut Env) -> Result<(SafeSetup, testkit::process::Proc)> {
     let setup = env.setup_safe().await?;
-    env.detectors = format!(
-        "{}{}",
-        env.pause_detector(setup.safe),
-        env.safe_toml(&setup)
-    );
+    env.detectors = vec![env.pause_detector(setup.safe)];
+    env.safe = Some(env.safe(&setup));
     env.start_ingest().await?;
     let wd = env.spawn_watchdog().await?;
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -117,7 +115,7 @@ async fn start(env: &mut Env) -> Result<(SafeSetup, testkit::process::Proc)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn d1_d2_proposal_hash_and_signature_hold_on_chain_and_two_owners_pause() -> Result<()> {
-    let mut env = Env::new("").await?;
+    let mut env = Env::new(vec![]).await?;
     let (setup, wd) = start(&mut env).await?;
     attack(&env, 7).await?;
     env.wait_alerts(Duration::from_secs(30), "the attack's alert", |a| {
@@ -255,7 +253,7 @@ async fn d1_d2_proposal_hash_and_signature_hold_on_chain_and_two_owners_pause() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn d2_three_targets_pause_in_one_multisend_batch() -> Result<()> {
-    let mut env = Env::new("").await?;
+    let mut env = Env::new(vec![]).await?;
     for _ in 0..2 {
         let t = env.anvil.deploy("Treasury", &[]).await?;
         env.extra_treasuries.push(t);
@@ -283,7 +281,7 @@ async fn d2_three_targets_pause_in_one_multisend_batch() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn d4_one_proposal_per_incident_across_repeats_and_restarts() -> Result<()> {
-    let mut env = Env::new("").await?;
+    let mut env = Env::new(vec![]).await?;
     let (_setup, mut wd) = start(&mut env).await?;
     attack(&env, 7).await?;
     wait_proposals(&env, 1, &wd).await?;
@@ -304,6 +302,25 @@ async fn d4_one_proposal_per_incident_across_repeats_and_restarts() -> Result<()
     let props = env.proposals().await?;
     assert_eq!(props.len(), 1, "{props:?}");
     Ok(())
+}
+
+/// `[watchdog.safe]` for `setup` as text, pausing every `treasury` address: the misconfiguration
+/// cases of d5 are edits of this text, which is what an operator gets wrong.
+fn safe_toml(setup: &SafeSetup) -> String {
+    format!(
+        r#"
+[watchdog.safe]
+chain = "devnet"
+address = "{safe}"
+proposer_key_file = "{key}"
+multisend = "{multisend}"
+[[watchdog.safe.targets]]
+contract = "treasury"
+"#,
+        safe = setup.safe,
+        key = setup.key_file.display(),
+        multisend = setup.singletons.multisend_call_only,
+    )
 }
 
 /// Runs `tripwire-watchdog run` with `[watchdog.safe]` appended and returns its output once it
@@ -328,10 +345,10 @@ async fn start_fails(env: &Env, detectors_and_safe: String) -> Result<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn d5_each_misconfiguration_stops_start_up_with_its_name() -> Result<()> {
-    let mut env = Env::new("").await?;
+    let mut env = Env::new(vec![]).await?;
     let setup = env.setup_safe().await?;
-    env.detectors = env.pause_detector(setup.safe);
-    let good = env.safe_toml(&setup);
+    env.detectors = vec![env.pause_detector(setup.safe)];
+    let good = safe_toml(&setup);
     let other_key = env.dir.path().join("stranger.key");
     // anvil account 5: not an owner.
     std::fs::write(
@@ -435,18 +452,21 @@ async fn wait_state(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn d3_submission_to_a_validating_service_retried_or_recorded_with_its_reason() -> Result<()> {
-    let mut env = Env::new("").await?;
+    let mut env = Env::new(vec![]).await?;
     let svc = testkit::safe_service::SafeService::start(&env.anvil.url()).await?;
     let setup = env.setup_safe().await?;
-    let base = format!(
-        "{}{}",
-        env.pause_detector(setup.safe),
-        env.safe_toml(&setup)
-    );
+    env.detectors = vec![env.pause_detector(setup.safe)];
+    let base = env.safe(&setup);
     let closed = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
-    env.detectors = format!(
-        "{base}[watchdog.safe.service]\nurl = \"http://{closed}\"\nattempts = 2\ntimeout_s = 2\n"
-    );
+    env.safe = Some(Safe {
+        service: Some(SafeService {
+            url: format!("http://{closed}"),
+            attempts: Some(2),
+            timeout_s: Some(2),
+            ..SafeService::default()
+        }),
+        ..base.clone()
+    });
     env.start_ingest().await?;
 
     // The service unreachable: the proposal is recorded as pending with the network error.
@@ -462,10 +482,14 @@ async fn d3_submission_to_a_validating_service_retried_or_recorded_with_its_reas
     wd.terminate(Duration::from_secs(15))?;
     svc.fail_next(503, serde_json::json!({"detail": "Service Unavailable"}));
     svc.fail_next(503, serde_json::json!({"detail": "Service Unavailable"}));
-    env.detectors = format!(
-        "{base}[watchdog.safe.service]\nurl = \"{}\"\nattempts = 4\n",
-        svc.url()
-    );
+    env.safe = Some(Safe {
+        service: Some(SafeService {
+            url: svc.url(),
+            attempts: Some(4),
+            ..SafeService::default()
+        }),
+        ..base
+    });
     let wd = env.spawn_watchdog().await?;
     let p = wait_state(&env, p.id, "submitted", &wd).await?;
     let requests = svc.requests();
@@ -543,15 +567,17 @@ async fn d3_submission_to_a_validating_service_retried_or_recorded_with_its_reas
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn d6_a_silent_safe_service_delays_neither_alerts_nor_the_stream() -> Result<()> {
     // Latency is measured: no other test of this binary runs meanwhile.
-    let mut env = Env::new_alone("").await?;
+    let mut env = Env::new_alone(vec![]).await?;
     let silent = testkit::silent::SilentServer::start().await?;
     let setup = env.setup_safe().await?;
-    env.detectors = format!(
-        "{}{}[watchdog.safe.service]\nurl = \"{}\"\n",
-        env.pause_detector(setup.safe),
-        env.safe_toml(&setup),
-        silent.url()
-    );
+    env.detectors = vec![env.pause_detector(setup.safe)];
+    env.safe = Some(Safe {
+        service: Some(SafeService {
+            url: silent.url().to_owned(),
+            ..SafeService::default()
+        }),
+        ..env.safe(&setup)
+    });
     env.start_ingest().await?;
     let wd = env.spawn_watchdog().await?;
     env.token_transfer(common::ether(1.0)).await?;

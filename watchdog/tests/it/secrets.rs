@@ -5,6 +5,7 @@
 //! webhook's HTTP answer, nor a `pg_dump` of the database.
 
 use std::time::{Duration, Instant};
+use testkit::config::{Rule, Safe, SafeService, Webhook};
 
 use crate::common::Env;
 use anyhow::{Context, Result};
@@ -34,7 +35,7 @@ fn closed_port() -> Result<u16> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn planted_credentials_appear_in_no_log_health_metric_cli_answer_or_row() -> Result<()> {
-    let mut env = Env::new("").await?;
+    let mut env = Env::new(vec![]).await?;
     let p = closed_port()?;
     env.rpc_urls_extra = vec![
         format!("http://127.0.0.1:{p}/v3/9aa3d95b3bc440fa88ea12eaa4456161"),
@@ -49,13 +50,27 @@ async fn planted_credentials_appear_in_no_log_health_metric_cli_answer_or_row() 
         format!("http://AMKEYASUSER987654@127.0.0.1:{p}"),
     ];
     let setup = env.setup_safe().await?;
-    env.detectors = format!(
-        "{}{}[watchdog.safe.service]\nurl = \"http://safeop:SafePass-993@127.0.0.1:{p}\"\nattempts = 1\ntimeout_s = 2\n\
-         [watchdog.webhook]\npath = \"/hook\"\nallow_unauthenticated = true\n\
-         [[watchdog.webhook.rules]]\nname = \"repost\"\nmatchers = ['alertname=~\".+\"']\nactions = [\"alert\"]\n",
-        env.pause_detector(setup.safe),
-        env.safe_toml(&setup),
-    );
+    env.detectors = vec![env.pause_detector(setup.safe)];
+    env.safe = Some(Safe {
+        service: Some(SafeService {
+            url: format!("http://safeop:SafePass-993@127.0.0.1:{p}"),
+            attempts: Some(1),
+            timeout_s: Some(2),
+            ..SafeService::default()
+        }),
+        ..env.safe(&setup)
+    });
+    env.webhook = Some(Webhook {
+        path: Some("/hook".into()),
+        allow_unauthenticated: Some(true),
+        rules: vec![Rule {
+            name: "repost".into(),
+            matchers: vec![r#"alertname=~".+""#.into()],
+            actions: vec!["alert".into()],
+            ..Rule::default()
+        }],
+        ..Webhook::default()
+    });
     let indexer = Proc::spawn(
         &testkit::workspace_bin("tripwire-indexer")?,
         &env.config(),

@@ -7,14 +7,14 @@ use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use testkit::{kafka::TestKafka, postgres::TestDb};
+use testkit::{kafka::TestKafka, postgres::TestDb, process::Proc};
 use tripwire_benches::procfs;
 
 use crate::chain::{Chain, CHAIN_ID};
 use crate::cli::{Args, BloomCheck, Mode};
-use crate::config::config_text;
+use crate::config::config;
 use crate::cpu::CpuMeter;
-use crate::process::{offset_resets, PerfRecord, Proc};
+use crate::process::{offset_resets, report_metrics, PerfRecord};
 
 /// What the indexer run measured.
 #[derive(Default)]
@@ -144,6 +144,12 @@ fn warn_on(r: Result<ExitStatus>) {
     }
 }
 
+/// `bin --config <config> <role>`, its output in `<dir>/<role>.log` (one process per role and
+/// run directory, so the log, its `.metrics.txt` and `.perf.data` are named by the role alone).
+fn spawn(bin: &Path, config: &Path, role: &str, dir: &Path, log: &str) -> Result<Proc> {
+    Proc::spawn_logged(bin, config, role, dir.join(format!("{role}.log")), log, &[])
+}
+
 fn mb(kb: Option<u64>) -> Option<f64> {
     kb.map(|k| k as f64 / 1024.0)
 }
@@ -187,20 +193,17 @@ pub(crate) async fn run_indexer(
             Some(_) => "KAFKA_BROKERS",
         }
     );
-    let config = dir.join("tripwire.toml");
-    std::fs::write(
-        &config,
-        config_text(
-            args,
-            chain,
-            &db,
-            &brokers,
-            &topic,
-            providers,
-            bloom,
-            kafka.as_ref().is_some_and(TestKafka::is_mock),
-        )?,
-    )?;
+    let config = config(
+        args,
+        chain,
+        &db,
+        &brokers,
+        &topic,
+        providers,
+        bloom,
+        kafka.as_ref().is_some_and(TestKafka::is_mock),
+    )?
+    .write(dir.join("tripwire.toml"))?;
     let timeout = Duration::from_secs(args.timeout_s);
     let head = chain.head;
     let mut run = IndexerRun {
@@ -220,7 +223,7 @@ pub(crate) async fn run_indexer(
         // Stage 1: ingest alone until its cursor reaches the head.
         let cpu = CpuMeter::start(chain.anvil.pid());
         let t0 = Instant::now();
-        let mut ingest = Proc::spawn(bin, &config, "ingest", dir, log)?;
+        let mut ingest = spawn(bin, &config, "ingest", dir, log)?;
         let prof = perf(&ingest)?;
         let (ingested, _) =
             wait_for(&db, head, &mut [&mut ingest], Until::Ingested, t0, timeout).await?;
@@ -228,9 +231,11 @@ pub(crate) async fn run_indexer(
         let ingest_cpu = procfs::cpu_ticks(ingest.pid()).unwrap_or(0);
         cpu.finish(&[("ingest", ingest_cpu)])
             .print("stage 1, ingest alone");
-        ingest
-            .report_metrics(ingested.unwrap_or_else(|| t0.elapsed().as_secs_f64()))
-            .await;
+        report_metrics(
+            &ingest,
+            ingested.unwrap_or_else(|| t0.elapsed().as_secs_f64()),
+        )
+        .await;
         if let Some(p) = prof {
             p.stop();
         }
@@ -252,14 +257,14 @@ pub(crate) async fn run_indexer(
         // Stage 2: the sink alone drains the topic into Postgres.
         let cpu = CpuMeter::start(chain.anvil.pid());
         let t0 = Instant::now();
-        let mut sink = Proc::spawn(bin, &config, "sink", dir, log)?;
+        let mut sink = spawn(bin, &config, "sink", dir, log)?;
         let prof = perf(&sink)?;
         let (_, synced) = wait_for(&db, head, &mut [&mut sink], Until::Synced, t0, timeout).await?;
         run.sink = synced;
         let sink_cpu = procfs::cpu_ticks(sink.pid()).unwrap_or(0);
         cpu.finish(&[("sink", sink_cpu)])
             .print("stage 2, sink alone");
-        sink.report_metrics(t0.elapsed().as_secs_f64()).await;
+        report_metrics(&sink, t0.elapsed().as_secs_f64()).await;
         if let Some(p) = prof {
             p.stop();
         }
@@ -272,13 +277,14 @@ pub(crate) async fn run_indexer(
     } else {
         let cpu = CpuMeter::start(chain.anvil.pid());
         let t0 = Instant::now();
-        let mut procs = match mode {
-            Mode::Run => vec![Proc::spawn(bin, &config, "run", dir, log)?],
-            Mode::Split => vec![
-                Proc::spawn(bin, &config, "ingest", dir, log)?,
-                Proc::spawn(bin, &config, "sink", dir, log)?,
-            ],
+        let roles: &[&'static str] = match mode {
+            Mode::Run => &["run"],
+            Mode::Split => &["ingest", "sink"],
         };
+        let mut procs = roles
+            .iter()
+            .map(|role| spawn(bin, &config, role, dir, log))
+            .collect::<Result<Vec<_>>>()?;
         let mut profs = Vec::new();
         for p in &procs {
             profs.push(perf(p)?);
@@ -303,7 +309,7 @@ pub(crate) async fn run_indexer(
             .collect();
         let labelled: Vec<(&str, u64)> = procs
             .iter()
-            .map(|p| p.role)
+            .map(|p| p.role.as_str())
             .zip(ticks.iter().copied())
             .collect();
         let report = cpu.finish(&labelled);
@@ -317,15 +323,15 @@ pub(crate) async fn run_indexer(
             } else {
                 wall
             };
-            p.report_metrics(until).await;
+            report_metrics(p, until).await;
         }
         for p in profs.into_iter().flatten() {
             p.stop();
         }
-        for (p, t) in procs.iter_mut().zip(ticks) {
+        for ((p, t), role) in procs.iter_mut().zip(ticks).zip(roles) {
             let stopped = p.stop(Duration::from_secs(60));
-            run.procs.push((p.role, mb(p.hwm_kb), Some(secs(t))));
-            run.exit_ok.push((p.role, p.status));
+            run.procs.push((*role, mb(p.hwm_kb), Some(secs(t))));
+            run.exit_ok.push((*role, p.status));
             if p.role != "ingest" {
                 run.offset_resets = offset_resets(p);
             }

@@ -209,11 +209,7 @@ impl Stack {
             .stderr(file)
             .spawn()
             .with_context(|| format!("starting {name}: {argv:?}"))?;
-        let proc = Proc {
-            child,
-            role: name.to_string(),
-            log,
-        };
+        let proc = Proc::from_child(child, name, log);
         let s = self.compose.service(name)?;
         if s.restart.as_deref() == Some("no") {
             proc.wait_ok().await?;

@@ -295,7 +295,8 @@ fn curl_grep(
 
 /// The head of a drill's configuration: Postgres, Kafka, a free metrics port and the devnet chain
 /// with `chain_lines` last (its providers, which may be `[[chains.providers]]` tables, and tuning);
-/// the caller appends contracts and the watchdog.
+/// the caller appends contracts and the watchdog. Text, because the providers drill splices in the
+/// runbooks' own snippets, which are what an operator writes.
 fn config_head(
     db: &TestDb,
     kafka: &testkit::kafka::TestKafka,
@@ -324,33 +325,48 @@ rpc_timeout_s = 10
     )
 }
 
+/// [`config_head`] as a [`TestConfig`](testkit::config::TestConfig), its chain to add
+/// ([`drill_chain`]).
+fn drill_config(
+    db: &TestDb,
+    kafka: &testkit::kafka::TestKafka,
+    topic: &str,
+) -> testkit::config::TestConfig {
+    let mut config = testkit::config::TestConfig::new(db.url(), kafka.brokers());
+    config.postgres.max_connections = Some(4);
+    config.kafka.topic = Some(topic.to_owned());
+    config.server(testkit::config::Server::any_port())
+}
+
+/// The devnet chain of [`config_head`] on `rpc`.
+fn drill_chain(rpc: &str) -> testkit::config::Chain {
+    testkit::config::Chain {
+        poll_interval_ms: Some(100),
+        rpc_timeout_s: Some(10),
+        ..testkit::config::Chain::new("devnet", 31337, rpc)
+    }
+}
+
 // ------------------------------------------------------------------------------------------------
 // Postgres
 
 /// A minimal configuration whose only use is `tripwire-indexer migrate` on `db`.
 fn migrate(db: &TestDb, dir: &Path) -> Result<PathBuf> {
-    let config = dir.join("tripwire.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"
-[postgres]
-url = "{}"
-[kafka]
-brokers = "127.0.0.1:9"
-[[chains]]
-name = "devnet"
-chain_id = 31337
-rpc_urls = ["http://127.0.0.1:9"]
-[[contracts]]
-name = "token"
-chain = "devnet"
-addresses = ["0x5FbDB2315678afecb367f032d93F642f64180aa3"]
-events = ["event Transfer(address indexed from, address indexed to, uint256 value)"]
-"#,
-            db.url()
-        ),
-    )?;
+    let config = testkit::config::TestConfig::new(db.url(), "127.0.0.1:9")
+        .chain(testkit::config::Chain::new(
+            "devnet",
+            31337,
+            "http://127.0.0.1:9",
+        ))
+        .contract(
+            testkit::config::Contract::new(
+                "token",
+                "devnet",
+                ["0x5FbDB2315678afecb367f032d93F642f64180aa3"],
+            )
+            .events(["event Transfer(address indexed from, address indexed to, uint256 value)"]),
+        )
+        .write(dir.join("tripwire.toml"))?;
     let out = run(
         "tripwire-indexer",
         &["migrate".into()],

@@ -12,6 +12,7 @@ use std::{
 };
 
 use anyhow::{bail, Result};
+use testkit::config::{Chain, Contract, Provider, Server, Sink, TestConfig};
 use testkit::{abi, anvil::Anvil, kafka::TestKafka, postgres::TestDb, Address, B256};
 
 pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_tripwire-indexer");
@@ -41,8 +42,12 @@ pub(crate) struct Env {
     pub rpc_urls: Option<Vec<String>>,
     /// `rpc_timeout_s` of the chain.
     pub rpc_timeout_s: u64,
-    /// Extra lines for the `[[chains]]` table (e.g. `verify_ranges = false`).
-    pub chain_extra: String,
+    /// `[[chains.providers]]` of the chain (see [`providers`]).
+    pub providers: Vec<Provider>,
+    /// `verify_ranges` of the chain, when not the default.
+    pub verify_ranges: Option<bool>,
+    /// `max_provider_lag_blocks` of the chain, when not the default.
+    pub max_provider_lag_blocks: Option<u64>,
 }
 
 impl Env {
@@ -90,7 +95,9 @@ impl Env {
             no_contracts: false,
             rpc_urls: None,
             rpc_timeout_s: 10,
-            chain_extra: String::new(),
+            providers: Vec::new(),
+            verify_ranges: None,
+            max_provider_lag_blocks: None,
         })
     }
 
@@ -98,91 +105,65 @@ impl Env {
         vec![self.token, self.vault, self.registry]
     }
 
-    /// Writes the config file and returns its path.
-    pub(crate) fn config(&self) -> PathBuf {
-        let abi = testkit::contracts::artifact_path("DemoToken");
-        let text = format!(
-            r#"
-[postgres]
-url = "{pg}"
-max_connections = 4
-[kafka]
-brokers = "{brokers}"
-topic = "{topic}"
-max_lead_records = {lead}
-[server]
-listen = "127.0.0.1:0"
-lag_threshold_blocks = 1000
-[sink]
-consumer = "{consumer}"
-batch_records = {batch}
-batch_wait_ms = 50
-[[chains]]
-name = "devnet"
-chain_id = 31337
-rpc_urls = [{rpc}]
-max_reorg_depth = {depth}
-poll_interval_ms = 100
-range_blocks = {range}
-rpc_timeout_s = {timeout}
-{chain_extra}
-[[contracts]]
-name = "token"
-chain = "devnet"
-addresses = ["{token}"]
-abi = "{abi}"
-[[contracts]]
-name = "vault"
-chain = "devnet"
-addresses = ["{vault}"]
-events = ["event Deposit(address indexed user, uint256 amount)", "event Withdraw(address indexed user, uint256 amount)"]
-[[contracts]]
-name = "registry"
-chain = "devnet"
-addresses = ["{registry}"]
-"#,
-            pg = self.pg_url.as_deref().unwrap_or(self.db.url()),
-            brokers = self.brokers.clone().unwrap_or_else(|| self.kafka.brokers()),
-            topic = self.topic,
-            lead = self.max_lead_records,
-            // At most half of the lead limit, as the config requires.
-            batch = match self.max_lead_records {
-                0 => 5000,
-                lead => (lead / 2).min(5000),
-            },
-            consumer = self.consumer,
-            rpc = self
-                .rpc_urls
-                .clone()
-                .unwrap_or_else(|| vec![self.anvil.url()])
-                .iter()
-                .map(|u| format!("\"{u}\""))
-                .collect::<Vec<_>>()
-                .join(", "),
-            timeout = self.rpc_timeout_s,
-            chain_extra = self.chain_extra,
-            depth = self.max_reorg_depth,
-            range = self.range_blocks,
-            token = self.token,
-            vault = self.vault,
-            registry = self.registry,
-            abi = abi.display(),
+    /// The config of this environment.
+    pub(crate) fn test_config(&self) -> TestConfig {
+        let rpc_urls = self
+            .rpc_urls
+            .clone()
+            .unwrap_or_else(|| vec![self.anvil.url()]);
+        let mut config = TestConfig::new(
+            self.pg_url.as_deref().unwrap_or(self.db.url()),
+            self.brokers.clone().unwrap_or_else(|| self.kafka.brokers()),
         );
-        let text = if self.no_contracts {
-            text[..text.find("[[contracts]]").expect("contracts section")].to_owned()
-        } else {
-            text
-        };
-        // Written to a temporary name and renamed: a process starting meanwhile (tests restart
-        // processes while others run) must never read a half-written file.
-        let path = self.dir.path().join("tripwire.toml");
-        let tmp = self
-            .dir
-            .path()
-            .join(format!("tripwire.toml.{}", rand_suffix()));
-        std::fs::write(&tmp, text).expect("write config");
-        std::fs::rename(&tmp, &path).expect("rename config");
-        path
+        config.postgres.max_connections = Some(4);
+        config.kafka.topic = Some(self.topic.clone());
+        config.kafka.max_lead_records = Some(self.max_lead_records);
+        let mut config = config
+            .server(Server {
+                lag_threshold_blocks: Some(1000),
+                ..Server::any_port()
+            })
+            .sink(Sink {
+                consumer: Some(self.consumer.clone()),
+                // At most half of the lead limit, as the config requires.
+                batch_records: Some(match self.max_lead_records {
+                    0 => 5000,
+                    lead => (lead / 2).min(5000) as usize,
+                }),
+                batch_wait_ms: Some(50),
+                ..Sink::default()
+            })
+            .chain(Chain {
+                name: "devnet".into(),
+                chain_id: 31337,
+                rpc_urls,
+                providers: self.providers.clone(),
+                max_provider_lag_blocks: self.max_provider_lag_blocks,
+                verify_ranges: self.verify_ranges,
+                max_reorg_depth: Some(self.max_reorg_depth),
+                poll_interval_ms: Some(100),
+                range_blocks: Some(self.range_blocks),
+                rpc_timeout_s: Some(self.rpc_timeout_s),
+                ..Chain::default()
+            });
+        if !self.no_contracts {
+            config = config
+                .contract(Contract::new("token", "devnet", [self.token]).artifact("DemoToken"))
+                .contract(Contract::new("vault", "devnet", [self.vault]).events([
+                    "event Deposit(address indexed user, uint256 amount)",
+                    "event Withdraw(address indexed user, uint256 amount)",
+                ]))
+                .contract(Contract::new("registry", "devnet", [self.registry]));
+        }
+        config
+    }
+
+    /// Writes the config file (checked, and atomically: tests restart processes while others
+    /// run) and returns its path.
+    pub(crate) fn config(&self) -> PathBuf {
+        self.test_config()
+            .write(self.dir.path().join("tripwire.toml"))
+            .expect("write config")
     }
 
     /// Starts `tripwire-indexer <role>` with this environment's config.
@@ -332,27 +313,20 @@ addresses = ["{registry}"]
     }
 }
 
-/// `[[chains.providers]]` entries as an inline array, for [`Env::chain_extra`]: each proxy with
-/// its name and weight.
-pub(crate) fn providers(list: &[(&str, &testkit::rpc_proxy::FaultProxy, u32)]) -> String {
-    let entries: Vec<String> = list
-        .iter()
-        .map(|(name, p, weight)| {
-            format!(
-                "{{ url = \"{}\", name = \"{name}\", weight = {weight} }}",
-                p.url()
-            )
+/// `[[chains.providers]]` entries, for [`Env::providers`]: each proxy with its name and weight.
+pub(crate) fn providers(list: &[(&str, &testkit::rpc_proxy::FaultProxy, u32)]) -> Vec<Provider> {
+    list.iter()
+        .map(|(name, p, weight)| Provider {
+            url: p.url(),
+            name: Some((*name).to_owned()),
+            weight: Some(*weight),
+            ..Provider::default()
         })
-        .collect();
-    format!("providers = [{}]", entries.join(", "))
+        .collect()
 }
 
 /// A `tripwire-indexer` child process.
 pub(crate) use testkit::process::Proc;
-
-fn rand_suffix() -> String {
-    format!("{:08x}", rand::random::<u32>())
-}
 
 /// Hash helper for tests that build reorg replacement transactions.
 pub(crate) fn zero_hash() -> B256 {

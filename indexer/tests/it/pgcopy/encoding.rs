@@ -11,11 +11,11 @@ use sqlx::Connection;
 use tripwire_schema::{DecodedEvent, LogRecord};
 use tripwire_store::pgcopy::{flush_logs, prepare_staging, LogCopyBuffer};
 
-use super::{params, stored_logs, transfer, StoredLog, TestDb};
+use super::{migrated_db, params, stored_logs, transfer, StoredLog};
 
 #[tokio::test]
 async fn round_trips_every_field_variant() {
-    let db = TestDb::new().await;
+    let db = migrated_db().await;
 
     let bare = LogRecord {
         chain_id: 1,
@@ -95,7 +95,7 @@ async fn round_trips_every_field_variant() {
     }
     assert_eq!(buf.len(), logs.len());
 
-    let mut tx = db.pool.begin().await.unwrap();
+    let mut tx = db.pool().begin().await.unwrap();
     prepare_staging(&mut tx).await.unwrap();
     prepare_staging(&mut tx).await.unwrap();
     assert_eq!(
@@ -107,7 +107,7 @@ async fn round_trips_every_field_variant() {
 
     let mut expected: Vec<StoredLog> = logs.iter().map(StoredLog::expected).collect();
     expected.sort_by_key(|l| (l.chain_id, l.block_number, l.log_index));
-    let stored = stored_logs(&db.pool).await;
+    let stored = stored_logs(db.pool()).await;
     assert_eq!(stored.len(), expected.len());
     for (got, want) in stored.iter().zip(&expected) {
         assert_eq!(got, want);
@@ -118,7 +118,7 @@ async fn round_trips_every_field_variant() {
         "SELECT to_char(block_timestamp AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS')
          FROM logs WHERE block_number = 19000000",
     )
-    .fetch_one(&db.pool)
+    .fetch_one(db.pool())
     .await
     .unwrap();
     assert_eq!(iso, "2023-11-14 22:15:23");
@@ -126,7 +126,7 @@ async fn round_trips_every_field_variant() {
 
 #[tokio::test]
 async fn nul_characters_are_stored_as_replacement_characters() {
-    let db = TestDb::new().await;
+    let db = migrated_db().await;
     let mut log = transfer(1, 1, 0);
     log.contract = Some("tok\0en".into());
     log.event = Some(DecodedEvent {
@@ -140,10 +140,10 @@ async fn nul_characters_are_stored_as_replacement_characters() {
     });
     let mut buf = LogCopyBuffer::new();
     buf.push(&log);
-    let mut conn = db.conn().await;
+    let mut conn = db.conn().await.unwrap();
     assert_eq!(flush_logs(&mut conn, &mut buf).await.unwrap(), 1);
 
-    let stored = stored_logs(&db.pool).await;
+    let stored = stored_logs(db.pool()).await;
     assert_eq!(stored[0].contract.as_deref(), Some("tok\u{FFFD}en"));
     assert_eq!(stored[0].event_name.as_deref(), Some("Na\u{FFFD}me"));
     assert_eq!(
@@ -158,9 +158,9 @@ async fn nul_characters_are_stored_as_replacement_characters() {
 
 #[tokio::test]
 async fn large_batches_span_several_send_chunks() {
-    let db = TestDb::new().await;
+    let db = migrated_db().await;
     let mut buf = LogCopyBuffer::new();
-    let mut conn = db.conn().await;
+    let mut conn = db.conn().await.unwrap();
     // About 12 MB of COPY data.
     for i in 0..6_000u64 {
         let mut log = transfer(5, i / 100, i % 100);
@@ -172,7 +172,7 @@ async fn large_batches_span_several_send_chunks() {
     tx.commit().await.unwrap();
     let (rows, bytes): (i64, i64) =
         sqlx::query_as("SELECT count(*), sum(length(data))::int8 FROM logs")
-            .fetch_one(&db.pool)
+            .fetch_one(db.pool())
             .await
             .unwrap();
     assert_eq!((rows, bytes), (6_000, 12_000_000));
@@ -185,7 +185,7 @@ async fn large_batches_span_several_send_chunks() {
 async fn copy_throughput() {
     const ROWS: u64 = 200_000;
     const BATCH: u64 = 10_000;
-    let db = TestDb::new().await;
+    let db = migrated_db().await;
     let logs: Vec<LogRecord> = (0..ROWS)
         .map(|i| {
             let mut log = transfer(1, i / 200, i % 200);
@@ -193,7 +193,7 @@ async fn copy_throughput() {
             log
         })
         .collect();
-    let mut conn = db.conn().await;
+    let mut conn = db.conn().await.unwrap();
     let mut buf = LogCopyBuffer::new();
 
     let started = Instant::now();

@@ -1,6 +1,7 @@
 //! Integration tests of the binary COPY writer against a real Postgres. Every test works in a
-//! database of its own, created through `TRIPWIRE_TEST_PG_ADMIN_URL` (as for the testkit; default
-//! `postgres://postgres@127.0.0.1:5432/postgres`, a database every cluster has) and dropped again when the test ends.
+//! database of its own (`testkit::postgres::TestDb`, created through `TRIPWIRE_TEST_PG_ADMIN_URL`;
+//! default `postgres://postgres@127.0.0.1:5432/postgres`, a database every cluster has), migrated,
+//! and dropped again when the test ends.
 //!
 //! This module holds that database and the rows written and read back; the tests are in
 //! `encoding` (what the rows hold) and `transactions` (conflicts, rollbacks, failures, retries).
@@ -11,84 +12,18 @@
 mod encoding;
 mod transactions;
 
-use std::str::FromStr;
-
 use alloy::primitives::{Address, Bytes, B256};
 use serde_json::{json, Map, Value};
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{Connection, PgConnection, PgPool, Row};
+use sqlx::{PgPool, Row};
+use testkit::postgres::TestDb;
 use tripwire_schema::{BlockMarker, DecodedEvent, LogRecord};
 
-fn admin_options() -> PgConnectOptions {
-    let url = std::env::var("TRIPWIRE_TEST_PG_ADMIN_URL")
-        .unwrap_or_else(|_| testkit::postgres::DEFAULT_ADMIN_URL.into());
-    PgConnectOptions::from_str(&url).expect("TRIPWIRE_TEST_PG_ADMIN_URL is a Postgres URL")
-}
-
-/// A migrated throwaway database, dropped when the value is (also when the test panics).
-struct TestDb {
-    name: String,
-    pool: PgPool,
-}
-
-impl TestDb {
-    async fn new() -> Self {
-        let name = format!("tripwire_pgcopy_{:016x}", rand::random::<u64>());
-        let mut admin = PgConnection::connect_with(&admin_options())
-            .await
-            .expect("connect to the test Postgres");
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-            .execute(&mut admin)
-            .await
-            .expect("create test database");
-        admin.close().await.ok();
-        let pool = PgPoolOptions::new()
-            .max_connections(4)
-            .connect_with(admin_options().database(&name))
-            .await
-            .expect("connect to the test database");
-        tripwire_store::migrate(&pool).await.expect("migrate");
-        TestDb { name, pool }
-    }
-
-    async fn conn(&self) -> PgConnection {
-        PgConnection::connect_with(&admin_options().database(&self.name))
-            .await
-            .expect("connect to the test database")
-    }
-
-    async fn count(&self, table: &str) -> i64 {
-        sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {table}")))
-            .fetch_one(&self.pool)
-            .await
-            .unwrap()
-    }
-}
-
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        // Drop may run on a runtime thread (or while unwinding), so use a runtime of its own.
-        let name = self.name.clone();
-        std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async {
-                if let Ok(mut admin) = PgConnection::connect_with(&admin_options()).await {
-                    let sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
-                    if let Err(err) = sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
-                        .execute(&mut admin)
-                        .await
-                    {
-                        eprintln!("could not drop test database {name}: {err}");
-                    }
-                }
-            });
-        })
-        .join()
-        .ok();
-    }
+/// A migrated throwaway database (`testkit`'s, dropped when the value is, also when the test
+/// panics).
+async fn migrated_db() -> TestDb {
+    let db = TestDb::create().await.expect("create the test database");
+    tripwire_store::migrate(db.pool()).await.expect("migrate");
+    db
 }
 
 fn params(value: Value) -> Map<String, Value> {

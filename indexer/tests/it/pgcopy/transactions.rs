@@ -11,27 +11,27 @@ use tripwire_store::pgcopy::{
     flush_blocks, flush_logs, store_blocks, store_logs, BlockCopyBuffer, LogCopyBuffer,
 };
 
-use super::{expected_block, marker, stored_blocks, stored_logs, transfer, StoredLog, TestDb};
+use super::{expected_block, marker, migrated_db, stored_blocks, stored_logs, transfer, StoredLog};
 
 #[tokio::test]
 async fn replayed_logs_are_stored_once() {
-    let db = TestDb::new().await;
+    let db = migrated_db().await;
     let batch: Vec<LogRecord> = (0..500)
         .map(|i| transfer(1, 100 + i / 10, i % 10))
         .collect();
     let mut buf = LogCopyBuffer::new();
 
     // The same batch twice in one transaction.
-    let mut tx = db.pool.begin().await.unwrap();
+    let mut tx = db.pool().begin().await.unwrap();
     batch.iter().for_each(|l| buf.push(l));
     assert_eq!(flush_logs(&mut tx, &mut buf).await.unwrap(), 500);
     batch.iter().for_each(|l| buf.push(l));
     assert_eq!(flush_logs(&mut tx, &mut buf).await.unwrap(), 0);
     tx.commit().await.unwrap();
-    assert_eq!(db.count("logs").await, 500);
+    assert_eq!(db.count("logs").await.unwrap(), 500);
 
     // Again in a later transaction, with duplicates inside the batch and some new rows.
-    let mut tx = db.pool.begin().await.unwrap();
+    let mut tx = db.pool().begin().await.unwrap();
     batch.iter().for_each(|l| buf.push(l));
     batch.iter().for_each(|l| buf.push(l));
     for i in 0..25 {
@@ -42,7 +42,7 @@ async fn replayed_logs_are_stored_once() {
     assert_eq!(buf.len(), 1_050);
     assert_eq!(flush_logs(&mut tx, &mut buf).await.unwrap(), 25);
     tx.commit().await.unwrap();
-    assert_eq!(db.count("logs").await, 525);
+    assert_eq!(db.count("logs").await.unwrap(), 525);
 
     // A log with the same index in another block (or on another chain) is a different log.
     let mut other_block = transfer(1, 100, 0);
@@ -50,31 +50,31 @@ async fn replayed_logs_are_stored_once() {
     let other_chain = transfer(2, 100, 0);
     buf.push(&other_block);
     buf.push(&other_chain);
-    let mut conn = db.conn().await;
+    let mut conn = db.conn().await.unwrap();
     assert_eq!(flush_logs(&mut conn, &mut buf).await.unwrap(), 2);
-    assert_eq!(db.count("logs").await, 527);
+    assert_eq!(db.count("logs").await.unwrap(), 527);
 
     // New rows first and a stored one last: the direct COPY writes thousands of rows before it
     // conflicts, and those must be undone before the batch is merged.
-    let mut tx = db.pool.begin().await.unwrap();
+    let mut tx = db.pool().begin().await.unwrap();
     for i in 0..3_000 {
         buf.push(&transfer(3, 1 + i / 100, i % 100));
     }
     buf.push(&batch[0]);
     assert_eq!(flush_logs(&mut tx, &mut buf).await.unwrap(), 3_000);
     tx.commit().await.unwrap();
-    assert_eq!(db.count("logs").await, 3_527);
+    assert_eq!(db.count("logs").await.unwrap(), 3_527);
 
     // An empty buffer is a no-op, even without staging tables.
-    let mut fresh = db.conn().await;
+    let mut fresh = db.conn().await.unwrap();
     assert_eq!(flush_logs(&mut fresh, &mut buf).await.unwrap(), 0);
 }
 
 #[tokio::test]
 async fn block_markers_upsert_and_the_last_of_a_batch_wins() {
-    let db = TestDb::new().await;
+    let db = migrated_db().await;
     let mut buf = BlockCopyBuffer::new();
-    let mut conn = db.conn().await;
+    let mut conn = db.conn().await.unwrap();
 
     let first: Vec<BlockMarker> = (1..=3).map(|n| marker(1, n, 0x10 + n as u8)).collect();
     first.iter().for_each(|m| buf.push(m));
@@ -87,7 +87,7 @@ async fn block_markers_upsert_and_the_last_of_a_batch_wins() {
     assert_eq!(flush_blocks(&mut tx, &mut buf).await.unwrap(), 0);
     tx.commit().await.unwrap();
     let want: Vec<_> = first.iter().map(expected_block).collect();
-    assert_eq!(stored_blocks(&db.pool).await, want);
+    assert_eq!(stored_blocks(db.pool()).await, want);
 
     // A reorg re-sends height 2 with another hash: it replaces the stored marker.
     let reorged = BlockMarker {
@@ -104,7 +104,7 @@ async fn block_markers_upsert_and_the_last_of_a_batch_wins() {
         expected_block(&reorged),
         expected_block(&first[2]),
     ];
-    assert_eq!(stored_blocks(&db.pool).await, want);
+    assert_eq!(stored_blocks(db.pool()).await, want);
 
     // Several markers per height in one batch: the last pushed wins, whatever the hashes. Height 3
     // is stored already, height 4 is new; another chain at the same height is separate.
@@ -127,13 +127,13 @@ async fn block_markers_upsert_and_the_last_of_a_batch_wins() {
         expected_block(&batch[5]),
         expected_block(&batch[3]),
     ];
-    assert_eq!(stored_blocks(&db.pool).await, want);
+    assert_eq!(stored_blocks(db.pool()).await, want);
 }
 
 #[tokio::test]
 async fn rollback_discards_everything_and_the_connection_stays_usable() {
-    let db = TestDb::new().await;
-    let mut conn = db.conn().await;
+    let db = migrated_db().await;
+    let mut conn = db.conn().await.unwrap();
     let mut logs = LogCopyBuffer::new();
     let mut blocks = BlockCopyBuffer::new();
 
@@ -151,9 +151,9 @@ async fn rollback_discards_everything_and_the_connection_stays_usable() {
     .await
     .unwrap();
     tx.rollback().await.unwrap();
-    assert_eq!(db.count("logs").await, 0);
-    assert_eq!(db.count("blocks").await, 0);
-    assert_eq!(db.count("sink_offsets").await, 0);
+    assert_eq!(db.count("logs").await.unwrap(), 0);
+    assert_eq!(db.count("blocks").await.unwrap(), 0);
+    assert_eq!(db.count("sink_offsets").await.unwrap(), 0);
 
     // The same connection writes the batch again.
     let mut tx = conn.begin().await.unwrap();
@@ -162,8 +162,8 @@ async fn rollback_discards_everything_and_the_connection_stays_usable() {
     assert_eq!(flush_logs(&mut tx, &mut logs).await.unwrap(), 100);
     assert_eq!(flush_blocks(&mut tx, &mut blocks).await.unwrap(), 1);
     tx.commit().await.unwrap();
-    assert_eq!(db.count("logs").await, 100);
-    assert_eq!(db.count("blocks").await, 1);
+    assert_eq!(db.count("logs").await.unwrap(), 100);
+    assert_eq!(db.count("blocks").await.unwrap(), 1);
 
     // Nothing lingers in staging between transactions.
     let staged: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_temp.tripwire_staging_logs")
@@ -175,12 +175,12 @@ async fn rollback_discards_everything_and_the_connection_stays_usable() {
 
 #[tokio::test]
 async fn a_failed_flush_clears_the_buffer_and_leaves_nothing() {
-    let db = TestDb::new().await;
+    let db = migrated_db().await;
     sqlx::query("ALTER TABLE logs ADD CONSTRAINT below_1000 CHECK (block_number < 1000)")
-        .execute(&db.pool)
+        .execute(db.pool())
         .await
         .unwrap();
-    let mut conn = db.conn().await;
+    let mut conn = db.conn().await.unwrap();
     let mut buf = LogCopyBuffer::new();
 
     let mut tx = conn.begin().await.unwrap();
@@ -192,23 +192,23 @@ async fn a_failed_flush_clears_the_buffer_and_leaves_nothing() {
     assert!(err.to_string().contains("below_1000"), "{err}");
     assert!(buf.is_empty());
     tx.rollback().await.unwrap();
-    assert_eq!(db.count("logs").await, 0);
+    assert_eq!(db.count("logs").await.unwrap(), 0);
 
     // Outside a transaction the flush runs in one of its own, which the failure rolls back.
     buf.push(&transfer(1, 3, 0));
     buf.push(&transfer(1, 6_000, 0));
     assert!(flush_logs(&mut conn, &mut buf).await.is_err());
-    assert_eq!(db.count("logs").await, 0);
+    assert_eq!(db.count("logs").await.unwrap(), 0);
 
     buf.push(&transfer(1, 3, 0));
     assert_eq!(flush_logs(&mut conn, &mut buf).await.unwrap(), 1);
-    assert_eq!(db.count("logs").await, 1);
+    assert_eq!(db.count("logs").await.unwrap(), 1);
 }
 
 #[tokio::test]
 async fn store_keeps_the_rows_for_a_retry_of_the_transaction() {
-    let db = TestDb::new().await;
-    let mut conn = db.conn().await;
+    let db = migrated_db().await;
+    let mut conn = db.conn().await.unwrap();
     let mut logs = LogCopyBuffer::new();
     let mut blocks = BlockCopyBuffer::new();
     (0..50).for_each(|i| logs.push(&transfer(1, 8, i)));
@@ -220,7 +220,7 @@ async fn store_keeps_the_rows_for_a_retry_of_the_transaction() {
     assert_eq!(store_blocks(&mut tx, &blocks).await.unwrap(), 1);
     tx.rollback().await.unwrap();
     assert_eq!((logs.len(), blocks.len()), (50, 1));
-    assert_eq!(db.count("logs").await, 0);
+    assert_eq!(db.count("logs").await.unwrap(), 0);
 
     // The same buffers again, twice: the second time everything is a replay.
     for expected in [(50, 1), (0, 0)] {
@@ -232,10 +232,10 @@ async fn store_keeps_the_rows_for_a_retry_of_the_transaction() {
         tx.commit().await.unwrap();
         assert_eq!(stored, expected);
     }
-    assert_eq!(db.count("logs").await, 50);
-    assert_eq!(db.count("blocks").await, 1);
+    assert_eq!(db.count("logs").await.unwrap(), 50);
+    assert_eq!(db.count("blocks").await.unwrap(), 1);
     let want: Vec<StoredLog> = (0..50)
         .map(|i| StoredLog::expected(&transfer(1, 8, i)))
         .collect();
-    assert_eq!(stored_logs(&db.pool).await, want);
+    assert_eq!(stored_logs(db.pool()).await, want);
 }

@@ -10,6 +10,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
+use testkit::config::{
+    Alertmanager as AlertmanagerConfig, Chain, Contract, Detector, Safe, SafeTarget, Server, Sink,
+    TestConfig, Watchdog, Webhook,
+};
 use testkit::{
     abi, alertmanager::Alertmanager, anvil::Anvil, kafka::TestKafka, postgres::TestDb,
     process::Proc, Address, DynSolValue, U256,
@@ -27,21 +31,24 @@ pub(crate) struct Env {
     pub treasury: Address,
     pub token: Address,
     pub topic: String,
-    /// `[[watchdog.detectors]]` tables, TOML.
-    pub detectors: String,
-    /// Extra lines of `[watchdog.alertmanager]`.
-    pub alertmanager_extra: String,
+    /// `[[watchdog.detectors]]`
+    pub detectors: Vec<Detector>,
+    /// `[watchdog.safe]`
+    pub safe: Option<Safe>,
+    /// `[watchdog.webhook]`
+    pub webhook: Option<Webhook>,
+    /// `[watchdog.alertmanager]` but its `urls` (see `am_url`, `am_urls_before`).
+    pub alertmanager: AlertmanagerConfig,
     pub max_reorg_depth: u64,
     /// Alertmanager URL given to the watchdog instead of the real one's (e.g. a proxy in front).
     pub am_url: Option<String>,
     /// More Alertmanager URLs, listed before that one (e.g. a member that never answers).
     pub am_urls_before: Vec<String>,
-    /// More lines of `[server]` (the HTTP server's limits).
-    pub server_extra: String,
+    /// `[server]` of the indexer (its /metrics; any free port by default) and the HTTP server's
+    /// limits of both processes.
+    pub server: Server,
     /// More RPC providers of the chain, after anvil (e.g. failing ones).
     pub rpc_urls_extra: Vec<String>,
-    /// `server.listen` of the indexer (its /metrics), default any free port.
-    pub server_listen: String,
     /// More addresses of the `treasury` contract (several pause targets).
     pub extra_treasuries: Vec<Address>,
     ingest: Option<Proc>,
@@ -62,16 +69,16 @@ enum Turn {
 }
 
 impl Env {
-    pub(crate) async fn new(detectors: &str) -> Result<Env> {
+    pub(crate) async fn new(detectors: Vec<Detector>) -> Result<Env> {
         Self::with_turn(detectors, Turn::Shared(TURNS.read().await)).await
     }
 
     /// [`Env::new`] for a test that must not share the machine with another of this binary.
-    pub(crate) async fn new_alone(detectors: &str) -> Result<Env> {
+    pub(crate) async fn new_alone(detectors: Vec<Detector>) -> Result<Env> {
         Self::with_turn(detectors, Turn::Alone(TURNS.write().await)).await
     }
 
-    async fn with_turn(detectors: &str, turn: Turn) -> Result<Env> {
+    async fn with_turn(detectors: Vec<Detector>, turn: Turn) -> Result<Env> {
         let anvil = Anvil::spawn().await?;
         let db = TestDb::create().await?;
         let kafka = TestKafka::start()?;
@@ -89,101 +96,78 @@ impl Env {
             treasury,
             token,
             topic,
-            detectors: detectors.to_owned(),
-            alertmanager_extra: String::new(),
+            detectors,
+            safe: None,
+            webhook: None,
+            alertmanager: AlertmanagerConfig {
+                resend_interval_s: Some(5),
+                explorer_tx_url: Some("https://explorer.invalid/tx/{tx_hash}".into()),
+                ..AlertmanagerConfig::default()
+            },
             max_reorg_depth: 64,
             am_url: None,
             am_urls_before: Vec::new(),
-            server_extra: String::new(),
+            server: Server::any_port(),
             rpc_urls_extra: Vec::new(),
             extra_treasuries: Vec::new(),
-            server_listen: "127.0.0.1:0".into(),
             ingest: None,
             _turn: turn,
         })
     }
 
-    /// Writes the config file (atomically) and returns its path.
+    /// The config of this environment.
+    pub(crate) fn test_config(&self) -> TestConfig {
+        let mut config = TestConfig::new(self.db.url(), self.kafka.brokers());
+        config.postgres.max_connections = Some(4);
+        config.kafka.topic = Some(self.topic.clone());
+        let treasuries =
+            std::iter::once(self.treasury).chain(self.extra_treasuries.iter().copied());
+        let urls = self
+            .am_urls_before
+            .iter()
+            .cloned()
+            .chain([self.am_url.clone().unwrap_or_else(|| self.am.url())])
+            .collect();
+        config
+            .server(self.server.clone())
+            .sink(Sink {
+                consumer: Some(format!("{}-sink", self.topic)),
+                batch_wait_ms: Some(50),
+                ..Sink::default()
+            })
+            .chain(Chain {
+                name: "devnet".into(),
+                chain_id: 31337,
+                rpc_urls: std::iter::once(self.anvil.url())
+                    .chain(self.rpc_urls_extra.iter().cloned())
+                    .collect(),
+                max_reorg_depth: Some(self.max_reorg_depth),
+                poll_interval_ms: Some(100),
+                range_blocks: Some(200),
+                rpc_timeout_s: Some(10),
+                ..Chain::default()
+            })
+            .contract(Contract::new("treasury", "devnet", treasuries).artifact("Treasury"))
+            .contract(Contract::new("token", "devnet", [self.token]).artifact("DemoToken"))
+            .watchdog(Watchdog {
+                consumer: Some("watchdog-test".into()),
+                listen: Some("127.0.0.1:0".into()),
+                checkpoint_interval_s: Some(1),
+                alertmanager: AlertmanagerConfig {
+                    urls,
+                    ..self.alertmanager.clone()
+                },
+                detectors: self.detectors.clone(),
+                safe: self.safe.clone(),
+                webhook: self.webhook.clone(),
+            })
+    }
+
+    /// Writes the config file (checked, and atomically) and returns its path.
     pub(crate) fn config(&self) -> PathBuf {
-        let text = format!(
-            r#"
-[postgres]
-url = "{pg}"
-max_connections = 4
-[kafka]
-brokers = "{brokers}"
-topic = "{topic}"
-[server]
-listen = "{server_listen}"
-{server_extra}
-[sink]
-consumer = "{topic}-sink"
-batch_wait_ms = 50
-[[chains]]
-name = "devnet"
-chain_id = 31337
-rpc_urls = ["{rpc}"{rpc_extra}]
-max_reorg_depth = {depth}
-poll_interval_ms = 100
-range_blocks = 200
-rpc_timeout_s = 10
-[[contracts]]
-name = "treasury"
-chain = "devnet"
-addresses = [{treasuries}]
-abi = "{treasury_abi}"
-[[contracts]]
-name = "token"
-chain = "devnet"
-addresses = ["{token}"]
-abi = "{token_abi}"
-
-[watchdog]
-consumer = "watchdog-test"
-listen = "127.0.0.1:0"
-checkpoint_interval_s = 1
-[watchdog.alertmanager]
-urls = [{am_before}"{am}"]
-resend_interval_s = 5
-explorer_tx_url = "https://explorer.invalid/tx/{{tx_hash}}"
-{am_extra}
-
-{detectors}
-"#,
-            pg = self.db.url(),
-            brokers = self.kafka.brokers(),
-            topic = self.topic,
-            rpc = self.anvil.url(),
-            depth = self.max_reorg_depth,
-            server_listen = self.server_listen,
-            server_extra = self.server_extra,
-            rpc_extra = self
-                .rpc_urls_extra
-                .iter()
-                .map(|u| format!(", \"{u}\""))
-                .collect::<String>(),
-            treasuries = std::iter::once(self.treasury)
-                .chain(self.extra_treasuries.iter().copied())
-                .map(|a| format!("\"{a}\""))
-                .collect::<Vec<_>>()
-                .join(", "),
-            token = self.token,
-            treasury_abi = testkit::contracts::artifact_path("Treasury").display(),
-            token_abi = testkit::contracts::artifact_path("DemoToken").display(),
-            am = self.am_url.clone().unwrap_or_else(|| self.am.url()),
-            am_before = self
-                .am_urls_before
-                .iter()
-                .map(|u| format!("\"{u}\", "))
-                .collect::<String>(),
-            am_extra = self.alertmanager_extra,
-            detectors = self.detectors,
-        );
-        let path = self.dir.path().join("tripwire.toml");
-        let tmp = self.dir.path().join("tripwire.toml.tmp");
-        std::fs::write(&tmp, text).expect("write config");
-        std::fs::rename(&tmp, &path).expect("rename config");
-        path
+        self.test_config()
+            .write(self.dir.path().join("tripwire.toml"))
+            .expect("write config")
     }
 
     /// Starts the indexer's ingest (it publishes the chain to the topic).
@@ -344,26 +328,23 @@ explorer_tx_url = "https://explorer.invalid/tx/{{tx_hash}}"
 
 /// A withdrawal-burst `rate` detector and a huge-mint `value` detector, tuned for the tests'
 /// compressed time (10 s windows, short warm-ups).
-pub(crate) const RATE_AND_VALUE: &str = r#"
-[[watchdog.detectors]]
-name = "withdraw-burst"
-kind = "rate"
-contract = "treasury"
-event = "Withdraw"
-severity = "critical"
-window_s = 10
-warmup_windows = 20
-
-[[watchdog.detectors]]
-name = "huge-mint"
-kind = "value"
-contract = "token"
-event = "Transfer"
-field = "value"
-warmup = 40
-history = 200
-floor = 1e18
-"#;
+pub(crate) fn rate_and_value() -> Vec<Detector> {
+    vec![
+        Detector::new("withdraw-burst", "rate")
+            .contract("treasury")
+            .event("Withdraw")
+            .severity("critical")
+            .param("window_s", 10)
+            .param("warmup_windows", 20),
+        Detector::new("huge-mint", "value")
+            .contract("token")
+            .event("Transfer")
+            .param("field", "value")
+            .param("warmup", 40)
+            .param("history", 200)
+            .param("floor", 1e18),
+    ]
+}
 
 /// A 2-of-3 Safe (owners: anvil accounts 1-3) holding the pauser role of every treasury, and
 /// the proposer key (owner 1) in a file.
@@ -400,38 +381,29 @@ impl Env {
     }
 
     /// `[watchdog.safe]` for `setup`, pausing every `treasury` address.
-    pub(crate) fn safe_toml(&self, setup: &SafeSetup) -> String {
-        format!(
-            r#"
-[watchdog.safe]
-chain = "devnet"
-address = "{safe}"
-proposer_key_file = "{key}"
-multisend = "{multisend}"
-[[watchdog.safe.targets]]
-contract = "treasury"
-"#,
-            safe = setup.safe,
-            key = setup.key_file.display(),
-            multisend = setup.singletons.multisend_call_only,
-        )
+    pub(crate) fn safe(&self, setup: &SafeSetup) -> Safe {
+        Safe {
+            proposer_key_file: Some(setup.key_file.clone()),
+            multisend: Some(setup.singletons.multisend_call_only.to_string()),
+            targets: vec![SafeTarget::contract("treasury")],
+            ..Safe::new("devnet", setup.safe)
+        }
     }
 
     /// An `event` detector on the treasury with the `pause` action; the deployer and the Safe
     /// are expected actors.
-    pub(crate) fn pause_detector(&self, safe: Address) -> String {
-        format!(
-            r#"
-[[watchdog.detectors]]
-name = "privileged"
-kind = "event"
-contract = "treasury"
-severity = "critical"
-actions = ["pause"]
-allowed_actors = ["{:#x}", "{safe:#x}"]
-"#,
-            self.anvil.accounts()[0]
-        )
+    pub(crate) fn pause_detector(&self, safe: Address) -> Detector {
+        Detector::new("privileged", "event")
+            .contract("treasury")
+            .severity("critical")
+            .actions(["pause"])
+            .param(
+                "allowed_actors",
+                vec![
+                    format!("{:#x}", self.anvil.accounts()[0]),
+                    format!("{safe:#x}"),
+                ],
+            )
     }
 
     /// Stored proposals: (id, state, safe_tx_hash, signature, nonce, to, data, operation).

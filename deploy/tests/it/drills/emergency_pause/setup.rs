@@ -9,6 +9,7 @@ use anyhow::{bail, ensure, Context, Result};
 use serde_json::Value;
 use testkit::alertmanager::Alertmanager;
 use testkit::anvil::Anvil;
+use testkit::config as cfg;
 use testkit::kafka::TestKafka;
 use testkit::postgres::TestDb;
 use testkit::process::Proc;
@@ -16,7 +17,7 @@ use testkit::safe::OWNER_KEYS;
 use tripwire_deploy::runbook::Command;
 
 use super::{Book, ADMIN_KEY};
-use crate::drills::{config_head, eventually, fill, run, run_ok};
+use crate::drills::{drill_chain, drill_config, eventually, fill, run, run_ok};
 
 /// What the demo deployment put on the chain, and who acts on it.
 pub(super) struct Chain {
@@ -126,53 +127,43 @@ impl Stack {
         kafka.create_topic(&topic, 1).await?;
         let key_file = dir.join("proposer.key");
         std::fs::write(&key_file, OWNER_KEYS[0])?;
-        let config = dir.join("tripwire.toml");
-        std::fs::write(
-            &config,
-            config_head(
-                db,
-                kafka,
-                &topic,
-                &format!("rpc_urls = [\"{}\"]\nrange_blocks = 200", chain.rpc),
-            ) + &format!(
-                r#"[[contracts]]
-name = "treasury"
-chain = "devnet"
-addresses = ["{treasury}"]
-abi = "{abi}"
-
-[watchdog]
-consumer = "tripwire-watchdog"
-listen = "127.0.0.1:0"
-checkpoint_interval_s = 1
-[watchdog.alertmanager]
-urls = ["{am}"]
-resend_interval_s = 5
-[[watchdog.detectors]]
-name = "treasury-privileged"
-kind = "event"
-contract = "treasury"
-severity = "critical"
-actions = ["pause"]
-allowed_actors = ["{deployer}", "{admin}", "{safe}"]
-[watchdog.safe]
-chain = "devnet"
-address = "{safe}"
-proposer_key_file = "{key}"
-multisend = "{multisend}"
-[[watchdog.safe.targets]]
-contract = "treasury"
-"#,
-                treasury = chain.treasury,
-                abi = testkit::contracts::artifact_path("Treasury").display(),
-                am = am.url(),
-                deployer = chain.deployer,
-                admin = chain.admin,
-                safe = chain.safe,
-                key = key_file.display(),
-                multisend = chain.multisend,
-            ),
-        )?;
+        let mut watchdog = cfg::Watchdog {
+            consumer: Some("tripwire-watchdog".into()),
+            listen: Some("127.0.0.1:0".into()),
+            checkpoint_interval_s: Some(1),
+            safe: Some(cfg::Safe {
+                proposer_key_file: Some(key_file.clone()),
+                multisend: Some(chain.multisend.clone()),
+                targets: vec![cfg::SafeTarget::contract("treasury")],
+                ..cfg::Safe::new("devnet", &chain.safe)
+            }),
+            ..cfg::Watchdog::new([am.url()])
+        }
+        .detector(
+            cfg::Detector::new("treasury-privileged", "event")
+                .contract("treasury")
+                .severity("critical")
+                .actions(["pause"])
+                .param(
+                    "allowed_actors",
+                    vec![
+                        chain.deployer.clone(),
+                        chain.admin.clone(),
+                        chain.safe.clone(),
+                    ],
+                ),
+        );
+        watchdog.alertmanager.resend_interval_s = Some(5);
+        let config = drill_config(db, kafka, &topic)
+            .chain(cfg::Chain {
+                range_blocks: Some(200),
+                ..drill_chain(&chain.rpc)
+            })
+            .contract(
+                cfg::Contract::new("treasury", "devnet", [&chain.treasury]).artifact("Treasury"),
+            )
+            .watchdog(watchdog)
+            .write(dir.join("tripwire.toml"))?;
         let indexer = testkit::program("tripwire-indexer")?;
         let ingest = Proc::spawn(&indexer, &config, "ingest", dir, "info")?;
         let ingest_addr = ingest.http_addr().await?;
