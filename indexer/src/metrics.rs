@@ -71,6 +71,9 @@ pub const NAMES: &[&str] = &[
 ];
 
 /// Registers descriptions (called once when the recorder is installed).
+///
+/// Unconditionally (`force_describe`): metrics-derive describes a struct once per process, to
+/// whichever recorder exists when the first one is built, which may be none or a test's own.
 pub fn describe() {
     tripwire_rpc::metrics::describe();
     tripwire_kafka::metrics::describe();
@@ -79,19 +82,19 @@ pub fn describe() {
 
 /// The indexer's own descriptions (without those of the crates it uses).
 fn describe_own() {
-    LeadGauges::describe();
-    ChainCounters::describe();
-    HeadBlock::describe();
-    IngestedBlock::describe();
-    IndexedBlock::describe();
-    LagGauge::describe();
-    SinkCounters::describe();
-    StageCounters::describe();
-    ReorgDepth::describe();
-    KafkaErrors::describe();
-    PostgresErrors::describe();
-    BatchSeconds::describe();
-    HeadAge::describe();
+    LeadGauges::force_describe();
+    ChainCounters::force_describe();
+    HeadBlock::force_describe();
+    IngestedBlock::force_describe();
+    IndexedBlock::force_describe();
+    LagGauge::force_describe();
+    SinkCounters::force_describe();
+    StageCounters::force_describe();
+    ReorgDepth::force_describe();
+    KafkaErrors::force_describe();
+    PostgresErrors::force_describe();
+    BatchSeconds::force_describe();
+    HeadAge::force_describe();
 }
 
 /// The lead over the sink, with a lead limit (label `chain`).

@@ -1,18 +1,17 @@
 //! The whole file as the watchdog sees it: the shared settings plus its own `[watchdog]`
 //! section (its model lives in `tripwire_config::watchdog`, parsed and validated with the rest).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use tripwire_config::{ConfigError, Settings};
 
 pub use tripwire_config::watchdog::*;
 
-/// The whole file as the watchdog sees it: the indexer's settings plus `[watchdog]`.
+/// The whole file as the watchdog sees it: the shared settings, known to hold a `[watchdog]`
+/// section. One parsed [`Settings`] and nothing copied out of it, so no part can disagree with it.
 #[derive(Debug, Clone)]
 pub struct WatchdogSettings {
-    pub settings: Settings,
-    pub watchdog: WatchdogConfig,
-    pub path: PathBuf,
+    settings: Settings,
 }
 
 impl WatchdogSettings {
@@ -26,20 +25,36 @@ impl WatchdogSettings {
         Self::from_settings(Settings::from_str_at(text, path)?)
     }
 
-    /// The watchdog's view of validated settings.
+    /// The watchdog's view of validated settings: refused without a `[watchdog]` section.
     pub fn from_settings(settings: Settings) -> Result<Self, ConfigError> {
-        let watchdog = settings.watchdog()?.clone();
-        let path = settings.path.clone();
-        Ok(WatchdogSettings {
-            settings,
-            watchdog,
-            path,
-        })
+        settings.watchdog()?;
+        Ok(WatchdogSettings { settings })
+    }
+
+    /// The whole file's settings (chains, contracts, Kafka, Postgres, server).
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// The `[watchdog]` section.
+    pub fn watchdog(&self) -> &WatchdogConfig {
+        self.settings
+            .config
+            .watchdog
+            .as_ref()
+            .expect("from_settings refuses settings without [watchdog]")
+    }
+
+    /// The file the settings were read from.
+    pub fn path(&self) -> &Path {
+        &self.settings.path
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::path::PathBuf;
+
     use super::*;
 
     fn repo() -> PathBuf {
@@ -83,9 +98,9 @@ events = ["event Withdraw(address indexed user, uint256 amount)"]
                 if path.extension().is_some_and(|e| e == "toml") && text.contains("[watchdog]") {
                     let s = WatchdogSettings::load(&path)
                         .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-                    tripwire_detect::DetectorSet::new(&s.watchdog.detectors)
+                    tripwire_detect::DetectorSet::new(&s.watchdog().detectors)
                         .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-                    assert!(!s.watchdog.detectors.is_empty());
+                    assert!(!s.watchdog().detectors.is_empty());
                     seen += 1;
                 }
             }
@@ -97,9 +112,9 @@ events = ["event Withdraw(address indexed user, uint256 amount)"]
     fn defaults_and_named_errors() {
         let s = load("[watchdog]\n[watchdog.alertmanager]\nurls = [\"http://127.0.0.1:9093\"]\n")
             .expect("minimal watchdog section");
-        assert_eq!(s.watchdog.consumer, "tripwire-watchdog");
-        assert_eq!(s.watchdog.alertmanager.resend_interval_s, 60);
-        assert!(s.watchdog.detectors.is_empty());
+        assert_eq!(s.watchdog().consumer, "tripwire-watchdog");
+        assert_eq!(s.watchdog().alertmanager.resend_interval_s, 60);
+        assert!(s.watchdog().detectors.is_empty());
 
         let e = load("").unwrap_err();
         assert!(e.contains("[watchdog]"), "{e}");

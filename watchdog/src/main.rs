@@ -109,9 +109,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!(
                 "{}: ok ({} detectors, {} Alertmanager URL(s){})",
                 cli.config.display(),
-                ws.watchdog.detectors.len(),
-                ws.watchdog.alertmanager.urls.len(),
-                if ws.watchdog.safe.is_some() {
+                ws.watchdog().detectors.len(),
+                ws.watchdog().alertmanager.urls.len(),
+                if ws.watchdog().safe.is_some() {
                     ", [watchdog.safe] without the chain"
                 } else {
                     ""
@@ -124,7 +124,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Some(Command::Run { listen }) => listen,
         Some(Command::Proposals { command }) => {
-            let pool = tripwire_store::connect(&ws.settings, Duration::from_secs(5)).await?;
+            let pool = tripwire_store::connect(ws.settings(), Duration::from_secs(5)).await?;
             tripwire_store::migrate(&pool)
                 .await
                 .context("applying migrations")?;
@@ -139,7 +139,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         None => None,
     };
     let Some(brokers) = ws
-        .settings
+        .settings()
         .config
         .kafka
         .brokers
@@ -157,7 +157,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     tripwire_runtime::signals::cancel_on_signal(shutdown.clone());
 
-    let pool = tripwire_store::connect(&ws.settings, Duration::from_secs(30)).await?;
+    let pool = tripwire_store::connect(ws.settings(), Duration::from_secs(30)).await?;
     tripwire_store::migrate(&pool)
         .await
         .context("applying migrations")?;
@@ -168,9 +168,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         .await
         .context("[watchdog.safe]")?
         .map(std::sync::Arc::new);
-    let extra = match &ws.watchdog.webhook {
+    let extra = match &ws.watchdog().webhook {
         Some(cfg) => {
-            let am = &ws.watchdog.alertmanager;
+            let am = &ws.watchdog().alertmanager;
             let client = alerts::Client::new(
                 am.urls.clone(),
                 Duration::from_secs(am.timeout_s.max(1)),
@@ -185,10 +185,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         None => axum::Router::new(),
     };
 
-    let addr = listen.unwrap_or(ws.watchdog.listen);
+    let addr = listen.unwrap_or(ws.watchdog().listen);
     let (bound, http) = server::serve_with(
         addr,
-        (&ws.settings.config.server).into(),
+        (&ws.settings().config.server).into(),
         prometheus,
         health.clone(),
         extra,
@@ -200,8 +200,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 
     let watchdog = Watchdog::new(&ws, &brokers, pool, health, proposer).await?;
     tracing::info!(
-        detectors = ws.watchdog.detectors.len(),
-        consumer = %ws.watchdog.consumer,
+        detectors = ws.watchdog().detectors.len(),
+        consumer = %ws.watchdog().consumer,
         "watchdog started"
     );
     let result = watchdog.run(shutdown.clone()).await;

@@ -75,6 +75,9 @@ pub const NAMES: &[&str] = &[
 ];
 
 /// Registers descriptions (called once when the recorder is installed).
+///
+/// Unconditionally (`force_describe`): metrics-derive describes a struct once per process, to
+/// whichever recorder exists when the first one is built, which may be none or a test's own.
 pub fn describe() {
     tripwire_kafka::metrics::describe();
     // The Safe reads go through the RPC pool.
@@ -84,24 +87,24 @@ pub fn describe() {
 
 /// The watchdog's own descriptions (without those of the crates it uses).
 fn describe_own() {
-    Consumed::describe();
-    LoopCounters::describe();
-    Missed::describe();
-    ConsumerLag::describe();
-    DetectorCounters::describe();
-    Score::describe();
-    Suppressed::describe();
-    Firing::describe();
-    DeliveryCounters::describe();
-    DeliveryQueue::describe();
-    ProposalQueue::describe();
-    ProposalErrors::describe();
-    ProposalStates::describe();
-    WebhookCounters::describe();
-    WebhookRequests::describe();
-    WebhookRejected::describe();
-    WebhookAlerts::describe();
-    WebhookActions::describe();
+    Consumed::force_describe();
+    LoopCounters::force_describe();
+    Missed::force_describe();
+    ConsumerLag::force_describe();
+    DetectorCounters::force_describe();
+    Score::force_describe();
+    Suppressed::force_describe();
+    Firing::force_describe();
+    DeliveryCounters::force_describe();
+    DeliveryQueue::force_describe();
+    ProposalQueue::force_describe();
+    ProposalErrors::force_describe();
+    ProposalStates::force_describe();
+    WebhookCounters::force_describe();
+    WebhookRequests::force_describe();
+    WebhookRejected::force_describe();
+    WebhookAlerts::force_describe();
+    WebhookActions::force_describe();
 }
 
 /// Records read, of one type (label `type`).

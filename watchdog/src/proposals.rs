@@ -54,7 +54,7 @@ pub(crate) async fn show(
     };
     let tx = safe::stored_tx(&p)?;
     let chain = ws
-        .settings
+        .settings()
         .config
         .chains
         .iter()
@@ -94,7 +94,7 @@ pub(crate) async fn show(
         );
     }
     let mut sigs = vec![(p.proposer.clone(), p.signature.clone())];
-    if let Some(svc) = ws.watchdog.safe.as_ref().and_then(|s| s.service.as_ref()) {
+    if let Some(svc) = ws.watchdog().safe.as_ref().and_then(|s| s.service.as_ref()) {
         match ServiceClient::new(svc) {
             Ok(client) => match client.confirmations(p.safe_tx_hash.parse()?).await {
                 Ok(confirmed) => {

@@ -12,8 +12,11 @@ pub const PARTITIONS_OWNED: &str = "tripwire_kafka_partitions_owned";
 pub const NAMES: &[&str] = &[PARTITIONS_OWNED];
 
 /// Registers the descriptions; each process that consumes in a group calls it.
+///
+/// Unconditionally (`force_describe`): metrics-derive describes a struct once per process, to
+/// whichever recorder exists when the first one is built, which may be none or a test's own.
 pub fn describe() {
-    Partitions::describe();
+    Partitions::force_describe();
 }
 
 /// The partitions a group consumer owns: a gauge that appears with the first assignment (a 0

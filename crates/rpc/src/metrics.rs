@@ -69,19 +69,22 @@ pub const NAMES: &[&str] = &[
 ];
 
 /// Registers the descriptions (called once, when the recorder is installed).
+///
+/// Unconditionally (`force_describe`): metrics-derive describes a struct once per process, to
+/// whichever recorder exists when the first one is built, which may be none or a test's own.
 pub fn describe() {
-    ProviderCounters::describe();
-    MethodMetrics::describe();
-    ErrorMetrics::describe();
-    ProviderHealth::describe();
-    ProviderHead::describe();
-    Rotation::describe();
-    BestHead::describe();
-    RangeBlocks::describe();
-    RangeDensity::describe();
-    RangeShrinks::describe();
-    BloomSuspects::describe();
-    Undecoded::describe();
+    ProviderCounters::force_describe();
+    MethodMetrics::force_describe();
+    ErrorMetrics::force_describe();
+    ProviderHealth::force_describe();
+    ProviderHead::force_describe();
+    Rotation::force_describe();
+    BestHead::force_describe();
+    RangeBlocks::force_describe();
+    RangeDensity::force_describe();
+    RangeShrinks::force_describe();
+    BloomSuspects::force_describe();
+    Undecoded::force_describe();
 }
 
 /// Counters of one provider (labels `chain`, `provider`).

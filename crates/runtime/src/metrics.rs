@@ -38,8 +38,11 @@ impl ServerMetrics {
 }
 
 /// Registers the descriptions (called once, when the recorder is installed).
+///
+/// Unconditionally (`force_describe`): metrics-derive describes a struct once per process, to
+/// whichever recorder exists when the first one is built, which may be none or a test's own.
 pub fn describe() {
-    ServerMetrics::describe();
+    ServerMetrics::force_describe();
 }
 
 /// No labels, for a struct whose series has none.

@@ -123,7 +123,7 @@ pub fn load_local_signer(cfg: &SafeConfig) -> Result<ProposalSigner, SafeError> 
 /// returned as a note rather than an error, as `check-config` often runs where those secrets are
 /// not mounted (the `cli` container of the compose file).
 pub fn check_offline(ws: &WatchdogSettings) -> Result<Vec<String>, SafeError> {
-    let Some(cfg) = &ws.watchdog.safe else {
+    let Some(cfg) = &ws.watchdog().safe else {
         return Ok(Vec::new());
     };
     plan(cfg, ws)?;
@@ -151,18 +151,12 @@ fn plan<'a>(
     cfg: &SafeConfig,
     ws: &'a WatchdogSettings,
 ) -> Result<(&'a ChainConfig, Vec<Call>), SafeError> {
-    let chain = ws
-        .settings
-        .config
-        .chains
-        .iter()
-        .find(|c| c.name == cfg.chain)
-        .ok_or_else(|| {
-            config_err(
-                "watchdog.safe.chain",
-                format!("`{}` is not a configured chain", cfg.chain),
-            )
-        })?;
+    let chain = ws.settings().chain(&cfg.chain).ok_or_else(|| {
+        config_err(
+            "watchdog.safe.chain",
+            format!("`{}` is not a configured chain", cfg.chain),
+        )
+    })?;
     Ok((chain, targets(cfg, ws)?))
 }
 
@@ -185,7 +179,7 @@ impl Proposer {
         pool: PgPool,
         signer: Option<ProposalSigner>,
     ) -> Result<Option<Proposer>, SafeError> {
-        let Some(cfg) = ws.watchdog.safe.clone() else {
+        let Some(cfg) = ws.watchdog().safe.clone() else {
             return Ok(None);
         };
         let (chain, calls) = plan(&cfg, ws)?;
@@ -481,7 +475,7 @@ fn targets(cfg: &SafeConfig, ws: &WatchdogSettings) -> Result<Vec<Call>, SafeErr
         let addresses: Vec<Address> = match (&t.contract, t.address) {
             (Some(c), None) => {
                 let found: Vec<Address> = ws
-                    .settings
+                    .settings()
                     .contracts
                     .iter()
                     .filter(|s| &s.name == c && s.chain == cfg.chain)

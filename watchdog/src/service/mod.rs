@@ -96,7 +96,7 @@ impl Watchdog {
         health: Health,
         proposer: Option<Arc<Proposer>>,
     ) -> Result<Watchdog, WatchdogError> {
-        let w = &ws.watchdog;
+        let w = ws.watchdog();
         // Checks the detectors' configs once, before anything is consumed.
         DetectorSet::new(&w.detectors)?;
         let am = &w.alertmanager;
@@ -107,7 +107,7 @@ impl Watchdog {
         });
         let render = Render {
             chains: ws
-                .settings
+                .settings()
                 .config
                 .chains
                 .iter()
@@ -132,7 +132,7 @@ impl Watchdog {
         });
 
         let consumer = kafka::group_consumer(
-            &ws.settings.config.kafka,
+            &ws.settings().config.kafka,
             brokers,
             &w.consumer,
             &[
@@ -143,9 +143,9 @@ impl Watchdog {
             ],
         )?;
         let mut topics: BTreeMap<String, Vec<u64>> = BTreeMap::new();
-        for chain in &ws.settings.config.chains {
+        for chain in &ws.settings().config.chains {
             topics
-                .entry(ws.settings.topic(chain))
+                .entry(ws.settings().topic(chain))
                 .or_default()
                 .push(chain.chain_id);
         }
@@ -186,7 +186,7 @@ impl Watchdog {
             proposer,
             proposals,
             chain_names: ws
-                .settings
+                .settings()
                 .config
                 .chains
                 .iter()
