@@ -165,28 +165,17 @@ async fn has_code_at(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use testkit::config::{Chain, Contract, TestConfig};
     use tripwire_rpc::fake::FakeChain;
 
     const TOKEN: &str = "0x5fbdb2315678afecb367f032d93f642f64180aa3";
 
     fn settings() -> Settings {
-        let text = format!(
-            r#"
-[postgres]
-url = "postgres://postgres@127.0.0.1/test"
-[kafka]
-brokers = "embedded"
-[[chains]]
-name = "devnet"
-chain_id = 31337
-rpc_urls = ["http://127.0.0.1:8545"]
-[[contracts]]
-name = "token"
-chain = "devnet"
-addresses = ["{TOKEN}"]
-"#
-        );
-        Settings::from_str_at(&text, std::path::Path::new("/tripwire.toml")).expect("config")
+        TestConfig::new("postgres://postgres@127.0.0.1/test", "embedded")
+            .chain(Chain::new("devnet", 31337, "http://127.0.0.1:8545"))
+            .contract(Contract::new("token", "devnet", [TOKEN]))
+            .settings("/tripwire.toml")
+            .expect("config")
     }
 
     /// A chain at block 20 whose token was deployed in block 10.

@@ -168,16 +168,22 @@ impl TestConfig {
         Ok(path.to_owned())
     }
 
+    /// The settings the programs would read from this config at `path` (checked as
+    /// [`TestConfig::write`] checks it): for unit tests that need `Settings` and no file.
+    pub fn settings(&self, path: impl AsRef<Path>) -> Result<tripwire_config::Settings> {
+        self.check(&self.text(), path.as_ref())
+    }
+
     /// The validation of [`TestConfig::write`], for a text built here.
-    fn check(&self, text: &str, path: &Path) -> Result<()> {
+    fn check(&self, text: &str, path: &Path) -> Result<tripwire_config::Settings> {
         let lookup = |k: &str| self.env.get(k).cloned().or_else(|| std::env::var(k).ok());
-        if let Err(e) = tripwire_config::Settings::from_str_with_env(text, path, lookup) {
-            bail!(
+        match tripwire_config::Settings::from_str_with_env(text, path, lookup) {
+            Ok(settings) => Ok(settings),
+            Err(e) => bail!(
                 "the programs would refuse this config ({}): {e}\n{text}",
                 path.display()
-            );
+            ),
         }
-        Ok(())
     }
 }
 
