@@ -219,6 +219,7 @@ pub async fn run(
                 let n = match &r {
                     StreamRecord::Log(l) => l.block_number,
                     StreamRecord::Block(b) => b.number,
+                    StreamRecord::Transaction(t) => t.block_number,
                     StreamRecord::Retraction(_) => continue,
                 };
                 if !recs.contains_key(&n) || missing.binary_search(&n).is_ok() {
@@ -234,7 +235,8 @@ pub async fn run(
                         (detectors.observe_log(l), l.block_timestamp)
                     }
                     StreamRecord::Block(b) => (detectors.observe_block(b), b.timestamp),
-                    StreamRecord::Retraction(_) => continue,
+                    // No detector reads transactions yet.
+                    StreamRecord::Retraction(_) | StreamRecord::Transaction(_) => continue,
                 };
                 let now = Utc
                     .timestamp_opt(ts as i64, 0)

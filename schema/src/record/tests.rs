@@ -129,9 +129,18 @@ fn sample_transaction() -> TransactionRecord {
 fn transaction_records_carry_version_2_and_decimal_amounts() {
     let t = StreamRecord::Transaction(sample_transaction());
     let text = String::from_utf8(t.to_json()).unwrap();
-    assert!(text.starts_with(r#"{"v":2,"type":"transaction","chain_id":31337,"#), "{text}");
-    assert!(text.contains(r#""value":"1000000000000000000000""#), "{text}");
-    assert!(text.contains(r#""effective_gas_price":"1875000000""#), "{text}");
+    assert!(
+        text.starts_with(r#"{"v":2,"type":"transaction","chain_id":31337,"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#""value":"1000000000000000000000""#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#""effective_gas_price":"1875000000""#),
+        "{text}"
+    );
     assert!(text.contains(r#""status":"reverted""#), "{text}");
     assert!(text.contains(r#""selector":"0x2f2ff15d""#), "{text}");
     assert_eq!(StreamRecord::from_json(text.as_bytes()).unwrap(), t);
@@ -145,11 +154,20 @@ fn transaction_records_carry_version_2_and_decimal_amounts() {
     plain.status = TxStatus::Success;
     let plain = StreamRecord::Transaction(plain);
     let text = String::from_utf8(plain.to_json()).unwrap();
-    assert!(!text.contains("selector") && !text.contains("function"), "{text}");
+    assert!(
+        !text.contains("selector") && !text.contains("function"),
+        "{text}"
+    );
     assert_eq!(StreamRecord::from_json(text.as_bytes()).unwrap(), plain);
-    let hex = text.replace(r#""value":"1000000000000000000000""#, r#""value":"0x3635c9adc5dea00000""#);
+    let hex = text.replace(
+        r#""value":"1000000000000000000000""#,
+        r#""value":"0x3635c9adc5dea00000""#,
+    );
     let err = StreamRecord::from_json(hex.as_bytes()).unwrap_err();
-    assert!(crate_report(&err).contains("decimal integer string"), "{err}");
+    assert!(
+        crate_report(&err).contains("decimal integer string"),
+        "{err}"
+    );
 }
 
 /// The error and its sources, as the runtime's report prints them.

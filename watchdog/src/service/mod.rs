@@ -334,6 +334,8 @@ impl Watchdog {
                 let now = self.book.clock(r.chain_id).unwrap_or_else(Utc::now);
                 return self.book.on_retraction(r.chain_id, &orphaned, now);
             }
+            // No detector reads transactions yet.
+            StreamRecord::Transaction(_) => return Changes::default(),
         };
         for f in findings {
             let key = (f.detector.clone(), f.severity.to_string());
