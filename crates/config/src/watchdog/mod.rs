@@ -6,6 +6,8 @@
 mod abi_check;
 #[cfg(test)]
 mod abi_tests;
+#[cfg(test)]
+mod abi_tx_tests;
 mod detectors;
 mod kinds;
 mod safe;
