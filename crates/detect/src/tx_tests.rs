@@ -268,3 +268,42 @@ fn keys_of_the_wrong_source_are_refused_naming_them() {
         "field"
     );
 }
+
+#[test]
+fn a_privileged_call_opens_an_incident_with_its_actions_and_a_retraction_resolves_it() {
+    use super::incidents::{IncidentBook, Policy, State};
+    let mut d = set(PRIVILEGED);
+    let tx = transaction(
+        VAULT,
+        "vault",
+        "pause()",
+        USER,
+        TxStatus::Reverted,
+        40_000,
+        9,
+        900,
+        0,
+    );
+    let found = d.observe_transaction(&tx);
+    assert_eq!(found.len(), 1);
+    let mut book = IncidentBook::new(Policy {
+        hold: std::time::Duration::from_secs(300),
+        cooldown: std::time::Duration::from_secs(600),
+        max_per_minute: 10,
+    });
+    let now = chrono::DateTime::from_timestamp(900, 0).expect("valid time");
+    let opened = book.on_finding(&found[0], &[Action::Pause], now);
+    assert_eq!(opened.changed.len(), 1);
+    let i = &opened.changed[0];
+    assert_eq!(i.actions, vec![Action::Pause]);
+    assert_eq!(i.tx_hash, Some(tx.tx_hash));
+    assert_eq!(i.block_hash, tx.block_hash);
+    // The block leaves the chain: the incident resolves with a note, as for a log's.
+    let gone = book.on_retraction(tx.chain_id, &[(tx.block_number, tx.block_hash)], now);
+    assert_eq!(gone.changed.len(), 1);
+    assert_eq!(gone.changed[0].state, State::Resolved);
+    assert!(gone.changed[0]
+        .note
+        .as_deref()
+        .is_some_and(|n| n.starts_with("retracted")));
+}
