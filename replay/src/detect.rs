@@ -379,3 +379,7 @@ pub async fn run(
     progress.finish();
     Ok((fired, evaluated))
 }
+
+#[cfg(test)]
+#[path = "detect_tests.rs"]
+mod tests;
