@@ -335,8 +335,8 @@ pub async fn run(
                         evaluated += 1;
                         (detectors.observe_log(l), l.block_timestamp)
                     }
+                    // `evaluated` counts logs, as the report's line says.
                     StreamRecord::Transaction(t) => {
-                        evaluated += 1;
                         (detectors.observe_transaction(t), t.block_timestamp)
                     }
                     StreamRecord::Block(b) => (detectors.observe_block(b), b.timestamp),
