@@ -5,10 +5,14 @@
 //! cap), on block time. Nothing is written anywhere, and no chain state is read: a node without
 //! archive state serves the head and the logs and headers of blocks Postgres lacks. The report's
 //! writers are in [`crate::report`].
+//!
+//! Stored transactions (the `transactions` table) are replayed as the stream carries them: a
+//! block's transactions by index, then its logs, then its marker, so detectors on transactions are
+//! back-tested too.
 
 use std::collections::BTreeMap;
 
-use alloy::primitives::{Address, Bytes, B256};
+use alloy::primitives::{Address, Bytes, FixedBytes, B256, U256};
 use chrono::{DateTime, TimeZone, Utc};
 use serde::Serialize;
 use sqlx::PgPool;
@@ -18,7 +22,9 @@ use tripwire_detect::incidents::{IncidentBook, Policy};
 use tripwire_detect::DetectorSet;
 use tripwire_rpc::records;
 use tripwire_rpc::ChainRpc;
-use tripwire_schema::{BlockMarker, DecodedEvent, LogRecord, StreamRecord};
+use tripwire_schema::{
+    BlockMarker, DecodedCall, DecodedEvent, LogRecord, StreamRecord, TransactionRecord, TxStatus,
+};
 
 use crate::plan::Plan;
 use crate::progress::Progress;
@@ -65,6 +71,28 @@ type LogRow = (
     Option<serde_json::Value>,
 );
 
+/// block number, block hash, block timestamp, tx hash, tx index, from, to, value, selector,
+/// contract, function name, function signature, params, status, gas used, gas limit, effective gas
+/// price (large integers as text).
+type TxRow = (
+    i64,
+    Vec<u8>,
+    DateTime<Utc>,
+    Vec<u8>,
+    i32,
+    Vec<u8>,
+    Vec<u8>,
+    String,
+    Option<Vec<u8>>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<serde_json::Value>,
+    String,
+    i64,
+    (i64, String),
+);
+
 /// number, hash, parent hash, timestamp, log count
 type BlockRow = (i64, Vec<u8>, Vec<u8>, DateTime<Utc>, i32);
 
@@ -72,7 +100,74 @@ fn b256(v: &[u8]) -> B256 {
     B256::try_from(v).unwrap_or_default()
 }
 
-/// The stored records of blocks `from..=to`, per block: logs in order, then the marker.
+/// The stored transactions of canonical blocks `from..=to`, by block and index. None when the
+/// database predates the `transactions` table.
+async fn stored_transactions(
+    pool: &PgPool,
+    chain_id: u64,
+    from: u64,
+    to: u64,
+) -> Result<Vec<TransactionRecord>, ReplayError> {
+    let exists: bool = sqlx::query_scalar("SELECT to_regclass('transactions') IS NOT NULL")
+        .fetch_one(pool)
+        .await?;
+    if !exists {
+        return Ok(Vec::new());
+    }
+    // Gas limit and price share a column of the row (a tuple type holds at most 16).
+    let rows: Vec<TxRow> = sqlx::query_as(
+        "SELECT block_number, block_hash, block_timestamp, tx_hash, tx_index, from_address,
+                to_address, value::text, selector, contract, function_name, function_signature,
+                params, status, gas_used, (gas_limit, effective_gas_price::text)
+         FROM transactions t WHERE chain_id = $1 AND block_number BETWEEN $2 AND $3
+           AND EXISTS (SELECT 1 FROM blocks b WHERE b.chain_id = t.chain_id
+                       AND b.number = t.block_number AND b.hash = t.block_hash)
+         ORDER BY block_number, tx_index",
+    )
+    .bind(chain_id as i64)
+    .bind(from as i64)
+    .bind(to as i64)
+    .fetch_all(pool)
+    .await?;
+    let amount = |s: &str| U256::from_str_radix(s, 10).unwrap_or_default();
+    Ok(rows
+        .into_iter()
+        .map(|r| TransactionRecord {
+            chain_id,
+            block_number: r.0 as u64,
+            block_hash: b256(&r.1),
+            block_timestamp: r.2.timestamp().max(0) as u64,
+            tx_hash: b256(&r.3),
+            tx_index: r.4 as u64,
+            from: Address::try_from(r.5.as_slice()).unwrap_or_default(),
+            to: Address::try_from(r.6.as_slice()).unwrap_or_default(),
+            value: amount(&r.7),
+            selector: r
+                .8
+                .and_then(|s| FixedBytes::<4>::try_from(s.as_slice()).ok()),
+            contract: r.9,
+            function: match (r.10, r.12) {
+                (Some(name), Some(serde_json::Value::Object(params))) => Some(DecodedCall {
+                    name,
+                    signature: r.11.unwrap_or_default(),
+                    params,
+                }),
+                _ => None,
+            },
+            status: if r.13 == "reverted" {
+                TxStatus::Reverted
+            } else {
+                TxStatus::Success
+            },
+            gas_used: r.14.max(0) as u64,
+            gas_limit: r.15 .0.max(0) as u64,
+            effective_gas_price: amount(&r.15 .1),
+        })
+        .collect())
+}
+
+/// The stored records of blocks `from..=to`, per block: transactions by index, logs in order,
+/// then the marker.
 async fn stored(
     pool: &PgPool,
     chain_id: u64,
@@ -102,6 +197,12 @@ async fn stored(
     .bind(to as i64)
     .fetch_all(pool)
     .await?;
+    // A block's transactions come before its logs, as on the stream.
+    for t in stored_transactions(pool, chain_id, from, to).await? {
+        out.entry(t.block_number)
+            .or_default()
+            .push(StreamRecord::Transaction(t));
+    }
     for r in logs {
         let topics: Vec<B256> = [r.7, r.8, r.9, r.10]
             .into_iter()
@@ -219,6 +320,7 @@ pub async fn run(
                 let n = match &r {
                     StreamRecord::Log(l) => l.block_number,
                     StreamRecord::Block(b) => b.number,
+                    StreamRecord::Transaction(t) => t.block_number,
                     StreamRecord::Retraction(_) => continue,
                 };
                 if !recs.contains_key(&n) || missing.binary_search(&n).is_ok() {
@@ -232,6 +334,10 @@ pub async fn run(
                     StreamRecord::Log(l) => {
                         evaluated += 1;
                         (detectors.observe_log(l), l.block_timestamp)
+                    }
+                    // `evaluated` counts logs, as the report's line says.
+                    StreamRecord::Transaction(t) => {
+                        (detectors.observe_transaction(t), t.block_timestamp)
                     }
                     StreamRecord::Block(b) => (detectors.observe_block(b), b.timestamp),
                     StreamRecord::Retraction(_) => continue,
@@ -273,3 +379,7 @@ pub async fn run(
     progress.finish();
     Ok((fired, evaluated))
 }
+
+#[cfg(test)]
+#[path = "detect_tests.rs"]
+mod tests;

@@ -11,6 +11,7 @@
 pub mod record;
 
 pub use record::{
-    BlockMarker, BlockRef, DecodedEvent, EventView, LogRecord, LogView, RecordError, Retraction,
-    StreamRecord, WIRE_VERSION,
+    BlockMarker, BlockRef, DecodedCall, DecodedEvent, EventView, LogRecord, LogView, RecordError,
+    Retraction, StreamRecord, TransactionRecord, TxStatus, BASE_WIRE_VERSION,
+    TRANSACTION_WIRE_VERSION, WIRE_VERSION,
 };

@@ -289,6 +289,7 @@ pub(crate) struct Service {
     pub(crate) invalid: Consumed,
     pub(crate) logs: Consumed,
     pub(crate) blocks: Consumed,
+    pub(crate) transactions: Consumed,
     pub(crate) retractions: Consumed,
     pub(crate) firing: Firing,
     /// By (detector, severity).
@@ -308,6 +309,7 @@ impl Service {
             invalid: consumed("invalid"),
             logs: consumed("log"),
             blocks: consumed("block"),
+            transactions: consumed("transaction"),
             retractions: consumed("retraction"),
             firing: Firing::new_with_labels(no_labels()),
             detectors: Family::new(|(detector, severity): &(String, String)| {

@@ -1,4 +1,5 @@
-//! Records recently seen, so that the at-least-once stream counts each log and block once: a
+//! Records recently seen, so that the at-least-once stream counts each log, transaction and block
+//! once: a
 //! record published twice (the ingest re-sends after a crash) or read twice is skipped. Keyed by
 //! block hash, so a log re-included in another block after a reorg is new.
 
@@ -13,11 +14,16 @@ pub const DEFAULT_DEPTH: u64 = 1024;
 
 #[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Seen {
-    /// block number -> block hash -> (marker seen, log indexes seen)
+    /// block number -> block hash -> (marker seen, log indexes seen, and transaction indexes seen
+    /// with [`TX_MARK`] set)
     blocks: BTreeMap<u64, BTreeMap<B256, (bool, BTreeSet<u64>)>>,
     #[serde(default = "default_depth")]
     depth: u64,
 }
+
+/// Set on a transaction's index in the set of a block's log indexes: a log index never reaches
+/// 2^63, and the saved state keeps the shape it had before transactions.
+const TX_MARK: u64 = 1 << 63;
 
 fn default_depth() -> u64 {
     DEFAULT_DEPTH
@@ -43,6 +49,11 @@ impl Seen {
             .insert(log_index);
         self.prune();
         fresh
+    }
+
+    /// True the first time a transaction is offered.
+    pub fn first_transaction(&mut self, block: u64, hash: B256, tx_index: u64) -> bool {
+        self.first_log(block, hash, TX_MARK | tx_index)
     }
 
     /// True the first time a block marker is offered.
@@ -128,6 +139,10 @@ mod tests {
         assert!(s.first_log(10, h, 0));
         assert!(!s.first_log(10, h, 0));
         assert!(s.first_log(10, h, 1));
+        // A transaction and a log of the same index are different records.
+        assert!(s.first_transaction(10, h, 0));
+        assert!(!s.first_transaction(10, h, 0));
+        assert!(!s.first_log(10, h, 0));
         // The same height under another hash is another block.
         assert!(s.first_log(10, B256::with_last_byte(2), 0));
         s.retract(&[(10, h)]);

@@ -4,7 +4,7 @@
 use std::{collections::HashMap, path::Path};
 
 use alloy_dyn_abi::{DynSolEvent, DynSolValue, Specifier};
-use alloy_json_abi::{Event, JsonAbi};
+use alloy_json_abi::{Event, Function, JsonAbi};
 use alloy_primitives::B256;
 use tripwire_schema::DecodedEvent;
 
@@ -24,6 +24,8 @@ pub struct ContractAbi {
     by_topic: HashMap<B256, Vec<EventAbi>>,
     /// Some event is anonymous: the contract's logs cannot be told apart by topic0.
     anonymous: bool,
+    /// The functions of the ABI file, for the detectors on transactions to be checked against.
+    functions: Vec<Function>,
 }
 
 impl ContractAbi {
@@ -48,6 +50,7 @@ impl ContractAbi {
             };
             let json: JsonAbi = serde_json::from_value(items)
                 .map_err(|e| format!("ABI file {} is not a valid ABI: {e}", path.display()))?;
+            abi.functions = json.functions().cloned().collect();
             for event in json.events() {
                 abi.add(event.clone())
                     .map_err(|e| format!("ABI file {}: {e}", path.display()))?;
@@ -80,6 +83,12 @@ impl ContractAbi {
             resolved,
         });
         Ok(())
+    }
+
+    /// Every function of the ABI file. The watchdog checks its detectors on transactions
+    /// (`function`, `functions`, the parameters they read) against these.
+    pub fn functions(&self) -> impl Iterator<Item = &Function> {
+        self.functions.iter()
     }
 
     /// Every known event (anonymous ones excluded: their logs stay raw). The watchdog checks its

@@ -10,7 +10,7 @@ use serde::de::{self, Deserialize, Visitor};
 
 use crate::watchdog::{
     AlertmanagerConfig, EventParams, FlowParams, RateParams, RuleConfig, SafeConfig, ServiceConfig,
-    TargetConfig, ValueParams, WatchdogConfig, WebhookConfig, COMMON_KEYS,
+    TargetConfig, ThresholdParams, ValueParams, WatchdogConfig, WebhookConfig, COMMON_KEYS,
 };
 use crate::{
     ChainConfig, Config, ContractConfig, KafkaConfig, PostgresConfig, ProviderConfig, ServerConfig,
@@ -90,6 +90,7 @@ fn model() -> BTreeMap<&'static str, Vec<&'static str>> {
         keys::<ValueParams>(),
         keys::<FlowParams>(),
         keys::<EventParams>(),
+        keys::<ThresholdParams>(),
     ] {
         detectors.extend(kind);
     }

@@ -2,35 +2,65 @@
 //! ownership transferred, proxy upgraded, admin changed, paused) is a finding, unless every actor
 //! field it carries names an expected actor: routine operations by the team's own multisig stay
 //! quiet, the same event by anyone else does not.
+//!
+//! On transactions the rule reads function calls: every call of a listed function (`functions`)
+//! alerts, whether it succeeded or reverted (an attempt is news too), unless its actors (the
+//! sender by default) are all allowed.
 
 use alloy_primitives::Address;
 use tripwire_schema::LogRecord;
 
-use super::{Base, EventParams, Finding};
+use tripwire_config::watchdog::names_function;
+
+use super::{Base, DetectorConfig, EventParams, Finding};
 
 pub(crate) struct EventRule {
     p: EventParams,
     /// `allowed_actors`, parsed (validated with the config).
     allowed: Vec<Address>,
+    /// The actor fields read (on transactions, `from` unless `actor_fields` was set).
+    actor_fields: Vec<String>,
+    /// Whether the rule reads calls (`functions`) rather than events.
+    on_tx: bool,
 }
 
 impl EventRule {
-    pub(crate) fn new(p: EventParams) -> EventRule {
+    pub(crate) fn new(p: EventParams, on_tx: bool) -> EventRule {
         let allowed = p
             .allowed_actors
             .iter()
             .filter_map(|a| a.parse().ok())
             .collect();
-        EventRule { p, allowed }
+        let actor_fields = if on_tx {
+            DetectorConfig::tx_actor_fields(&p)
+        } else {
+            p.actor_fields.clone()
+        };
+        EventRule {
+            p,
+            allowed,
+            actor_fields,
+            on_tx,
+        }
     }
 
     pub(crate) fn observe_log(&mut self, base: &Base<'_>, log: &LogRecord, out: &mut Vec<Finding>) {
         let Some(ev) = &log.event else { return };
-        if !self.p.events.iter().any(|e| e == &ev.name) {
+        let listed = if self.on_tx {
+            // Without `functions`, the selector's `function` already chose the calls.
+            self.p.functions.is_empty()
+                || self
+                    .p
+                    .functions
+                    .iter()
+                    .any(|w| names_function(w, &ev.name, &ev.signature))
+        } else {
+            self.p.events.iter().any(|e| e == &ev.name)
+        };
+        if !listed {
             return;
         }
         let actors: Vec<(&str, Option<Address>)> = self
-            .p
             .actor_fields
             .iter()
             .filter_map(|f| {

@@ -476,6 +476,8 @@ fn judge(
             .and_then(|sp| sp.contract.clone())
             .or_else(|| Some(label.to_owned())),
         event: spot.map(|sp| sp.event.clone()),
+        function: None,
+        status: None,
         block_number,
         block_hash,
         tx_hash: spot.map(|sp| sp.tx_hash),

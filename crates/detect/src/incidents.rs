@@ -65,6 +65,7 @@ impl TryFrom<String> for IncidentKind {
             "value" => Ok(IncidentKind::Detector(DetectorKind::Value)),
             "flow" => Ok(IncidentKind::Detector(DetectorKind::Flow)),
             "event" => Ok(IncidentKind::Detector(DetectorKind::Event)),
+            "threshold" => Ok(IncidentKind::Detector(DetectorKind::Threshold)),
             "storm" => Ok(IncidentKind::Storm),
             other => Err(format!("`{other}` is not an incident kind")),
         }

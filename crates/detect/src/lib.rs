@@ -1,8 +1,9 @@
-//! The detectors: plain state machines fed one decoded log or block marker at a time, with no I/O,
-//! so the same code runs in the watchdog, in back-tests and in benchmarks. A detector selects logs
-//! (chain, contract, event, field filters), decides with its kind (`rate`, `value`, `flow`,
-//! `event`) and emits [`Finding`]s; [`incidents`] turns findings into incidents (the watchdog's `alerts`
-//! delivers them).
+//! The detectors: plain state machines fed one decoded log, transaction or block marker at a time,
+//! with no I/O, so the same code runs in the watchdog, in back-tests and in benchmarks. A detector
+//! selects logs (chain, contract, event, field filters) or transactions (`source =
+//! "transactions"`: function, status, field filters), decides with its kind (`rate`, `value`,
+//! `flow`, `event`, `threshold`) and emits [`Finding`]s; [`incidents`] turns findings into
+//! incidents (the watchdog's `alerts` delivers them).
 //!
 //! Time is block time: windows close when a log or block marker of a later window arrives, so
 //! quiet periods count as quiet windows. Duplicates are the caller's concern (the stream is
@@ -21,25 +22,29 @@ mod select;
 pub mod stats;
 #[cfg(any(test, feature = "test-utils"))]
 pub mod synth;
+mod threshold;
 #[cfg(any(test, feature = "test-utils"))]
 pub mod traffic;
+mod txview;
 mod value;
 
 #[cfg(test)]
 mod drain_tests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tx_tests;
 
 use alloy_primitives::B256;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use tripwire_schema::{BlockMarker, LogRecord};
+use tripwire_schema::{BlockMarker, LogRecord, TransactionRecord, TxStatus};
 
 use select::Selector;
 pub use tripwire_config::watchdog::{
-    check_against_abis, d_privileged as privileged_events, AbiMismatch, Action, ContractEvents,
-    DetectorConfig, DetectorKind, EventParams, FlowMethod, FlowParams, InvalidDetector, Params,
-    RateParams, Severity, ValueParams,
+    check_against_abis, d_privileged as privileged_events, AbiMismatch, Action, CompareOp,
+    ContractEvents, DetectorConfig, DetectorKind, EventParams, FlowMethod, FlowParams,
+    InvalidDetector, Params, RateParams, Severity, Source, ThresholdParams, ValueParams, TX_FIELDS,
 };
 
 /// What can go wrong building or restoring detectors.
@@ -58,7 +63,7 @@ pub enum DetectError {
 pub struct Finding {
     /// Name of the detector that found it.
     pub detector: String,
-    /// `rate`, `value`, `flow` or `event`.
+    /// `rate`, `value`, `flow`, `event` or `threshold`.
     pub kind: DetectorKind,
     /// The detector's `severity`.
     pub severity: Severity,
@@ -70,13 +75,21 @@ pub struct Finding {
     pub contract: Option<String>,
     /// The event name the finding is about, when it is about one.
     pub event: Option<String>,
+    /// The function called, when a transaction triggered the finding (its name, or its selector
+    /// when the ABI does not know it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub function: Option<String>,
+    /// The outcome of that transaction.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<TxStatus>,
     /// Height of the block whose log or time produced the finding.
     pub block_number: u64,
     /// Hash of that block, so a retraction can void the finding.
     pub block_hash: B256,
-    /// The transaction of the triggering log, when a single log triggered it.
+    /// The transaction of the triggering log, or the triggering transaction, when a single record
+    /// triggered it.
     pub tx_hash: Option<B256>,
-    /// Position of that log within its block.
+    /// Position of that log within its block (none for a transaction).
     pub log_index: Option<u64>,
     /// What was seen, in the detector's unit (events per window, a field's value, a window's net flow).
     pub observed: f64,
@@ -95,6 +108,8 @@ pub(crate) struct Base<'a> {
     pub detector: &'a str,
     pub kind: DetectorKind,
     pub severity: Severity,
+    /// What the detector counts, in summaries: `events` or, on transactions, `calls`.
+    pub unit: &'static str,
 }
 
 impl Base<'_> {
@@ -103,6 +118,10 @@ impl Base<'_> {
             detector: &config.name,
             kind: config.params.kind(),
             severity: config.severity,
+            unit: match config.source {
+                Source::Logs => "events",
+                Source::Transactions => "calls",
+            },
         }
     }
 
@@ -116,6 +135,8 @@ impl Base<'_> {
             chain_id: log.chain_id,
             contract: log.contract.clone(),
             event: log.event.as_ref().map(|e| e.name.clone()),
+            function: None,
+            status: None,
             block_number: log.block_number,
             block_hash: log.block_hash,
             tx_hash: Some(log.tx_hash),
@@ -163,6 +184,7 @@ enum Kind {
     Value(value::ValueDetector),
     Flow(flow::Flow),
     Event(event::EventRule),
+    Threshold(threshold::Threshold),
 }
 
 struct Detector {
@@ -189,21 +211,32 @@ impl Detector {
             Params::Rate(p) => Kind::Rate(rate::Rate::new(p.clone())),
             Params::Value(p) => Kind::Value(value::ValueDetector::new(p.clone())),
             Params::Flow(p) => Kind::Flow(flow::Flow::new(p.clone())),
-            Params::Event(p) => Kind::Event(event::EventRule::new(p.clone())),
+            Params::Event(p) => Kind::Event(event::EventRule::new(
+                p.clone(),
+                config.source == Source::Transactions,
+            )),
+            Params::Threshold(p) => Kind::Threshold(threshold::Threshold::new(p.clone())),
         }
     }
 }
 
 /// What the saved state of a detector must match to be reused: everything that shapes it.
 fn fingerprint(c: &DetectorConfig) -> String {
-    serde_json::json!({
+    let mut v = serde_json::json!({
         "chain_id": c.chain_id,
         "contract": c.contract,
         "event": c.event,
         "filters": c.filters,
         "params": c.params,
-    })
-    .to_string()
+    });
+    // Only when set, so that the saved state of a detector on logs stays valid across the upgrade
+    // that brought the keys.
+    if c.source == Source::Transactions {
+        v["source"] = serde_json::json!("transactions");
+        v["function"] = serde_json::json!(c.function);
+        v["status"] = serde_json::json!(c.status);
+    }
+    v.to_string()
 }
 
 /// All configured detectors, fed together.
@@ -244,8 +277,45 @@ impl DetectorSet {
                 Kind::Flow(f) => f.observe_log(&base, log, selected, &mut out),
                 Kind::Value(v) if selected => v.observe_log(&base, log, &mut out),
                 Kind::Event(e) if selected => e.observe_log(&base, log, &mut out),
+                Kind::Threshold(t) if selected => t.observe_log(&base, log, &mut out),
                 _ => {}
             }
+        }
+        out
+    }
+
+    /// Feeds one transaction (seen for the first time; the stream puts a block's transactions
+    /// before its logs) to the detectors on transactions; returns their findings, which name the
+    /// transaction, its function and its status. Its block time moves the windows of every rate
+    /// detector on, as a log's does.
+    pub fn observe_transaction(&mut self, tx: &TransactionRecord) -> Vec<Finding> {
+        let mut out = Vec::new();
+        let view = txview::view(tx);
+        for d in &mut self.detectors {
+            let selected = d.selector.matches_tx(tx, &view);
+            let base = Base::of(&d.config);
+            match &mut d.kind {
+                Kind::Rate(r) => r.observe_log(&base, &view, selected, &mut out),
+                Kind::Value(v) if selected => v.observe_log(&base, &view, &mut out),
+                Kind::Event(e) if selected => e.observe_log(&base, &view, &mut out),
+                Kind::Threshold(t) if selected => t.observe_log(&base, &view, &mut out),
+                // A flow reads logs only (refused on transactions by the configuration).
+                _ => {}
+            }
+        }
+        let function = txview::call_name(tx);
+        for f in &mut out {
+            f.event = None;
+            f.log_index = None;
+            f.function = Some(function.clone());
+            f.status = Some(tx.status);
+            f.summary = format!(
+                "{} (transaction {}, {} {})",
+                f.summary,
+                tx.tx_hash,
+                function,
+                tx.status.as_str()
+            );
         }
         out
     }
@@ -261,7 +331,7 @@ impl DetectorSet {
             match &mut d.kind {
                 Kind::Rate(r) => r.observe_time(b.chain_id, b.timestamp),
                 Kind::Flow(f) => f.observe_block(&base, b, &mut out),
-                Kind::Value(_) | Kind::Event(_) => {}
+                Kind::Value(_) | Kind::Event(_) | Kind::Threshold(_) => {}
             }
         }
         out
@@ -275,7 +345,7 @@ impl DetectorSet {
                 Kind::Rate(r) => serde_json::to_value(r.state()),
                 Kind::Value(v) => serde_json::to_value(v.state()),
                 Kind::Flow(f) => serde_json::to_value(f.state()),
-                Kind::Event(_) => Ok(Value::Null),
+                Kind::Event(_) | Kind::Threshold(_) => Ok(Value::Null),
             };
             let state = state.unwrap_or(Value::Null);
             map.insert(
@@ -306,7 +376,7 @@ impl DetectorSet {
                 Kind::Rate(r) => serde_json::from_value(state).map(|s| r.restore(s)).is_ok(),
                 Kind::Value(v) => serde_json::from_value(state).map(|s| v.restore(s)).is_ok(),
                 Kind::Flow(f) => serde_json::from_value(state).map(|s| f.restore(s)).is_ok(),
-                Kind::Event(_) => true,
+                Kind::Event(_) | Kind::Threshold(_) => true,
             };
             if !ok {
                 d.kind = Detector::fresh(&d.config);

@@ -183,9 +183,10 @@ impl Rate {
         f.score = pval;
         f.score_name = "p_value";
         f.summary = format!(
-            "{} {} events in one {} s window against {:.2} expected ({}): P(X >= {}) = {:.2e}, below alpha {:.1e} / {} series",
+            "{} {} {} in one {} s window against {:.2} expected ({}): P(X >= {}) = {:.2e}, below alpha {:.1e} / {} series",
             s.count,
             log.event.as_ref().map_or("selected", |e| e.name.as_str()),
+            base.unit,
             p.window_s,
             model.mean(),
             model.name(),

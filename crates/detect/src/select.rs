@@ -1,9 +1,10 @@
-//! A detector's selector: which logs it looks at. Checked on every log of the stream, so it
-//! compares without allocating.
+//! A detector's selector: which logs (or, with `source = "transactions"`, which transactions) it
+//! looks at. Checked on every record of the stream, so it compares without allocating.
 
 use std::collections::BTreeMap;
 
-use tripwire_schema::LogRecord;
+use tripwire_config::watchdog::{names_function, Source, TxStatus};
+use tripwire_schema::{LogRecord, TransactionRecord};
 
 use super::DetectorConfig;
 
@@ -13,6 +14,9 @@ pub(crate) struct Selector {
     event: Option<String>,
     /// Field and expected value, lower-cased (addresses are checksummed on the wire).
     filters: Vec<(String, String)>,
+    source: Source,
+    function: Option<String>,
+    status: Option<TxStatus>,
 }
 
 impl Selector {
@@ -22,10 +26,35 @@ impl Selector {
             contract: c.contract.clone(),
             event: c.event.clone(),
             filters: lower(&c.filters),
+            source: c.source,
+            function: c.function.clone(),
+            status: c.status,
         }
     }
 
+    /// Whether `log` is selected (never for a detector on transactions).
     pub(crate) fn matches(&self, log: &LogRecord) -> bool {
+        self.source == Source::Logs && self.matches_view(log)
+    }
+
+    /// Whether `tx` is selected, `view` being its log-shaped view (see `txview`).
+    pub(crate) fn matches_tx(&self, tx: &TransactionRecord, view: &LogRecord) -> bool {
+        if self.source != Source::Transactions {
+            return false;
+        }
+        if self.status.is_some_and(|s| s != tx.status) {
+            return false;
+        }
+        if let Some(want) = &self.function {
+            match &tx.function {
+                Some(f) if names_function(want, &f.name, &f.signature) => {}
+                _ => return false,
+            }
+        }
+        self.matches_view(view)
+    }
+
+    fn matches_view(&self, log: &LogRecord) -> bool {
         if self.chain_id.is_some_and(|c| c != log.chain_id) {
             return false;
         }

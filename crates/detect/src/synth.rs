@@ -1,9 +1,11 @@
-//! Synthetic records for the detectors' tests and benchmarks: decoded logs and block markers as
-//! the indexer writes them, without a chain.
+//! Synthetic records for the detectors' tests and benchmarks: decoded logs, transactions and block
+//! markers as the indexer writes them, without a chain.
 
 use alloy_primitives::{Address, Bytes, B256};
 use serde_json::{Map, Value};
-use tripwire_schema::{BlockMarker, DecodedEvent, LogRecord};
+use tripwire_schema::{
+    BlockMarker, DecodedCall, DecodedEvent, LogRecord, TransactionRecord, TxStatus,
+};
 
 /// Chain id of the synthetic records (the local development chain id 31337).
 pub const CHAIN: u64 = 31337;
@@ -39,6 +41,45 @@ pub fn log(
             signature: format!("{event}()"),
             params: map,
         }),
+    }
+}
+
+/// A call of `signature` (e.g. `pause()`) from `from` to `contract` at `to`, with its outcome and
+/// the gas it used (limit: twice that), at position `tx_index` of `block`.
+#[allow(clippy::too_many_arguments)]
+pub fn transaction(
+    to: Address,
+    contract: &str,
+    signature: &str,
+    from: Address,
+    status: TxStatus,
+    gas_used: u64,
+    block: u64,
+    ts: u64,
+    tx_index: u64,
+) -> TransactionRecord {
+    let name = signature.split('(').next().unwrap_or(signature);
+    TransactionRecord {
+        chain_id: CHAIN,
+        block_number: block,
+        block_hash: B256::from(alloy_primitives::U256::from(block)),
+        block_timestamp: ts,
+        tx_hash: B256::from(alloy_primitives::U256::from(block << 16 | tx_index)),
+        tx_index,
+        from,
+        to,
+        value: alloy_primitives::U256::ZERO,
+        selector: Some(alloy_primitives::FixedBytes::repeat_byte(0xab)),
+        function: Some(DecodedCall {
+            name: name.to_owned(),
+            signature: signature.to_owned(),
+            params: Map::new(),
+        }),
+        status,
+        gas_used,
+        gas_limit: gas_used * 2,
+        effective_gas_price: alloy_primitives::U256::from(1_000_000_000u64),
+        contract: Some(contract.to_owned()),
     }
 }
 

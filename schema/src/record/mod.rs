@@ -2,14 +2,25 @@
 //! chain's records share a partition and keep their order: a retraction always follows the rows it
 //! retracts. Encoded as one JSON object per Kafka message, with `v` (format version) and `type`.
 
-use alloy_primitives::{Address, Bytes, B256};
+use alloy_primitives::{Address, Bytes, FixedBytes, B256, U256};
 use serde::{Deserialize, Serialize};
 
 mod view;
 pub use view::{EventView, LogView};
 
-/// Version of the wire format written into every record (`"v"`). Readers reject a newer major.
-pub const WIRE_VERSION: u16 = 1;
+/// The newest version of the wire format this build reads and writes (`"v"`). Readers reject a
+/// record whose `v` is newer than theirs.
+///
+/// A record carries the oldest version that can read it, so a format grows without stopping older
+/// readers on records they know: `log`, `block` and `retraction` are still written as version 1;
+/// `transaction` came with version 2.
+pub const WIRE_VERSION: u16 = 2;
+
+/// The version `transaction` records are written with (the first that has them).
+pub const TRANSACTION_WIRE_VERSION: u16 = 2;
+
+/// The version the records of version 1 (`log`, `block`, `retraction`) are still written with.
+pub const BASE_WIRE_VERSION: u16 = 1;
 
 /// Any record of the stream.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -22,6 +33,97 @@ pub enum StreamRecord {
     Block(BlockMarker),
     /// A reorganisation: the listed blocks left the canonical chain; every record of theirs is void.
     Retraction(Retraction),
+    /// A transaction sent to a contract that opted in (`transactions` of `[[contracts]]`), with
+    /// its receipt's outcome; in block order, before the block's logs.
+    Transaction(TransactionRecord),
+}
+
+/// A transaction sent to a watched contract, checked against its block's `transactionsRoot` and,
+/// with its receipt, `receiptsRoot`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TransactionRecord {
+    /// EIP-155 id of the chain.
+    pub chain_id: u64,
+    /// Height of the block holding the transaction.
+    pub block_number: u64,
+    /// Hash of that block.
+    pub block_hash: B256,
+    /// Unix seconds.
+    pub block_timestamp: u64,
+    /// The transaction's hash.
+    pub tx_hash: B256,
+    /// Position of the transaction within its block, from 0.
+    pub tx_index: u64,
+    /// The sender (recovered from the signature by the provider).
+    pub from: Address,
+    /// The watched contract it was sent to.
+    pub to: Address,
+    /// Wei sent along, as a decimal string (it exceeds 2^53).
+    #[serde(with = "decimal")]
+    pub value: U256,
+    /// The first four bytes of the calldata (`None`: the calldata is shorter, e.g. a plain
+    /// transfer).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector: Option<FixedBytes<4>>,
+    /// Present when the contract's ABI knows the function and the calldata decoded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub function: Option<DecodedCall>,
+    /// The receipt's outcome.
+    pub status: TxStatus,
+    /// Gas the transaction used (from its receipt).
+    pub gas_used: u64,
+    /// Gas limit the sender set.
+    pub gas_limit: u64,
+    /// Wei paid per unit of gas (from the receipt), as a decimal string.
+    #[serde(with = "decimal")]
+    pub effective_gas_price: U256,
+    /// Name of the configured contract it was sent to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contract: Option<String>,
+}
+
+/// A transaction's outcome, from its receipt's `status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TxStatus {
+    /// Status 1: the call's effects stand.
+    Success,
+    /// Status 0: the call reverted (or ran out of gas); it still paid for its gas.
+    Reverted,
+}
+
+impl TxStatus {
+    /// The name used on the wire and in Postgres: `success` or `reverted`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TxStatus::Success => "success",
+            TxStatus::Reverted => "reverted",
+        }
+    }
+}
+
+/// Calldata decoded with the contract's ABI: the same shape as [`DecodedEvent`] (name, canonical
+/// signature, parameters by name).
+pub type DecodedCall = DecodedEvent;
+
+/// Large integers as decimal strings, as the decoded parameters write them.
+mod decimal {
+    use alloy_primitives::U256;
+    use serde::{de::Error, Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(v: &U256, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(v)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<U256, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(D::Error::custom(format!(
+                "expected a decimal integer string, got {text:?}"
+            )));
+        }
+        U256::from_str_radix(&text, 10).map_err(D::Error::custom)
+    }
 }
 
 /// A contract log.
@@ -136,6 +238,15 @@ impl StreamRecord {
             StreamRecord::Log(l) => l.chain_id,
             StreamRecord::Block(b) => b.chain_id,
             StreamRecord::Retraction(r) => r.chain_id,
+            StreamRecord::Transaction(t) => t.chain_id,
+        }
+    }
+
+    /// The wire version the record is written with: the oldest that can read it.
+    pub fn wire_version(&self) -> u16 {
+        match self {
+            StreamRecord::Transaction(_) => TRANSACTION_WIRE_VERSION,
+            _ => BASE_WIRE_VERSION,
         }
     }
 
@@ -153,7 +264,7 @@ impl StreamRecord {
     pub fn to_json(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.encoded_len_hint());
         out.extend_from_slice(b"{\"v\":");
-        push_u64(&mut out, u64::from(WIRE_VERSION));
+        push_u64(&mut out, u64::from(self.wire_version()));
         match self {
             StreamRecord::Log(l) => {
                 out.extend_from_slice(b",\"type\":\"log\",\"chain_id\":");
@@ -218,6 +329,13 @@ impl StreamRecord {
                 }
                 out.push(b']');
             }
+            StreamRecord::Transaction(t) => {
+                // Rarer than logs: serde_json's encoding, after the tag.
+                out.extend_from_slice(b",\"type\":\"transaction\",");
+                let body = serde_json::to_vec(t).expect("a transaction record always serialises");
+                out.extend_from_slice(&body[1..]);
+                return out;
+            }
         }
         out.push(b'}');
         out
@@ -234,6 +352,12 @@ impl StreamRecord {
             }
             StreamRecord::Block(_) => 320,
             StreamRecord::Retraction(r) => 160 + 100 * r.orphaned.len(),
+            StreamRecord::Transaction(t) => {
+                let call = t.function.as_ref().map_or(0, |f| {
+                    64 + f.name.len() + f.signature.len() + 96 * f.params.len()
+                });
+                600 + call
+            }
         }
     }
 

@@ -31,6 +31,8 @@ pub(super) fn finding(detector: &str, series: &str, block: u64) -> Finding {
         chain_id: 31337,
         contract: Some("vault".into()),
         event: Some("Withdraw".into()),
+        function: None,
+        status: None,
         block_number: block,
         block_hash: B256::with_last_byte(block as u8),
         tx_hash: Some(B256::with_last_byte(0xee)),

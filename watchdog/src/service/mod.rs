@@ -334,6 +334,26 @@ impl Watchdog {
                 let now = self.book.clock(r.chain_id).unwrap_or_else(Utc::now);
                 return self.book.on_retraction(r.chain_id, &orphaned, now);
             }
+            StreamRecord::Transaction(tx) => {
+                self.metrics
+                    .transactions
+                    .records_consumed_total
+                    .increment(1);
+                if seen.is_history(tx.block_number)
+                    && !seen.has_block(tx.block_number, tx.block_hash)
+                {
+                    self.metrics.counters.history_skipped_total.increment(1);
+                    return Changes::default();
+                }
+                if !seen.first_transaction(tx.block_number, tx.block_hash, tx.tx_index) {
+                    self.metrics.counters.duplicates_total.increment(1);
+                    return Changes::default();
+                }
+                self.metrics.counters.evaluations_total.increment(1);
+                let now = block_time(tx.block_timestamp);
+                let resolved = self.book.advance(tx.chain_id, now);
+                (scope.detectors.observe_transaction(tx), now, resolved)
+            }
         };
         for f in findings {
             let key = (f.detector.clone(), f.severity.to_string());

@@ -18,4 +18,5 @@ mod lifecycle;
 mod receiver;
 mod safe;
 mod secrets;
+mod transactions;
 mod webhook;

@@ -14,12 +14,17 @@
 //! - Wherever those events have the parameter, `field` is an integer (`uintN` or `intN`) and an
 //!   actor field (explicit or default) an `address`: a mistyped one would be skipped silently.
 //!   For a flow each `inflow` and `outflow` event is checked on its own: each must carry `field`.
+//! - On transactions (`source = "transactions"`) the same rules hold for functions: `function` and
+//!   each of an event detector's `functions` is a function of at least one contract in scope (by
+//!   name or signature), and a parameter read is a transaction field (`from`, `gas_used`, ...) or
+//!   a parameter of at least one function read.
 
 use std::collections::BTreeSet;
 
-use alloy_json_abi::Event;
+use alloy_json_abi::{Event, EventParam, Function};
 
 use super::detectors::{d_actor_fields, d_privileged as privileged_events};
+use super::transactions::{names_function, Source, TX_FIELDS, TX_NUMERIC_FIELDS};
 use super::{DetectorConfig, Params};
 
 /// The events one `[[contracts]]` entry decodes, as the check sees them.
@@ -31,6 +36,8 @@ pub struct ContractEvents {
     pub chain_id: u64,
     /// Its decoded (non-anonymous) events; none for a contract indexed raw.
     pub events: Vec<Event>,
+    /// The functions of its ABI file, for detectors on transactions.
+    pub functions: Vec<Function>,
 }
 
 /// A detector that cannot fire as configured: which one, the key at fault, and why.
@@ -138,6 +145,9 @@ impl<'a> Check<'a> {
                 ),
             });
         }
+        if self.d.source == Source::Transactions {
+            return self.run_transactions();
+        }
         let selected = match &self.d.event {
             Some(e) => self.require_event(kv("event", e), e)?,
             None => self.all(),
@@ -154,6 +164,12 @@ impl<'a> Check<'a> {
                 if let Some(g) = &p.group_by {
                     self.has_param(kv("group_by", g), g, &selected)?;
                 }
+                let key = kv("field", &p.field);
+                self.has_param(key.clone(), &p.field, &selected)?;
+                self.typed(key, &p.field, &selected, Want::Integer)?;
+            }
+            Params::Threshold(p) => {
+                self.filters(&selected)?;
                 let key = kv("field", &p.field);
                 self.has_param(key.clone(), &p.field, &selected)?;
                 self.typed(key, &p.field, &selected, Want::Integer)?;
@@ -360,6 +376,124 @@ impl<'a> Check<'a> {
                     ));
                 }
             }
+        }
+        Ok(())
+    }
+}
+
+/// A function of a contract in scope, seen as an event of its inputs, so the parameter checks
+/// are the same for calls and logs.
+fn as_event(f: &Function) -> Event {
+    Event {
+        name: f.name.clone(),
+        inputs: f
+            .inputs
+            .iter()
+            .map(|p| EventParam {
+                ty: p.ty.clone(),
+                name: p.name.clone(),
+                indexed: false,
+                components: p.components.clone(),
+                internal_type: p.internal_type.clone(),
+            })
+            .collect(),
+        anonymous: false,
+    }
+}
+
+impl Check<'_> {
+    /// The checks of a detector on transactions: the functions it names exist in scope, and the
+    /// parameters it reads are transaction fields or parameters of the functions read.
+    fn run_transactions(&self) -> Result<(), AbiMismatch> {
+        let calls: Vec<(&str, Event, String)> = self
+            .scope
+            .iter()
+            .flat_map(|c| {
+                c.functions
+                    .iter()
+                    .map(|f| (c.name.as_str(), as_event(f), f.signature()))
+            })
+            .collect();
+        let find = |key: String, written: &str| -> Result<Vec<Ev<'_>>, AbiMismatch> {
+            let found: Vec<Ev> = calls
+                .iter()
+                .filter(|(_, ev, sig)| names_function(written, &ev.name, sig))
+                .map(|(contract, event, _)| Ev { contract, event })
+                .collect();
+            if found.is_empty() {
+                let mut has: Vec<&str> = calls.iter().map(|(_, _, sig)| sig.as_str()).collect();
+                has.sort_unstable();
+                has.dedup();
+                let has = if has.is_empty() {
+                    "none: give the contract an `abi` file with its functions".to_owned()
+                } else {
+                    has.join(", ")
+                };
+                return Err(self.err(
+                    key,
+                    format!(
+                        "{} has no function \"{written}\" (it has {has})",
+                        self.scope_label()
+                    ),
+                ));
+            }
+            Ok(found)
+        };
+        let mut read = match &self.d.function {
+            Some(f) => find(kv("function", f), f)?,
+            None => calls
+                .iter()
+                .map(|(contract, event, _)| Ev { contract, event })
+                .collect(),
+        };
+        if let Params::Event(p) = &self.d.params {
+            let mut listed = Vec::new();
+            for (i, f) in p.functions.iter().enumerate() {
+                listed.extend(find(kv(&format!("functions[{i}]"), f), f)?);
+            }
+            if self.d.function.is_none() {
+                read = listed;
+            }
+        }
+        let builtin = |f: &str| TX_FIELDS.contains(&f);
+        for (k, v) in &self.d.filters {
+            if !builtin(k) {
+                self.has_param(kv(&format!("filters.{k}"), v), k, &read)?;
+            }
+        }
+        let numeric = |field: &str| -> Result<(), AbiMismatch> {
+            if TX_NUMERIC_FIELDS.contains(&field) {
+                return Ok(());
+            }
+            let key = kv("field", field);
+            self.has_param(key.clone(), field, &read)?;
+            self.typed(key, field, &read, Want::Integer)
+        };
+        match &self.d.params {
+            Params::Rate(p) => {
+                if let Some(g) = p.group_by.as_deref().filter(|g| !builtin(g)) {
+                    self.has_param(kv("group_by", g), g, &read)?;
+                }
+            }
+            Params::Value(p) => {
+                if let Some(g) = p.group_by.as_deref().filter(|g| !builtin(g)) {
+                    self.has_param(kv("group_by", g), g, &read)?;
+                }
+                numeric(&p.field)?;
+            }
+            Params::Threshold(p) => numeric(&p.field)?,
+            Params::Event(p) => {
+                for (i, f) in DetectorConfig::tx_actor_fields(p).iter().enumerate() {
+                    if builtin(f) {
+                        continue;
+                    }
+                    let key = kv(&format!("actor_fields[{i}]"), f);
+                    self.has_param(key.clone(), f, &read)?;
+                    self.typed(key, f, &read, Want::Address)?;
+                }
+            }
+            // Refused by `validate` (a flow reads logs).
+            Params::Flow(_) => {}
         }
         Ok(())
     }

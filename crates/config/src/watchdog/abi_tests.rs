@@ -14,6 +14,7 @@ fn contract(name: &str, chain_id: u64, sigs: &[&str]) -> ContractEvents {
             .iter()
             .map(|s| Event::parse(s).expect("event signature"))
             .collect(),
+        functions: Vec::new(),
     }
 }
 

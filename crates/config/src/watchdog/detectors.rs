@@ -9,6 +9,7 @@ use alloy_primitives::Address;
 use serde::{Deserialize, Serialize};
 
 use super::kinds::{Action, DetectorKind, InvalidDetector, Severity};
+use super::transactions::{Source, ThresholdParams, TxStatus};
 
 /// One detector. Loading the file checks it against the ABIs of the contracts its selector admits
 /// ([`check_against_abis`](super::check_against_abis)), so that one that could never fire is refused, naming the key:
@@ -31,6 +32,16 @@ pub struct DetectorConfig {
     /// integers as decimal strings), e.g. `filters = { to = "0xdead..." }`. Each key must be a
     /// parameter of at least one event the detector reads.
     pub filters: BTreeMap<String, String>,
+    /// `logs` (default) or `transactions`: the calls sent to the contracts that opted in
+    /// (`transactions` of `[[contracts]]`), with their receipts' outcome. A flow detector reads
+    /// logs only; a detector on transactions selects with `function` and `status`, not `event`.
+    pub source: Source,
+    /// With `source = "transactions"`: only calls of this function, by name (every overload) or
+    /// signature (e.g. `pause()`); a function of at least one contract in scope.
+    pub function: Option<String>,
+    /// With `source = "transactions"`: only transactions of this outcome, `success` or `reverted`
+    /// (e.g. a rate of failed calls); both when absent.
+    pub status: Option<TxStatus>,
     /// `info`, `warning` (default) or `critical`.
     pub severity: Severity,
     /// What an incident of this detector triggers besides the alert, e.g. `["pause"]`.
@@ -52,6 +63,12 @@ struct Common {
     event: Option<String>,
     #[serde(default)]
     filters: BTreeMap<String, toml::Value>,
+    #[serde(default)]
+    source: Source,
+    #[serde(default)]
+    function: Option<String>,
+    #[serde(default)]
+    status: Option<TxStatus>,
     #[serde(default = "default_severity")]
     severity: Severity,
     #[serde(default)]
@@ -68,6 +85,9 @@ pub(crate) const COMMON_KEYS: &[&str] = &[
     "contract",
     "event",
     "filters",
+    "source",
+    "function",
+    "status",
     "severity",
     "actions",
     "description",
@@ -87,8 +107,11 @@ pub enum Params {
     Value(ValueParams),
     /// Sustained drift of a signed flow (inflow events minus outflow events).
     Flow(FlowParams),
-    /// Privileged events (role, owner, admin, implementation, pause changes).
+    /// Privileged events (role, owner, admin, implementation, pause changes), or on transactions
+    /// privileged function calls.
     Event(EventParams),
+    /// A field compared with a constant (e.g. `gas_used > 2000000`); each matching record.
+    Threshold(ThresholdParams),
 }
 
 impl Params {
@@ -99,6 +122,7 @@ impl Params {
             Params::Value(_) => DetectorKind::Value,
             Params::Flow(_) => DetectorKind::Flow,
             Params::Event(_) => DetectorKind::Event,
+            Params::Threshold(_) => DetectorKind::Threshold,
         }
     }
 }
@@ -305,6 +329,12 @@ pub struct EventParams {
     /// Expected actors (addresses): an event whose actor fields all name one of these is quiet.
     #[serde(default)]
     pub allowed_actors: Vec<String>,
+    /// With `source = "transactions"`: the functions whose calls alert, by name or signature
+    /// (e.g. `["pause()", "grantRole"]`), succeeded or reverted; each a function of a contract in
+    /// scope. Empty: the calls `function` selects. On transactions the actor field defaults to
+    /// the sender (`from`); a listed `actor_fields` entry is `from` or a decoded parameter.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub functions: Vec<String>,
 }
 
 /// The privileged events of OpenZeppelin's AccessControl, Ownable, Pausable and ERC-1967 proxies.
@@ -353,7 +383,7 @@ impl TryFrom<toml::Table> for DetectorConfig {
         }
         if !table.contains_key("kind") {
             return Err(format!(
-                "{label}: missing field `kind` (one of rate, value, flow, event)"
+                "{label}: missing field `kind` (one of rate, value, flow, event, threshold)"
             ));
         }
         let c: Common = toml::Value::Table(common)
@@ -382,6 +412,9 @@ impl TryFrom<toml::Table> for DetectorConfig {
             contract: c.contract,
             event: c.event,
             filters,
+            source: c.source,
+            function: c.function,
+            status: c.status,
             severity: c.severity,
             actions: c.actions,
             params,
@@ -389,7 +422,7 @@ impl TryFrom<toml::Table> for DetectorConfig {
     }
 }
 
-fn bad(detector: &str, field: &str, message: impl Into<String>) -> InvalidDetector {
+pub(crate) fn bad(detector: &str, field: &str, message: impl Into<String>) -> InvalidDetector {
     InvalidDetector {
         detector: detector.to_owned(),
         field: field.to_owned(),
@@ -407,6 +440,7 @@ impl DetectorConfig {
         if self.filters.keys().any(|k| k.is_empty()) {
             return Err(bad(n, "filters", "a filter has an empty field name"));
         }
+        self.validate_source()?;
         match &self.params {
             Params::Rate(p) => {
                 if p.window_s == 0 {
@@ -524,6 +558,14 @@ impl DetectorConfig {
                     a.parse::<Address>().map_err(|e| {
                         bad(n, "allowed_actors", format!("`{a}` is not an address: {e}"))
                     })?;
+                }
+            }
+            Params::Threshold(p) => {
+                if p.field.is_empty() {
+                    return Err(bad(n, "field", "is empty"));
+                }
+                if !p.value.is_finite() {
+                    return Err(bad(n, "value", format!("{} is not finite", p.value)));
                 }
             }
         }

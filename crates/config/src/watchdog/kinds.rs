@@ -51,8 +51,11 @@ pub enum DetectorKind {
     Value,
     /// Sustained drift of a signed flow (inflow events minus outflow events).
     Flow,
-    /// Privileged events (role, owner, admin, implementation, pause changes).
+    /// Privileged events (role, owner, admin, implementation, pause changes), or privileged
+    /// function calls.
     Event,
+    /// A field compared with a constant.
+    Threshold,
 }
 
 impl DetectorKind {
@@ -63,6 +66,7 @@ impl DetectorKind {
             DetectorKind::Value => "value",
             DetectorKind::Flow => "flow",
             DetectorKind::Event => "event",
+            DetectorKind::Threshold => "threshold",
         }
     }
 }

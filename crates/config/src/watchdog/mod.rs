@@ -6,9 +6,12 @@
 mod abi_check;
 #[cfg(test)]
 mod abi_tests;
+#[cfg(test)]
+mod abi_tx_tests;
 mod detectors;
 mod kinds;
 mod safe;
+mod transactions;
 mod webhook;
 
 use std::net::SocketAddr;
@@ -22,6 +25,7 @@ pub use abi_check::{check_against_abis, AbiMismatch, ContractEvents};
 pub use detectors::*;
 pub use kinds::*;
 pub use safe::*;
+pub use transactions::*;
 pub use webhook::*;
 
 /// `[watchdog]`
@@ -213,6 +217,7 @@ fn contract_events(config: &Config, contracts: &[ContractSpec]) -> Vec<ContractE
                 .find(|ch| ch.name == c.chain)
                 .map_or(0, |ch| ch.chain_id),
             events: c.abi.events().cloned().collect(),
+            functions: c.abi.functions().cloned().collect(),
         })
         .collect()
 }
