@@ -106,9 +106,7 @@ impl Batch {
                 );
             }
             Ok(StreamRecord::Retraction(r)) => {
-                if !self.transactions.is_empty()
-                    || !self.logs.is_empty()
-                    || !self.blocks.is_empty()
+                if !self.transactions.is_empty() || !self.logs.is_empty() || !self.blocks.is_empty()
                 {
                     self.steps.push(Step::Rows {
                         transactions: std::mem::take(&mut self.transactions),

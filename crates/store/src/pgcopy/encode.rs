@@ -98,7 +98,9 @@ impl CopyData {
             let pad = (4 - decimal.len() % 4) % 4;
             let padded = format!("{}{decimal}", "0".repeat(pad));
             for group in padded.as_bytes().chunks(4) {
-                let d = group.iter().fold(0i16, |acc, b| acc * 10 + i16::from(b - b'0'));
+                let d = group
+                    .iter()
+                    .fold(0i16, |acc, b| acc * 10 + i16::from(b - b'0'));
                 digits.push(d);
             }
         }
