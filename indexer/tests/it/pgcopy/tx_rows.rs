@@ -31,7 +31,7 @@ pub(crate) fn call(chain_id: u64, block: u64, tx_index: u64, value: U256) -> Tra
                 "account": "0x3333333333333333333333333333333333333333",
             })),
         }),
-        status: if tx_index % 3 == 0 {
+        status: if tx_index.is_multiple_of(3) {
             TxStatus::Reverted
         } else {
             TxStatus::Success
