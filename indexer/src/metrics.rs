@@ -19,6 +19,7 @@ pub const LAG_BLOCKS: &str = "tripwire_lag_blocks";
 pub const LOGS_PRODUCED: &str = "tripwire_logs_produced_total";
 pub const BLOCKS_PRODUCED: &str = "tripwire_blocks_produced_total";
 pub const LOGS_WRITTEN: &str = "tripwire_logs_written_total";
+pub const TRANSACTIONS_WRITTEN: &str = "tripwire_transactions_written_total";
 pub const RECORDS_CONSUMED: &str = "tripwire_records_consumed_total";
 pub const DEAD_LETTERS: &str = "tripwire_dead_letters_total";
 /// Blocks retracted at start because they were published before a crash and replaced meanwhile.
@@ -53,6 +54,7 @@ pub const NAMES: &[&str] = &[
     LOGS_PRODUCED,
     BLOCKS_PRODUCED,
     LOGS_WRITTEN,
+    TRANSACTIONS_WRITTEN,
     RECORDS_CONSUMED,
     DEAD_LETTERS,
     PENDING_RETRACTED,
@@ -164,6 +166,8 @@ pub(crate) struct LagGauge {
 pub(crate) struct SinkCounters {
     /// Log rows inserted into Postgres (duplicates not counted).
     pub(crate) logs_written_total: Counter,
+    /// Transaction rows inserted into Postgres (duplicates not counted).
+    pub(crate) transactions_written_total: Counter,
     /// Records read from Kafka by the sink.
     pub(crate) records_consumed_total: Counter,
     /// Unreadable Kafka records kept in dead_letters.
@@ -287,6 +291,9 @@ impl Sink {
         self.counters
             .logs_written_total
             .increment(stats.logs_inserted);
+        self.counters
+            .transactions_written_total
+            .increment(stats.transactions_inserted);
         self.counters
             .dead_letters_total
             .increment(stats.dead_letters);

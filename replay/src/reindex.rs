@@ -1,6 +1,7 @@
-//! `reindex`: fetch the logs of the range again (same RPC pool, same same-provider proofs as the
-//! ingest), remove rows whose block is no longer canonical, publish the records to the chain's
-//! topic and wait until the sink has written them. The live indexer keeps running: the sink's
+//! `reindex`: fetch the logs (and the transactions of contracts that opted in) of the range again
+//! (same RPC pool, same same-provider proofs as the ingest), remove rows (logs, transactions)
+//! whose block is no longer canonical, publish the records to the chain's topic and wait until
+//! the sink has written them. The live indexer keeps running: the sink's
 //! writes are idempotent and its cursor never moves back for older blocks, and the ingest's cursor
 //! is not touched. Progress is saved after every range, so the same command continues.
 
@@ -142,6 +143,9 @@ pub async fn run(
             &book,
         )
         .map_err(|e| ReplayError::Range(format!("blocks {next}..={end}: {e}")))?;
+        // In the ingest's stream order: a block's transactions before its logs. TODO(merge):
+        // `&data.transactions` once `RangeData` carries the fetched transactions.
+        let recs = tripwire_schema::order::with_transactions(recs, &[]);
 
         // What Postgres holds of the range: rows under a non-canonical hash are stale; canonical
         // ones count towards what is already there.
@@ -187,6 +191,25 @@ pub async fn run(
                     .await?
                     .rows_affected();
             }
+            // Transactions under a non-canonical hash go the same way as the logs.
+            let (numbers, hashes): (Vec<i64>, Vec<&[u8]>) = canonical
+                .iter()
+                .map(|(n, h)| (*n as i64, h.as_slice()))
+                .unzip();
+            deleted += sqlx::query(
+                "DELETE FROM transactions WHERE chain_id = $1 AND block_number BETWEEN $2 AND $3
+                   AND to_address = ANY($4) AND (block_number, block_hash) NOT IN
+                   (SELECT * FROM unnest($5::bigint[], $6::bytea[]))",
+            )
+            .bind(plan.chain.chain_id as i64)
+            .bind(next as i64)
+            .bind(end as i64)
+            .bind(&addr_bytes)
+            .bind(&numbers)
+            .bind(&hashes)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
             for (n, h) in &canonical {
                 sqlx::query(
                     "DELETE FROM blocks WHERE chain_id = $1 AND number = $2 AND hash <> $3",

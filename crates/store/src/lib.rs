@@ -1,7 +1,7 @@
 //! The tables every Tripwire process shares, behind one set of functions: the pool
 //! ([`connect`]), stored stream positions ([`positions`]), the ingest's cursors ([`cursor`]), and
-//! the writer of logs and blocks with binary COPY ([`write`], [`pgcopy`]), and the migrations of
-//! the schema (the SQL in `schema/migrations`) with [`migrate`].
+//! the writer of logs, transactions and blocks with binary COPY ([`write`], [`pgcopy`]), and the
+//! migrations of the schema (the SQL in `schema/migrations`) with [`migrate`].
 
 // Every dependency of the library is used (its tests and benchmarks have their own).
 #![cfg_attr(not(test), warn(unused_crate_dependencies))]

@@ -112,7 +112,11 @@ fn the_view_gives_up_where_the_owned_record_could_differ() {
         msg.replace("{\"v\":1,", "{\"v\":1,\"extra\":0,"),
         msg.replace("{\"v\":1,", "{\"v\":1,\"chain_id\":5,"),
         msg.replace("\"type\":\"log\"", "\"type\":\"block\""),
-        msg.replace("{\"v\":1,", "{\"v\":2,"),
+        // (a version newer than this build reads: since version 2 a log of `"v":2` is readable)
+        msg.replace(
+            "{\"v\":1,",
+            &format!("{{\"v\":{},", tripwire_schema::WIRE_VERSION + 1),
+        ),
         msg.replace("{\"v\":1,", "{"),
         format!(
             "{}\"params\":[]}}}}",
@@ -126,6 +130,11 @@ fn the_view_gives_up_where_the_owned_record_could_differ() {
             "took the view: {v}"
         );
     }
-    // ... while the message itself takes it.
+    // ... while the message itself takes it, also under the newest version this build reads.
     assert!(LogView::from_json(msg.as_bytes()).is_some());
+    let newest = msg.replace(
+        "{\"v\":1,",
+        &format!("{{\"v\":{},", tripwire_schema::WIRE_VERSION),
+    );
+    assert!(LogView::from_json(newest.as_bytes()).is_some());
 }

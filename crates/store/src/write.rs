@@ -1,7 +1,8 @@
 //! One batch of Kafka messages applied to Postgres in one transaction, in stream order.
 //!
 //! A [`Batch`] is prepared as the messages arrive: each one is parsed once and its row encoded
-//! straight into binary `COPY` data (logs and block markers), so a batch holds encoded rows, not
+//! straight into binary `COPY` data (transactions, logs and block markers), so a batch holds
+//! encoded rows, not
 //! parsed records. A retraction closes the rows before it, which are written before its deletes.
 //! [`write_batch`] then writes the rows, applies the retractions, keeps unreadable messages in
 //! `dead_letters`, and stores the sink cursors and the Kafka offsets, all in one transaction. A
@@ -15,7 +16,7 @@ use alloy::primitives::B256;
 use sqlx::{PgConnection, PgPool};
 use tripwire_schema::{BlockRef, LogView, Retraction, StreamRecord};
 
-use crate::pgcopy::{self, BlockCopyBuffer, LogCopyBuffer};
+use crate::pgcopy::{self, BlockCopyBuffer, LogCopyBuffer, TransactionCopyBuffer};
 use crate::positions;
 
 /// Kafka messages prepared for one transaction. Build it with [`Batch::push`] in stream order.
@@ -24,6 +25,7 @@ pub struct Batch {
     /// Closed rows and the retractions that closed them, in stream order.
     steps: Vec<Step>,
     /// Rows after the last retraction (written after `steps`).
+    transactions: TransactionCopyBuffer,
     logs: LogCopyBuffer,
     blocks: BlockCopyBuffer,
     dead_letters: Vec<DeadLetter>,
@@ -40,8 +42,9 @@ pub struct Batch {
 
 #[derive(Debug)]
 enum Step {
-    /// Rows that precede a retraction: logs first, then block markers.
+    /// Rows that precede a retraction: transactions and logs first, then block markers.
     Rows {
+        transactions: TransactionCopyBuffer,
         logs: LogCopyBuffer,
         blocks: BlockCopyBuffer,
     },
@@ -86,17 +89,12 @@ impl Batch {
             return;
         }
         let parsed = match payload {
-            Some(p) => match StreamRecord::from_json(p) {
-                // Placeholder until the `transactions` table exists: kept as a dead letter.
-                Ok(StreamRecord::Transaction(_)) => {
-                    Err("transaction records are not stored yet".to_owned())
-                }
-                other => other.map_err(|e| e.to_string()),
-            },
+            Some(p) => StreamRecord::from_json(p).map_err(|e| e.to_string()),
             None => Err("message has no payload".to_owned()),
         };
         match parsed {
             Ok(StreamRecord::Log(l)) => self.logs.push(&l),
+            Ok(StreamRecord::Transaction(t)) => self.transactions.push(&t),
             Ok(StreamRecord::Block(b)) => {
                 self.blocks.push(&b);
                 self.cursors.insert(
@@ -108,8 +106,10 @@ impl Batch {
                 );
             }
             Ok(StreamRecord::Retraction(r)) => {
-                if !self.logs.is_empty() || !self.blocks.is_empty() {
+                if !self.transactions.is_empty() || !self.logs.is_empty() || !self.blocks.is_empty()
+                {
                     self.steps.push(Step::Rows {
+                        transactions: std::mem::take(&mut self.transactions),
                         logs: std::mem::take(&mut self.logs),
                         blocks: std::mem::take(&mut self.blocks),
                     });
@@ -118,7 +118,6 @@ impl Batch {
                 self.rewound.insert(r.chain_id);
                 self.steps.push(Step::Retraction(r));
             }
-            Ok(StreamRecord::Transaction(_)) => unreachable!("mapped to an error above"),
             Err(error) => self.dead_letters.push(DeadLetter {
                 topic: topic.to_owned(),
                 partition,
@@ -204,6 +203,8 @@ pub enum WriteError {
 pub struct BatchStats {
     /// Rows newly inserted into `logs` (logs already stored are not counted).
     pub logs_inserted: u64,
+    /// Rows newly inserted into `transactions` (transactions already stored are not counted).
+    pub transactions_inserted: u64,
     /// Block markers inserted or changed (a marker identical to the stored one is not counted).
     pub blocks_written: u64,
     /// Retractions applied (each removes the rows of blocks a reorganisation orphaned).
@@ -251,7 +252,13 @@ pub async fn write_batch(
     }
     for step in &batch.steps {
         match step {
-            Step::Rows { logs, blocks } => {
+            Step::Rows {
+                transactions,
+                logs,
+                blocks,
+            } => {
+                stats.transactions_inserted +=
+                    pgcopy::store_transactions(&mut tx, transactions).await?;
                 stats.logs_inserted += pgcopy::store_logs(&mut tx, logs).await?;
                 stats.blocks_written += pgcopy::store_blocks(&mut tx, blocks).await?;
             }
@@ -261,6 +268,7 @@ pub async fn write_batch(
             }
         }
     }
+    stats.transactions_inserted += pgcopy::store_transactions(&mut tx, &batch.transactions).await?;
     stats.logs_inserted += pgcopy::store_logs(&mut tx, &batch.logs).await?;
     faults::point(faults::points::SINK_INSIDE_COPY)?;
     stats.blocks_written += pgcopy::store_blocks(&mut tx, &batch.blocks).await?;
@@ -318,14 +326,23 @@ async fn fence(conn: &mut PgConnection, consumer: &str, batch: &Batch) -> Result
 }
 
 /// Removes the orphaned blocks' rows. Keyed by block hash, so replaying an old retraction never
-/// touches the rows of the fork that replaced it; logs by (number, hash), the leading columns of
-/// their primary key after the chain.
+/// touches the rows of the fork that replaced it; logs and transactions by (number, hash), the
+/// leading columns of their primary keys after the chain.
 async fn apply_retraction(conn: &mut PgConnection, r: &Retraction) -> Result<(), sqlx::Error> {
     let hashes: Vec<&[u8]> = r.orphaned.iter().map(|b| b.hash.as_slice()).collect();
     let numbers: Vec<i64> = r.orphaned.iter().map(|b| b.number as i64).collect();
     let chain = r.chain_id as i64;
     sqlx::query(
         "DELETE FROM logs WHERE chain_id = $1 AND (block_number, block_hash) IN \
+         (SELECT * FROM unnest($2::bigint[], $3::bytea[]))",
+    )
+    .bind(chain)
+    .bind(&numbers)
+    .bind(&hashes)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query(
+        "DELETE FROM transactions WHERE chain_id = $1 AND (block_number, block_hash) IN \
          (SELECT * FROM unnest($2::bigint[], $3::bytea[]))",
     )
     .bind(chain)

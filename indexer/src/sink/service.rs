@@ -348,7 +348,8 @@ struct Reader {
 
 /// What gathering a batch ended with.
 enum Gathered {
-    Batch(Batch),
+    /// Boxed: a batch is many times the size of the other variants.
+    Batch(Box<Batch>),
     /// A rebalance or a fence came first: the partial batch is dropped.
     Interrupted,
     Shutdown,
@@ -399,7 +400,7 @@ impl Reader {
                 Gathered::Batch(batch) => {
                     tracing::debug!(records = batch.len(), took = ?started.elapsed(), "sink batch gathered");
                     if !batch.is_empty() {
-                        slot.send((epoch, batch));
+                        slot.send((epoch, *batch));
                     }
                 }
             }
@@ -582,6 +583,6 @@ impl Reader {
                 },
             }
         }
-        Ok(Gathered::Batch(batch))
+        Ok(Gathered::Batch(Box::new(batch)))
     }
 }

@@ -1,8 +1,8 @@
 //! The indexer's integration tests, in one test binary (`it`) so that the package is linked once
 //! instead of once per file: end-to-end tests of `tripwire-indexer` as child processes against
 //! anvil, Postgres and Kafka (the harness is `common`), and the sink's COPY writer and batch
-//! transaction against a real Postgres (`pgcopy`, `sink_batch`). Each module was a test file of
-//! its own; a test is now named `<module>::<test>`.
+//! transaction against a real Postgres (`pgcopy`, `sink_batch`, `sink_transactions`). Each module
+//! was a test file of its own; a test is now named `<module>::<test>`.
 //!
 //! Every test of the binary: `cargo test -p tripwire-indexer --test it`. The tests of one module
 //! (a filter on the name's prefix): `cargo test -p tripwire-indexer --test it reorg::`.
@@ -24,4 +24,5 @@ mod range_limits;
 mod reorg;
 mod retention;
 mod sink_batch;
+mod sink_transactions;
 mod startup;

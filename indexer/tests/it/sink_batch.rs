@@ -8,23 +8,23 @@ use testkit::postgres::TestDb;
 use tripwire_schema::{BlockMarker, BlockRef, DecodedEvent, LogRecord, Retraction, StreamRecord};
 use tripwire_store::{write_batch, Batch, WriteError};
 
-const CHAIN: u64 = 31337;
-const TOPIC: &str = "tripwire.test.events";
-const CONSUMER: &str = "test-sink";
+pub(crate) const CHAIN: u64 = 31337;
+pub(crate) const TOPIC: &str = "tripwire.test.events";
+pub(crate) const CONSUMER: &str = "test-sink";
 
-async fn migrated_db() -> anyhow::Result<TestDb> {
+pub(crate) async fn migrated_db() -> anyhow::Result<TestDb> {
     let db = TestDb::create().await?;
     tripwire_store::migrate(db.pool()).await?;
     Ok(db)
 }
 
-fn hash(block: u64, fork: u8) -> B256 {
+pub(crate) fn hash(block: u64, fork: u8) -> B256 {
     let mut h = B256::left_padding_from(&block.to_be_bytes());
     h.0[0] = fork;
     h
 }
 
-fn log(block: u64, fork: u8, log_index: u64) -> StreamRecord {
+pub(crate) fn log(block: u64, fork: u8, log_index: u64) -> StreamRecord {
     StreamRecord::Log(LogRecord {
         chain_id: CHAIN,
         block_number: block,
@@ -48,7 +48,7 @@ fn log(block: u64, fork: u8, log_index: u64) -> StreamRecord {
     })
 }
 
-fn marker(block: u64, fork: u8, log_count: u32) -> StreamRecord {
+pub(crate) fn marker(block: u64, fork: u8, log_count: u32) -> StreamRecord {
     StreamRecord::Block(BlockMarker {
         chain_id: CHAIN,
         number: block,
@@ -96,7 +96,7 @@ fn reorg_batch() -> Batch {
 }
 
 /// (block_number, first byte of block_hash, log_index) of every stored log.
-async fn stored_logs(db: &TestDb) -> anyhow::Result<Vec<(i64, u8, i32)>> {
+pub(crate) async fn stored_logs(db: &TestDb) -> anyhow::Result<Vec<(i64, u8, i32)>> {
     let rows: Vec<(i64, Vec<u8>, i32)> =
         sqlx::query_as("SELECT block_number, block_hash, log_index FROM logs ORDER BY 1, 2, 3")
             .fetch_all(db.pool())
@@ -104,14 +104,14 @@ async fn stored_logs(db: &TestDb) -> anyhow::Result<Vec<(i64, u8, i32)>> {
     Ok(rows.into_iter().map(|(n, h, i)| (n, h[0], i)).collect())
 }
 
-async fn stored_blocks(db: &TestDb) -> anyhow::Result<Vec<(i64, u8)>> {
+pub(crate) async fn stored_blocks(db: &TestDb) -> anyhow::Result<Vec<(i64, u8)>> {
     let rows: Vec<(i64, Vec<u8>)> = sqlx::query_as("SELECT number, hash FROM blocks ORDER BY 1")
         .fetch_all(db.pool())
         .await?;
     Ok(rows.into_iter().map(|(n, h)| (n, h[0])).collect())
 }
 
-async fn count(db: &TestDb, table: &str) -> anyhow::Result<i64> {
+pub(crate) async fn count(db: &TestDb, table: &str) -> anyhow::Result<i64> {
     Ok(
         sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {table}")))
             .fetch_one(db.pool())
@@ -119,7 +119,7 @@ async fn count(db: &TestDb, table: &str) -> anyhow::Result<i64> {
     )
 }
 
-async fn stored_offset(db: &TestDb) -> anyhow::Result<Option<i64>> {
+pub(crate) async fn stored_offset(db: &TestDb) -> anyhow::Result<Option<i64>> {
     Ok(sqlx::query_scalar(
         "SELECT next_offset FROM sink_offsets WHERE consumer = $1 AND topic = $2 AND partition = 0",
     )

@@ -44,6 +44,31 @@ async fn f1_deleted_rows_and_a_whole_range_come_back_while_the_indexer_runs() ->
     .await?
     .rows_affected();
     assert!(stale > 0);
+    // Transactions of the treasury at block 40: one under the canonical hash (it stays), one under
+    // a stale hash (it goes with the stale logs).
+    let tx_row = |hash_sql: &str| {
+        format!(
+            "INSERT INTO transactions (chain_id, block_number, block_hash, block_timestamp, tx_hash,
+                 tx_index, from_address, to_address, value, selector, status, gas_used, gas_limit,
+                 effective_gas_price)
+             SELECT 31337, 40, {hash_sql}, now(), decode(repeat('ab', 32), 'hex'), 0,
+                 decode(repeat('11', 20), 'hex'), $1, 0, NULL, 'reverted', 30000, 50000, 1"
+        )
+    };
+    let treasury = env.treasury.to_vec();
+    sqlx::query(sqlx::AssertSqlSafe(tx_row(
+        "(SELECT hash FROM blocks WHERE chain_id = 31337 AND number = 40)",
+    )))
+    .bind(&treasury)
+    .execute(env.db.pool())
+    .await?;
+    let stale_txs = sqlx::query(sqlx::AssertSqlSafe(tx_row(
+        "decode(repeat('ee', 32), 'hex')",
+    )))
+    .bind(&treasury)
+    .execute(env.db.pool())
+    .await?
+    .rows_affected();
     let cursor_before: i64 = env.count("SELECT block_number FROM ingest_cursors").await?;
     let sink_before: i64 = env.count("SELECT block_number FROM sink_cursors").await?;
     assert!(env.stored(&[env.treasury]).await?.len() < n);
@@ -73,10 +98,21 @@ async fn f1_deleted_rows_and_a_whole_range_come_back_while_the_indexer_runs() ->
         .wait_equal(&[env.treasury], Duration::from_secs(60))
         .await?;
     println!("F1: {deleted_random} random rows and {deleted_range} rows of blocks 20-30 deleted; Postgres equals the chain again ({total} logs)");
+    // Every stale row counted: the logs and the transaction.
     assert!(
-        out.contains(&format!("{stale} stale rows removed")),
+        out.contains(&format!("{} stale rows removed", stale + stale_txs)),
         "{out}"
     );
+    let txs: Vec<Vec<u8>> =
+        sqlx::query_scalar("SELECT block_hash FROM transactions WHERE block_number = 40")
+            .fetch_all(env.db.pool())
+            .await?;
+    assert_eq!(
+        txs.len(),
+        1,
+        "the stale transaction is gone, the canonical one stays"
+    );
+    assert_ne!(txs[0], vec![0xee; 32]);
     let cursor_after: i64 = env.count("SELECT block_number FROM ingest_cursors").await?;
     let sink_after: i64 = env.count("SELECT block_number FROM sink_cursors").await?;
     assert!(cursor_after >= cursor_before, "ingest cursor moved back");

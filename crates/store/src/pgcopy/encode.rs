@@ -1,11 +1,11 @@
-//! The binary `COPY` encoding of log and block rows: each row is written straight into a
-//! buffer in the order of the `COPY` statements' columns, once, as the messages arrive.
+//! The binary `COPY` encoding of log, transaction and block rows: each row is written straight
+//! into a buffer in the order of the `COPY` statements' columns, once, as the messages arrive.
 
-use alloy::primitives::{Address, B256};
+use alloy::primitives::{Address, B256, U256};
 use serde_json::{Map, Value};
-use tripwire_schema::{BlockMarker, LogRecord, LogView};
+use tripwire_schema::{BlockMarker, LogRecord, LogView, TransactionRecord};
 
-use super::{BLOCK_FIELDS, LOG_FIELDS};
+use super::{BLOCK_FIELDS, LOG_FIELDS, TX_FIELDS};
 
 /// Header of a binary `COPY` stream: signature, flags (no OIDs), header extension length (0).
 const COPY_HEADER: &[u8; 19] = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0";
@@ -84,6 +84,39 @@ impl CopyData {
         match value {
             Some(value) => self.text(value),
             None => self.null(),
+        }
+    }
+
+    /// `numeric` of an unsigned integer: base-10000 digits, most significant first, after the
+    /// header (digit count, weight of the first digit, sign, display scale). Trailing zero digits
+    /// are left out, as Postgres does itself; zero has no digits.
+    fn numeric(&mut self, value: &U256) {
+        let decimal = value.to_string();
+        let mut digits: Vec<i16> = Vec::with_capacity(decimal.len() / 4 + 1);
+        if !value.is_zero() {
+            // Left-pad to whole groups of four decimal digits.
+            let pad = (4 - decimal.len() % 4) % 4;
+            let padded = format!("{}{decimal}", "0".repeat(pad));
+            for group in padded.as_bytes().chunks(4) {
+                let d = group
+                    .iter()
+                    .fold(0i16, |acc, b| acc * 10 + i16::from(b - b'0'));
+                digits.push(d);
+            }
+        }
+        let weight = digits.len().saturating_sub(1) as i16;
+        while digits.last() == Some(&0) {
+            digits.pop();
+        }
+        self.buf
+            .extend_from_slice(&(8 + 2 * digits.len() as i32).to_be_bytes());
+        self.buf
+            .extend_from_slice(&(digits.len() as i16).to_be_bytes());
+        self.buf.extend_from_slice(&weight.to_be_bytes());
+        self.buf.extend_from_slice(&0u16.to_be_bytes()); // sign: positive
+        self.buf.extend_from_slice(&0i16.to_be_bytes()); // display scale: an integer
+        for d in digits {
+            self.buf.extend_from_slice(&d.to_be_bytes());
         }
     }
 
@@ -282,6 +315,80 @@ impl LogCopyBuffer {
 }
 
 impl Default for LogCopyBuffer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Rows for `transactions`, encoded in the binary `COPY` format as they are pushed. Reuse one
+/// buffer: [`flush_transactions`](super::flush_transactions) empties it but keeps its allocation.
+#[derive(Debug)]
+pub struct TransactionCopyBuffer {
+    pub(super) data: CopyData,
+}
+
+impl TransactionCopyBuffer {
+    /// An empty buffer, ready for `push`.
+    pub fn new() -> Self {
+        TransactionCopyBuffer {
+            data: CopyData::new(),
+        }
+    }
+
+    /// Encodes one row. Integers are stored with `as` casts (the column types are signed); wei
+    /// amounts as `numeric`, which holds any `uint256`.
+    pub fn push(&mut self, tx: &TransactionRecord) {
+        let d = &mut self.data;
+        d.begin_tuple(TX_FIELDS);
+        d.int8(tx.chain_id as i64);
+        d.int8(tx.block_number as i64);
+        d.bytea(tx.block_hash.as_slice());
+        d.timestamptz(tx.block_timestamp);
+        d.bytea(tx.tx_hash.as_slice());
+        d.int4(tx.tx_index as i32);
+        d.bytea(tx.from.as_slice());
+        d.bytea(tx.to.as_slice());
+        d.numeric(&tx.value);
+        match &tx.selector {
+            Some(selector) => d.bytea(selector.as_slice()),
+            None => d.null(),
+        }
+        d.opt_text(tx.contract.as_deref());
+        match &tx.function {
+            Some(call) => {
+                d.text(&call.name);
+                d.text(&call.signature);
+                d.jsonb(&call.params);
+            }
+            None => {
+                d.null();
+                d.null();
+                d.null();
+            }
+        }
+        d.text(tx.status.as_str());
+        d.int8(tx.gas_used as i64);
+        d.int8(tx.gas_limit as i64);
+        d.numeric(&tx.effective_gas_price);
+    }
+
+    /// Number of buffered rows.
+    pub fn len(&self) -> usize {
+        self.data.rows
+    }
+
+    /// Whether no row is buffered.
+    pub fn is_empty(&self) -> bool {
+        self.data.rows == 0
+    }
+
+    /// Drops the buffered rows, keeping the allocation.
+    pub fn clear(&mut self) {
+        self.data.clear();
+    }
+}
+
+impl Default for TransactionCopyBuffer {
     fn default() -> Self {
         Self::new()
     }

@@ -1,38 +1,40 @@
-//! Bulk writer for the `logs` and `blocks` tables built on Postgres binary `COPY`.
+//! Bulk writer for the `logs`, `transactions` and `blocks` tables built on Postgres binary `COPY`.
 //!
 //! Rows are encoded straight into a buffer in the binary `COPY` format ([`LogCopyBuffer`],
-//! [`BlockCopyBuffer`]) and written by [`store_logs`] / [`store_blocks`], which leave the buffer as
-//! it is (so a failed transaction can be retried with the same rows), or by [`flush_logs`] /
-//! [`flush_blocks`], which empty it for reuse. `COPY` is the fastest way
+//! [`TransactionCopyBuffer`], [`BlockCopyBuffer`]) and written by [`store_logs`] /
+//! [`store_transactions`] / [`store_blocks`], which leave the buffer as it is (so a failed
+//! transaction can be retried with the same rows), or by the `flush_*` functions, which empty it
+//! for reuse. `COPY` is the fastest way
 //! into Postgres but cannot upsert, so the flushes go through a per-session temporary staging
 //! table without indexes: `COPY` into staging, merge into the real table with `INSERT ... SELECT
 //! ... ON CONFLICT`, empty staging again.
 //!
-//! Logs take a shortcut first: in the normal case none of them is stored yet, and a `COPY`
-//! straight into `logs` costs about half of staging plus merge (the `ON CONFLICT` insert is the
+//! Logs and transactions take a shortcut first: in the normal case none of them is stored yet, and a `COPY`
+//! straight into the table costs about half of staging plus merge (the `ON CONFLICT` insert is the
 //! expensive part). That `COPY` runs under a savepoint; if it hits a stored log (or a duplicate in
 //! the batch) it is rolled back to the savepoint and the batch takes the staging route.
 //!
 //! Everything runs on the connection the caller passes in, so inside the caller's transaction: the
 //! sink writes its Kafka offset in the same transaction and a rollback discards rows and offset
-//! together. The writes are idempotent: a replayed log is skipped (`ON CONFLICT DO NOTHING` on the
+//! together. The writes are idempotent: a replayed log or transaction is skipped (`ON CONFLICT DO NOTHING` on the
 //! natural key), a replayed block marker overwrites the one stored at its height.
 //!
 //! Postgres cannot store U+0000 in `text` or `jsonb`, and one such row would fail the whole `COPY`
 //! (and with it the caller's transaction) on every retry. NUL characters in the contract name, the
-//! event name and the decoded parameters are therefore stored as U+FFFD.
+//! event or function name and signature and the decoded parameters are therefore stored as U+FFFD.
 
 mod encode;
 
 use sqlx::{Connection, PgConnection};
 
-pub use encode::{BlockCopyBuffer, LogCopyBuffer};
+pub use encode::{BlockCopyBuffer, LogCopyBuffer, TransactionCopyBuffer};
 use encode::{CopyData, COPY_TRAILER, SEND_CHUNK};
 
-/// `true` when both staging tables exist in this session. Checked rather than relying on
+/// `true` when all staging tables exist in this session. Checked rather than relying on
 /// `CREATE ... IF NOT EXISTS` alone, which raises a notice (logged by sqlx) on every call.
 const STAGING_EXISTS: &str = "SELECT to_regclass('pg_temp.tripwire_staging_logs') IS NOT NULL \
-     AND to_regclass('pg_temp.tripwire_staging_blocks') IS NOT NULL";
+     AND to_regclass('pg_temp.tripwire_staging_blocks') IS NOT NULL \
+     AND to_regclass('pg_temp.tripwire_staging_transactions') IS NOT NULL";
 
 /// Staging tables: the shape of the real tables without keys or indexes, so `COPY` only appends.
 /// `seq` orders block markers of one batch so that the last one for a height wins. `ON COMMIT
@@ -41,7 +43,9 @@ const CREATE_STAGING: &str = "\
 CREATE TEMP TABLE IF NOT EXISTS tripwire_staging_logs \
     (LIKE logs INCLUDING DEFAULTS) ON COMMIT DELETE ROWS; \
 CREATE TEMP TABLE IF NOT EXISTS tripwire_staging_blocks \
-    (LIKE blocks INCLUDING DEFAULTS, seq BIGINT NOT NULL) ON COMMIT DELETE ROWS";
+    (LIKE blocks INCLUDING DEFAULTS, seq BIGINT NOT NULL) ON COMMIT DELETE ROWS; \
+CREATE TEMP TABLE IF NOT EXISTS tripwire_staging_transactions \
+    (LIKE transactions INCLUDING DEFAULTS) ON COMMIT DELETE ROWS";
 
 /// Column order of the `COPY` statements; [`LogCopyBuffer::push`] and [`BlockCopyBuffer::push`]
 /// write the fields in exactly this order.
@@ -54,7 +58,40 @@ const COPY_LOGS_DIRECT: &str = "COPY logs (chain_id, block_number, block_hash, b
      tx_hash, tx_index, log_index, address, topic0, topic1, topic2, topic3, data, contract, \
      event_name, params) FROM STDIN (FORMAT binary)";
 
-/// Bounds the direct `COPY` into `logs`, so that a conflict undoes only that attempt.
+/// Columns of the `transactions` `COPY` statements, in the order [`TransactionCopyBuffer::push`]
+/// writes them.
+macro_rules! tx_columns {
+    () => {
+        "chain_id, block_number, block_hash, block_timestamp, tx_hash, tx_index, from_address, \
+         to_address, value, selector, contract, function_name, function_signature, params, status, \
+         gas_used, gas_limit, effective_gas_price"
+    };
+}
+const COPY_TRANSACTIONS: &str = concat!(
+    "COPY pg_temp.tripwire_staging_transactions (",
+    tx_columns!(),
+    ") FROM STDIN (FORMAT binary)"
+);
+const TX_FIELDS: i16 = 18;
+/// The same straight into `transactions`, tried first as for logs.
+const COPY_TRANSACTIONS_DIRECT: &str = concat!(
+    "COPY transactions (",
+    tx_columns!(),
+    ") FROM STDIN (FORMAT binary)"
+);
+/// Merge into `transactions` (a stored transaction is skipped, like a stored log) and empty the
+/// staging table; the affected-row count is the number of inserted rows.
+const MERGE_TRANSACTIONS: &str = concat!(
+    "INSERT INTO transactions (",
+    tx_columns!(),
+    ") SELECT ",
+    tx_columns!(),
+    " FROM pg_temp.tripwire_staging_transactions \
+     ON CONFLICT (chain_id, block_number, block_hash, tx_index) DO NOTHING; \
+     TRUNCATE pg_temp.tripwire_staging_transactions"
+);
+
+/// Bounds the direct `COPY` into `logs` or `transactions`, so that a conflict undoes only that attempt.
 const SAVEPOINT: &str = "SAVEPOINT tripwire_pgcopy";
 const RELEASE: &str = "RELEASE SAVEPOINT tripwire_pgcopy";
 const ROLLBACK_AND_RELEASE: &str =
@@ -110,6 +147,11 @@ const DELETE_REPLACED_LOGS: &str = "\
 DELETE FROM logs l USING unnest($1::bigint[], $2::bigint[], $3::bytea[]) AS r (chain_id, number, hash) \
 WHERE l.chain_id = r.chain_id AND l.block_number = r.number AND l.block_hash <> r.hash";
 
+/// The transactions at those heights that are not of the final block.
+const DELETE_REPLACED_TRANSACTIONS: &str = "\
+DELETE FROM transactions t USING unnest($1::bigint[], $2::bigint[], $3::bytea[]) AS r (chain_id, number, hash) \
+WHERE t.chain_id = r.chain_id AND t.block_number = r.number AND t.block_hash <> r.hash";
+
 /// Creates the temporary staging tables of this session unless they exist. Safe to call
 /// repeatedly and inside a transaction. Optional: the flush functions call it themselves, because
 /// a staging table created in a transaction that later rolled back is gone again.
@@ -142,6 +184,19 @@ pub async fn store_logs(
     store(conn, &buf.data, &LOGS).await
 }
 
+/// Writes the buffered rows into `transactions`, skipping transactions already stored (`ON
+/// CONFLICT (chain_id, block_number, block_hash, tx_index) DO NOTHING`; duplicates within the
+/// batch are fine too). Returns the number of rows actually inserted.
+///
+/// Direct `COPY` first, staging on a conflict, transaction and buffer behaviour: as for
+/// [`store_logs`].
+pub async fn store_transactions(
+    conn: &mut sqlx::PgConnection,
+    buf: &TransactionCopyBuffer,
+) -> Result<u64, sqlx::Error> {
+    store(conn, &buf.data, &TRANSACTIONS).await
+}
+
 /// COPYs the buffered markers into staging and upserts them into `blocks`: a marker replaces the
 /// stored one at its height (`ON CONFLICT (chain_id, number) DO UPDATE`), and of several markers
 /// for one height in the batch the last pushed wins. Returns the number of rows inserted or
@@ -167,6 +222,16 @@ pub async fn flush_logs(
     result
 }
 
+/// [`store_transactions`], then empties the buffer as [`flush_logs`] does.
+pub async fn flush_transactions(
+    conn: &mut sqlx::PgConnection,
+    buf: &mut TransactionCopyBuffer,
+) -> Result<u64, sqlx::Error> {
+    let result = store_transactions(conn, buf).await;
+    buf.clear();
+    result
+}
+
 /// [`store_blocks`], then empties the buffer as [`flush_logs`] does.
 pub async fn flush_blocks(
     conn: &mut sqlx::PgConnection,
@@ -183,7 +248,8 @@ struct Target {
     copy_direct: Option<&'static str>,
     /// `COPY` into the staging table.
     copy_staging: &'static str,
-    /// The staged rows are block markers: a replaced block's logs go before the merge.
+    /// The staged rows are block markers: a replaced block's logs and transactions go before the
+    /// merge.
     markers: bool,
     /// Merge of the staging table into the real table, emptying the staging table.
     merge: &'static str,
@@ -194,6 +260,13 @@ const LOGS: Target = Target {
     copy_staging: COPY_LOGS,
     markers: false,
     merge: MERGE_LOGS,
+};
+
+const TRANSACTIONS: Target = Target {
+    copy_direct: Some(COPY_TRANSACTIONS_DIRECT),
+    copy_staging: COPY_TRANSACTIONS,
+    markers: false,
+    merge: MERGE_TRANSACTIONS,
 };
 
 const BLOCKS: Target = Target {
@@ -273,11 +346,18 @@ async fn delete_replaced_logs(conn: &mut PgConnection) -> Result<(), sqlx::Error
         .bind(&hashes)
         .execute(&mut *conn)
         .await?;
+    let removed_txs = sqlx::query(DELETE_REPLACED_TRANSACTIONS)
+        .bind(&chains)
+        .bind(&numbers)
+        .bind(&hashes)
+        .execute(&mut *conn)
+        .await?;
     tracing::warn!(
         blocks = replaced.len(),
         logs = removed.rows_affected(),
+        transactions = removed_txs.rows_affected(),
         first = numbers.iter().min(),
-        "blocks replaced without a retraction: the replaced blocks' logs removed"
+        "blocks replaced without a retraction: the replaced blocks' logs and transactions removed"
     );
     Ok(())
 }

@@ -4,13 +4,15 @@
 //! and dropped again when the test ends.
 //!
 //! This module holds that database and the rows written and read back; the tests are in
-//! `encoding` (what the rows hold) and `transactions` (conflicts, rollbacks, failures, retries).
+//! `encoding` (what the rows hold), `transactions` (conflicts, rollbacks, failures, retries) and
+//! `tx_rows` (the rows of `transaction` records).
 //!
 //! `cargo test --release -p tripwire-indexer --test it -- --ignored --nocapture pgcopy::encoding::copy_throughput`
 //! measures the write rate.
 
 mod encoding;
 mod transactions;
+mod tx_rows;
 
 use alloy::primitives::{Address, Bytes, B256};
 use serde_json::{json, Map, Value};
