@@ -100,20 +100,13 @@ fn b256(v: &[u8]) -> B256 {
     B256::try_from(v).unwrap_or_default()
 }
 
-/// The stored transactions of canonical blocks `from..=to`, by block and index. None when the
-/// database predates the `transactions` table.
+/// The stored transactions of canonical blocks `from..=to`, by block and index.
 async fn stored_transactions(
     pool: &PgPool,
     chain_id: u64,
     from: u64,
     to: u64,
 ) -> Result<Vec<TransactionRecord>, ReplayError> {
-    let exists: bool = sqlx::query_scalar("SELECT to_regclass('transactions') IS NOT NULL")
-        .fetch_one(pool)
-        .await?;
-    if !exists {
-        return Ok(Vec::new());
-    }
     // Gas limit and price share a column of the row (a tuple type holds at most 16).
     let rows: Vec<TxRow> = sqlx::query_as(
         "SELECT block_number, block_hash, block_timestamp, tx_hash, tx_index, from_address,

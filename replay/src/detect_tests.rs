@@ -1,23 +1,10 @@
 //! The back-test reads stored transactions: on canonical blocks only, in the stream's order (a
 //! block's transactions by index, then its logs, then its marker), with every field as stored.
-//! The `transactions` table is created here with the DDL the sink's migration uses (shared by the
-//! ingest, the sink and the back-test).
 
 use alloy::primitives::{Address, B256, U256};
 use tripwire_schema::{StreamRecord, TxStatus};
 
 use super::stored;
-
-const TRANSACTIONS_DDL: &str = "CREATE TABLE IF NOT EXISTS transactions (
-    chain_id BIGINT NOT NULL, block_number BIGINT NOT NULL, block_hash BYTEA NOT NULL,
-    block_timestamp TIMESTAMPTZ NOT NULL, tx_hash BYTEA NOT NULL, tx_index INTEGER NOT NULL,
-    from_address BYTEA NOT NULL, to_address BYTEA NOT NULL, value NUMERIC(78,0) NOT NULL,
-    selector BYTEA NULL, contract TEXT NULL, function_name TEXT NULL,
-    function_signature TEXT NULL, params JSONB NULL,
-    status TEXT NOT NULL CHECK (status IN ('success', 'reverted')),
-    gas_used BIGINT NOT NULL, gas_limit BIGINT NOT NULL,
-    effective_gas_price NUMERIC(78,0) NOT NULL,
-    PRIMARY KEY (chain_id, block_number, block_hash, tx_index))";
 
 fn hash(n: u8) -> Vec<u8> {
     B256::repeat_byte(n).to_vec()
@@ -29,9 +16,7 @@ async fn stored_transactions_come_before_the_logs_of_their_block_and_orphans_are
     let db = testkit::postgres::TestDb::create().await?;
     let pool = db.pool();
     tripwire_store::migrate(pool).await?;
-    // Before the table exists the back-test reads logs alone.
     assert!(stored(pool, 1, 10, 10).await?.is_empty());
-    sqlx::query(TRANSACTIONS_DDL).execute(pool).await?;
     sqlx::query(
         "INSERT INTO blocks (chain_id, number, hash, parent_hash, timestamp, log_count)
          VALUES (1, 10, $1, $2, to_timestamp(1000), 1)",
