@@ -30,6 +30,7 @@ pub mod records;
 mod settle;
 mod source;
 mod split;
+pub mod txs;
 mod types;
 
 use std::{
