@@ -94,7 +94,9 @@ impl ContractAbi {
     /// Adds a function known from elsewhere (a watched signature when there is no ABI file), so
     /// that its calls decode; one of the ABI file with that selector is kept instead.
     pub fn add_function(&mut self, function: Function) {
-        self.functions.entry(function.selector()).or_insert(function);
+        self.functions
+            .entry(function.selector())
+            .or_insert(function);
     }
 
     /// The function with `selector`, when known.

@@ -354,10 +354,8 @@ impl Config {
                     m,
                 )
             })?;
-            let transactions =
-                tx_watch(&c.transactions, c.abi.is_some(), &mut abi).map_err(|m| {
-                    ConfigError::invalid(field("transactions"), m)
-                })?;
+            let transactions = tx_watch(&c.transactions, c.abi.is_some(), &mut abi)
+                .map_err(|m| ConfigError::invalid(field("transactions"), m))?;
             specs.push(ContractSpec {
                 name: c.name.clone(),
                 chain: c.chain.clone(),

@@ -102,7 +102,10 @@ fn bad_transactions_values_name_the_field_and_value() {
     let e = parse(&contract(r#"transactions = ["pause("]"#))
         .unwrap_err()
         .to_string();
-    assert!(e.contains("contracts[0] (treasury).transactions") && e.contains("`pause(`"), "{e}");
+    assert!(
+        e.contains("contracts[0] (treasury).transactions") && e.contains("`pause(`"),
+        "{e}"
+    );
     let e = parse(&contract(
         r#"abi = "../contracts/out/Treasury.json"
 transactions = ["rescue(address)"]"#,
@@ -115,10 +118,15 @@ transactions = ["rescue(address)"]"#,
             && e.contains("not a function of the contract's ABI"),
         "{e}"
     );
-    let e = parse(&contract("transactions = []")).unwrap_err().to_string();
+    let e = parse(&contract("transactions = []"))
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("contracts[0] (treasury).transactions"), "{e}");
     let e = parse(&contract(r#"transactions = "yes""#))
         .unwrap_err()
         .to_string();
-    assert!(e.contains("true, false or a list of function signatures"), "{e}");
+    assert!(
+        e.contains("true, false or a list of function signatures"),
+        "{e}"
+    );
 }

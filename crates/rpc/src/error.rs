@@ -224,6 +224,22 @@ impl RpcError {
         )
     }
 
+    /// The provider does not offer the method (JSON-RPC -32601, or a "method not found" /
+    /// "not supported" wording): a fact about the provider, for calls with a fallback.
+    pub fn is_method_missing(&self) -> bool {
+        let RpcError::Response { code, message, .. } = self else {
+            return false;
+        };
+        let m = message.to_ascii_lowercase();
+        *code == -32601
+            || m.contains("method not found")
+            || m.contains("does not exist/is not available")
+            || m.contains("not supported")
+            || m.contains("unsupported method")
+            || m.contains("method not allowed")
+            || m.contains("not whitelisted")
+    }
+
     /// An answer the provider did give, but one nothing here recognises: a JSON-RPC error
     /// object outside the wording tables, an HTTP error status other than the rate limits, or
     /// all providers failing with such answers. Repeated on the same range it is read as a limit.
@@ -426,4 +442,27 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         source = s.source();
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_method_is_told_from_other_refusals() {
+        let missing = |code, message: &str| {
+            classify_response("p".into(), "eth_getBlockReceipts", code, message).is_method_missing()
+        };
+        assert!(missing(-32601, "Method not found"));
+        assert!(missing(
+            -32000,
+            "the method eth_getBlockReceipts does not exist/is not available"
+        ));
+        assert!(missing(-32000, "eth_getBlockReceipts is not supported"));
+        assert!(!missing(-32000, "header not found"));
+        assert!(
+            !missing(-32005, "rate limit exceeded"),
+            "a rate limit is not"
+        );
+    }
 }

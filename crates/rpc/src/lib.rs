@@ -31,6 +31,7 @@ mod settle;
 mod source;
 mod split;
 pub mod txs;
+mod txs_fetch;
 mod types;
 
 use std::{
@@ -64,6 +65,9 @@ pub struct RangeData {
     pub headers: Vec<Header>,
     /// The logs of the configured contracts in the range, as the providers returned them.
     pub logs: Vec<Log>,
+    /// The transactions sent to contracts that watch them (`transactions` in the config), each
+    /// block's proven against its roots by the provider of its header; by block, then tx_index.
+    pub transactions: Vec<tripwire_schema::TransactionRecord>,
     /// The provider that answered the first sub-range (whose first header links to the cursor).
     pub provider: ProviderId,
 }
@@ -85,6 +89,8 @@ pub struct ChainRpc {
 
 struct Inner {
     pool: Pool,
+    /// EIP-155 id of the chain, written into transaction records.
+    chain_id: u64,
     timeout: Duration,
     range: range::AdaptiveRange,
     verify_ranges: bool,
@@ -157,6 +163,7 @@ impl ChainRpc {
         Ok(ChainRpc {
             inner: Arc::new(Inner {
                 pool,
+                chain_id: chain.chain_id,
                 timeout,
                 range: range::AdaptiveRange::new(
                     chain.range_blocks,
