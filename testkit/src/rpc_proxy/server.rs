@@ -15,7 +15,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use super::faults::Mode;
-use super::rewrite::{behind_node, corrupt_hashes, hide_logs, range_limited};
+use super::rewrite::{behind_node, corrupt_hashes, hide_logs, lie_about_receipts, range_limited};
 use super::state::{Outcome, ProxyEvent, Shared};
 use super::upstream::{forward_raw, parse_quantity};
 
@@ -196,6 +196,19 @@ async fn handle(
                 Ok(mut v) if status.is_success() => {
                     if hide_logs(&mut v, &calls, per_mille) {
                         record(Outcome::Faulted("lying_logs"));
+                        return reply(status, v.to_string());
+                    }
+                    (status, text)
+                }
+                _ => (status, text),
+            }
+        }
+        Mode::LyingReceipts(lie) => {
+            let (status, text) = forward_raw(shared, body).await;
+            match serde_json::from_slice::<Value>(&text) {
+                Ok(mut v) if status.is_success() => {
+                    if lie_about_receipts(&mut v, &calls, lie) {
+                        record(Outcome::Faulted("lying_receipts"));
                         return reply(status, v.to_string());
                     }
                     (status, text)

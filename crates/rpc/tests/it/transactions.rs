@@ -1,0 +1,128 @@
+//! Transaction-level monitoring against anvil: the reverted calls of a watched contract come back
+//! as records, and a provider that drops a receipt or flips a status (through the proxy) is caught
+//! by the root checks while the honest provider's answer is used.
+
+use std::path::Path;
+
+use anyhow::{ensure, Context, Result};
+use serde_json::json;
+use testkit::anvil::Anvil;
+use testkit::rpc_proxy::{FaultProxy, Mode, Outcome, ReceiptLie};
+use tripwire_config::Settings;
+use tripwire_rpc::{records, ChainRpc};
+use tripwire_schema::TxStatus;
+
+/// Init code of a contract whose every call reverts (runtime `PUSH0 PUSH0 REVERT`).
+const REVERTER: &str = "0x6460006000fd6000526005601bf3";
+
+fn settings(contract: &str, liar: &str, honest: &str) -> Result<Settings> {
+    let text = format!(
+        r#"
+[postgres]
+url = "postgres://postgres@127.0.0.1/unused"
+[kafka]
+brokers = "embedded"
+[[chains]]
+name = "devnet"
+chain_id = 31337
+rpc_timeout_s = 5
+[[chains.providers]]
+url = "{liar}"
+name = "liar"
+weight = 5
+[[chains.providers]]
+url = "{honest}"
+name = "honest"
+weight = 1
+[[contracts]]
+name = "reverter"
+chain = "devnet"
+addresses = ["{contract}"]
+transactions = true
+"#
+    );
+    Ok(Settings::from_str_at(
+        &text,
+        Path::new("/tmp/tripwire-rpc-it.toml"),
+    )?)
+}
+
+async fn caught_by_the_roots(lie: ReceiptLie) -> Result<()> {
+    let anvil = Anvil::spawn().await?;
+    let deployed = anvil.send_tx_and_mine(json!({ "data": REVERTER })).await?;
+    let contract = deployed.contract_address.context("no contract address")?;
+    // Three reverted calls and a transfer in one block, then one more reverted call.
+    anvil.set_automine(false).await?;
+    for data in ["0xdeadbeef", "0x01", "0x"] {
+        anvil
+            .send_tx(json!({ "to": format!("{contract:#x}"), "data": data, "gas": "0x30000" }))
+            .await?;
+    }
+    anvil
+        .send_tx(json!({ "to": format!("{:#x}", anvil.accounts()[1]), "value": "0x1" }))
+        .await?;
+    anvil.mine(1).await?;
+    anvil
+        .send_tx(json!({ "to": format!("{contract:#x}"), "data": "0x12345678", "gas": "0x30000" }))
+        .await?;
+    anvil.mine(1).await?;
+    let head = anvil.block_number().await?;
+
+    let liar = FaultProxy::start(&anvil.url()).await?;
+    liar.set_mode(Mode::LyingReceipts(lie));
+    let honest = FaultProxy::start(&anvil.url()).await?;
+    let s = settings(&format!("{contract:#x}"), &liar.url(), &honest.url())?;
+    let rpc = ChainRpc::new(&s.config.chains[0])?;
+    rpc.verify_chain_id(31337).await?;
+    rpc.heads().await?;
+    let interest = records::interest(&s.contracts);
+    let data = rpc.fetch_range(1, head, &interest).await?;
+
+    let lies = liar
+        .events()
+        .iter()
+        .filter(|e| e.outcome == Outcome::Faulted("lying_receipts"))
+        .count();
+    ensure!(lies > 0, "the liar never lied: the test exercises nothing");
+    ensure!(data.transactions.len() == 4, "{:?}", data.transactions);
+    ensure!(
+        data.transactions
+            .iter()
+            .all(|t| t.status == TxStatus::Reverted && t.to == contract),
+        "every call reverted: {:?}",
+        data.transactions
+    );
+    let indexes: Vec<(u64, u64)> = data
+        .transactions
+        .iter()
+        .map(|t| (t.block_number, t.tx_index))
+        .collect();
+    ensure!(
+        indexes == [(head - 1, 0), (head - 1, 1), (head - 1, 2), (head, 0)],
+        "by block, then index: {indexes:?}"
+    );
+    let snapshot = rpc.snapshot();
+    let of = |name: &str| {
+        snapshot
+            .iter()
+            .find(|p| p.provider == name)
+            .map(|p| p.inconsistent_answers)
+            .unwrap_or_default()
+    };
+    ensure!(of("liar") >= 1, "the liar was not caught: {snapshot:?}");
+    ensure!(
+        of("honest") == 0,
+        "the honest provider was blamed: {snapshot:?}"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_receipt_is_caught_and_the_honest_answer_used() -> Result<()> {
+    caught_by_the_roots(ReceiptLie::DropOne).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flipped_status_is_caught_and_the_honest_answer_used() -> Result<()> {
+    caught_by_the_roots(ReceiptLie::FlipStatus).await
+}
