@@ -214,15 +214,13 @@ impl FakeChain {
                 let Some((block, receipts)) = s.tx_blocks.get(&h.number) else {
                     continue;
                 };
-                let proven =
-                    crate::txs::prove(h, block.clone(), receipts.clone()).map_err(|e| {
-                        RpcError::Inconsistent {
-                            provider: FAKE_PROVIDER.into(),
-                            block: h.number,
-                            detail: format!("transactions of the block: {e}"),
-                        }
-                    })?;
-                transactions.extend(proven.records(s.chain_id, h, watched));
+                let lied = |e| RpcError::Inconsistent {
+                    provider: FAKE_PROVIDER.into(),
+                    block: h.number,
+                    detail: format!("transactions of the block: {e}"),
+                };
+                let proven = crate::txs::prove(h, block.clone(), receipts.clone()).map_err(lied)?;
+                transactions.extend(proven.records(s.chain_id, h, watched).map_err(lied)?);
             }
         }
         Ok(RangeData {

@@ -4,13 +4,15 @@
 //! both lists are proven against the block's roots (`transactionsRoot`, `receiptsRoot`) before a
 //! record is built, so a provider cannot drop, add or alter one unnoticed. What is not covered by
 //! a root is derived from what is: a transaction's hash from its encoding, its gas used from the
-//! receipts' cumulative gas, its effective gas price from its fee fields and the block's base fee.
+//! receipts' cumulative gas, its effective gas price from its fee fields and the block's base fee,
+//! its sender from its signature.
 
 use std::collections::HashMap;
 
 use alloy::{
     consensus::{
         proofs::{calculate_receipt_root, calculate_transaction_root},
+        transaction::SignerRecoverable as _,
         Transaction as _, TxEnvelope,
     },
     eips::eip2718::Encodable2718,
@@ -136,6 +138,19 @@ pub enum ProofError {
         /// The hash of the block's transaction at that position.
         transaction: B256,
     },
+    /// The sender the provider names is not the one the signature gives.
+    #[error(
+        "transaction {index} is from {claimed} in the answer, its signature gives {}",
+        .recovered.map_or_else(|| "no sender".to_owned(), |a| a.to_string())
+    )]
+    Sender {
+        /// Position in the block.
+        index: usize,
+        /// The `from` of the answer.
+        claimed: Address,
+        /// The signer recovered from the signature (`None`: the signature does not recover).
+        recovered: Option<Address>,
+    },
     /// As many receipts as transactions are needed.
     #[error("{receipts} receipts for {transactions} transactions")]
     ReceiptCount {
@@ -231,13 +246,15 @@ impl ProvenBlock {
     }
 
     /// Records of the transactions sent to a watched contract (and, for a function list, calling
-    /// one of them), in block order.
+    /// one of them), in block order. The sender of each is recovered from its signature (which
+    /// the transactions root covers), not taken from the answer: a detector of who called a
+    /// privileged function must not trust the provider's `from`.
     pub fn records(
         &self,
         chain_id: u64,
         header: &Header,
         watched: &TxInterest,
-    ) -> Vec<TransactionRecord> {
+    ) -> Result<Vec<TransactionRecord>, ProofError> {
         let base_fee = self.block.base_fee_per_gas.map(|b| b.to::<u64>());
         let mut previous_cumulative = 0u64;
         let mut out = Vec::new();
@@ -269,6 +286,15 @@ impl ProvenBlock {
             if !contract.watch.matches(selector) {
                 continue;
             }
+            let claimed = tx.inner.signer();
+            let recovered = envelope.recover_signer().ok();
+            if recovered != Some(claimed) {
+                return Err(ProofError::Sender {
+                    index,
+                    claimed,
+                    recovered,
+                });
+            }
             out.push(TransactionRecord {
                 chain_id,
                 block_number: header.number,
@@ -276,7 +302,7 @@ impl ProvenBlock {
                 block_timestamp: header.timestamp,
                 tx_hash: *hash,
                 tx_index: index as u64,
-                from: tx.inner.signer(),
+                from: claimed,
                 to,
                 value: envelope.value(),
                 selector,
@@ -292,7 +318,7 @@ impl ProvenBlock {
                 contract: Some(contract.name.clone()),
             });
         }
-        out
+        Ok(out)
     }
 }
 

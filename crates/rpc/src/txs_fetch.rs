@@ -96,10 +96,14 @@ impl crate::ChainRpc {
                         .await?
                 }
             };
-            let proven = txs::prove(header, block, receipts).map_err(|e| {
-                self.caught(i, header.number, format!("transactions of the block: {e}"))
-            })?;
-            out.extend(proven.records(self.inner.chain_id, header, watched));
+            let caught =
+                |e| self.caught(i, header.number, format!("transactions of the block: {e}"));
+            let proven = txs::prove(header, block, receipts).map_err(caught)?;
+            out.extend(
+                proven
+                    .records(self.inner.chain_id, header, watched)
+                    .map_err(caught)?,
+            );
         }
         Ok(out)
     }

@@ -42,7 +42,7 @@ fn an_anvil_block_with_typed_transactions_is_proven() {
     assert_eq!(types, [0, 2, 2, 2], "legacy and EIP-1559 transactions");
     let proven = prove(&header, block, receipts.clone()).expect("honest answer");
     let interest = TxInterest::new([&spec(TxWatch::All)]).unwrap();
-    let records = proven.records(31337, &header, &interest);
+    let records = proven.records(31337, &header, &interest).unwrap();
     // The two calls to the contract; the transfers to an unwatched address are not kept.
     assert_eq!(records.len(), 2);
     for (r, receipt) in records.iter().zip([&receipts[1], &receipts[3]]) {
@@ -76,7 +76,7 @@ fn a_function_list_keeps_only_its_calls() {
     let proven = prove(&header, block, receipts).unwrap();
     let selector = FixedBytes::<4>::from([0xde, 0xad, 0xbe, 0xef]);
     let interest = TxInterest::new([&spec(TxWatch::Functions(vec![selector]))]).unwrap();
-    let records = proven.records(31337, &header, &interest);
+    let records = proven.records(31337, &header, &interest).unwrap();
     assert_eq!(records.len(), 1);
     assert_eq!(records[0].tx_index, 1);
     assert!(TxInterest::new([&spec(TxWatch::Off)]).is_none());
