@@ -31,6 +31,9 @@ pub enum Mode {
     /// Receipts that lie: each non-empty `eth_getBlockReceipts` answer loses its last receipt
     /// or has its first receipt's status flipped, while blocks and logs stay true.
     LyingReceipts(ReceiptLie),
+    /// A node without `method`: its calls are answered with geth's -32601 "does not exist/is
+    /// not available", the other calls of a batch are forwarded.
+    MethodMissing { method: &'static str },
 }
 
 /// How [`Mode::LyingReceipts`] alters a block's receipts.

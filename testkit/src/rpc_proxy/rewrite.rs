@@ -184,6 +184,36 @@ pub(super) fn hide_logs(v: &mut Value, calls: &[Value], per_mille: u32) -> bool 
     any
 }
 
+/// Answers the calls of `method` as a node without it; `None` when the request has none.
+pub(super) async fn without_method(
+    shared: &Shared,
+    request: &Value,
+    calls: Vec<Value>,
+    method: &str,
+) -> Result<Option<Value>, StatusCode> {
+    if !calls.iter().any(|c| c["method"] == method) {
+        return Ok(None);
+    }
+    let forward: Vec<Value> = calls
+        .iter()
+        .filter(|c| c["method"] != method)
+        .cloned()
+        .collect();
+    let mut answers = forward_calls(shared, &forward).await?.into_iter();
+    let out = calls
+        .iter()
+        .map(|c| {
+            if c["method"] == method {
+                let message = format!("the method {method} does not exist/is not available");
+                json!({"jsonrpc": "2.0", "id": c["id"], "error": {"code": -32601, "message": message}})
+            } else {
+                answers.next().unwrap_or(Value::Null)
+            }
+        })
+        .collect();
+    Ok(Some(shape(request, out)))
+}
+
 /// Alters each non-empty `eth_getBlockReceipts` answer in `v` as `lie` says; true if any was.
 pub(super) fn lie_about_receipts(v: &mut Value, calls: &[Value], lie: ReceiptLie) -> bool {
     let ids: Vec<&Value> = calls

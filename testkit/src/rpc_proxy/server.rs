@@ -15,7 +15,9 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use super::faults::Mode;
-use super::rewrite::{behind_node, corrupt_hashes, hide_logs, lie_about_receipts, range_limited};
+use super::rewrite::{
+    behind_node, corrupt_hashes, hide_logs, lie_about_receipts, range_limited, without_method,
+};
 use super::state::{Outcome, ProxyEvent, Shared};
 use super::upstream::{forward_raw, parse_quantity};
 
@@ -214,6 +216,16 @@ async fn handle(
                     (status, text)
                 }
                 _ => (status, text),
+            }
+        }
+        Mode::MethodMissing { method } => {
+            match without_method(shared, &parsed, calls, method).await {
+                Ok(Some(answer)) => {
+                    record(Outcome::Faulted("method_missing"));
+                    return reply(StatusCode::OK, answer.to_string());
+                }
+                Ok(None) => forward_raw(shared, body).await,
+                Err(status) => (status, Bytes::from_static(b"upstream failed")),
             }
         }
         Mode::RateLimited { .. } | Mode::ServerError | Mode::Reset | Mode::Hang => {

@@ -4,6 +4,7 @@
 
 use std::path::Path;
 
+use alloy::primitives::Address;
 use anyhow::{ensure, Context, Result};
 use serde_json::json;
 use testkit::anvil::Anvil;
@@ -15,8 +16,10 @@ use tripwire_schema::TxStatus;
 /// Init code of a contract whose every call reverts (runtime `PUSH0 PUSH0 REVERT`).
 const REVERTER: &str = "0x6460006000fd6000526005601bf3";
 
-fn settings(contract: &str, liar: &str, honest: &str) -> Result<Settings> {
-    let text = format!(
+/// The chain behind `providers` (name, URL, weight), with the contract at `contract` watching
+/// its transactions.
+fn settings(contract: &str, providers: &[(&str, &str, u32)]) -> Result<Settings> {
+    let mut text = String::from(
         r#"
 [postgres]
 url = "postgres://postgres@127.0.0.1/unused"
@@ -26,32 +29,28 @@ brokers = "embedded"
 name = "devnet"
 chain_id = 31337
 rpc_timeout_s = 5
-[[chains.providers]]
-url = "{liar}"
-name = "liar"
-weight = 5
-[[chains.providers]]
-url = "{honest}"
-name = "honest"
-weight = 1
-[[contracts]]
-name = "reverter"
-chain = "devnet"
-addresses = ["{contract}"]
-transactions = true
-"#
+"#,
     );
+    for (name, url, weight) in providers {
+        text.push_str(&format!(
+            "[[chains.providers]]\nurl = \"{url}\"\nname = \"{name}\"\nweight = {weight}\n"
+        ));
+    }
+    text.push_str(&format!(
+        "[[contracts]]\nname = \"reverter\"\nchain = \"devnet\"\naddresses = [\"{contract}\"]\ntransactions = true\n"
+    ));
     Ok(Settings::from_str_at(
         &text,
         Path::new("/tmp/tripwire-rpc-it.toml"),
     )?)
 }
 
-async fn caught_by_the_roots(lie: ReceiptLie) -> Result<()> {
+/// Anvil with a contract whose calls revert: three reverted calls and a transfer in one block,
+/// then one more reverted call. Returns the node, the contract and the head.
+async fn reverted_calls() -> Result<(Anvil, Address, u64)> {
     let anvil = Anvil::spawn().await?;
     let deployed = anvil.send_tx_and_mine(json!({ "data": REVERTER })).await?;
     let contract = deployed.contract_address.context("no contract address")?;
-    // Three reverted calls and a transfer in one block, then one more reverted call.
     anvil.set_automine(false).await?;
     for data in ["0xdeadbeef", "0x01", "0x"] {
         anvil
@@ -67,23 +66,11 @@ async fn caught_by_the_roots(lie: ReceiptLie) -> Result<()> {
         .await?;
     anvil.mine(1).await?;
     let head = anvil.block_number().await?;
+    Ok((anvil, contract, head))
+}
 
-    let liar = FaultProxy::start(&anvil.url()).await?;
-    liar.set_mode(Mode::LyingReceipts(lie));
-    let honest = FaultProxy::start(&anvil.url()).await?;
-    let s = settings(&format!("{contract:#x}"), &liar.url(), &honest.url())?;
-    let rpc = ChainRpc::new(&s.config.chains[0])?;
-    rpc.verify_chain_id(31337).await?;
-    rpc.heads().await?;
-    let interest = records::interest(&s.contracts);
-    let data = rpc.fetch_range(1, head, &interest).await?;
-
-    let lies = liar
-        .events()
-        .iter()
-        .filter(|e| e.outcome == Outcome::Faulted("lying_receipts"))
-        .count();
-    ensure!(lies > 0, "the liar never lied: the test exercises nothing");
+/// The four reverted calls of [`reverted_calls`], by block then index.
+fn ensure_the_calls(data: &tripwire_rpc::RangeData, contract: Address, head: u64) -> Result<()> {
     ensure!(data.transactions.len() == 4, "{:?}", data.transactions);
     ensure!(
         data.transactions
@@ -101,6 +88,32 @@ async fn caught_by_the_roots(lie: ReceiptLie) -> Result<()> {
         indexes == [(head - 1, 0), (head - 1, 1), (head - 1, 2), (head, 0)],
         "by block, then index: {indexes:?}"
     );
+    Ok(())
+}
+
+/// The preferred provider lies about receipts as `lie` says: the root checks catch it, the honest
+/// provider's answer is used, and only the liar is counted.
+async fn caught_by_the_roots(lie: ReceiptLie) -> Result<()> {
+    let (anvil, contract, head) = reverted_calls().await?;
+    let liar = FaultProxy::start(&anvil.url()).await?;
+    liar.set_mode(Mode::LyingReceipts(lie));
+    let honest = FaultProxy::start(&anvil.url()).await?;
+    let s = settings(
+        &format!("{contract:#x}"),
+        &[("liar", &liar.url(), 5), ("honest", &honest.url(), 1)],
+    )?;
+    let rpc = ChainRpc::new(&s.config.chains[0])?;
+    rpc.verify_chain_id(31337).await?;
+    rpc.heads().await?;
+    let interest = records::interest(&s.contracts);
+    let data = rpc.fetch_range(1, head, &interest).await?;
+    let lies = liar
+        .events()
+        .iter()
+        .filter(|e| e.outcome == Outcome::Faulted("lying_receipts"))
+        .count();
+    ensure!(lies > 0, "the liar never lied: the test exercises nothing");
+    ensure_the_calls(&data, contract, head)?;
     let snapshot = rpc.snapshot();
     let of = |name: &str| {
         snapshot
@@ -125,4 +138,37 @@ async fn a_dropped_receipt_is_caught_and_the_honest_answer_used() -> Result<()> 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flipped_status_is_caught_and_the_honest_answer_used() -> Result<()> {
     caught_by_the_roots(ReceiptLie::FlipStatus).await
+}
+
+/// A provider without `eth_getBlockReceipts` gives the receipts one transaction at a time, and
+/// they are proven all the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_block_receipts_the_receipts_come_one_by_one() -> Result<()> {
+    let (anvil, contract, head) = reverted_calls().await?;
+    let old = FaultProxy::start(&anvil.url()).await?;
+    old.set_mode(Mode::MethodMissing {
+        method: "eth_getBlockReceipts",
+    });
+    let s = settings(&format!("{contract:#x}"), &[("old", &old.url(), 1)])?;
+    let rpc = ChainRpc::new(&s.config.chains[0])?;
+    rpc.heads().await?;
+    let data = rpc
+        .fetch_range(1, head, &records::interest(&s.contracts))
+        .await?;
+    ensure_the_calls(&data, contract, head)?;
+    let events = old.events();
+    ensure!(
+        events
+            .iter()
+            .any(|e| e.outcome == Outcome::Faulted("method_missing")),
+        "eth_getBlockReceipts was never refused"
+    );
+    ensure!(
+        events
+            .iter()
+            .any(|e| e.methods.iter().any(|m| m == "eth_getTransactionReceipt")),
+        "no receipt was asked one by one"
+    );
+    ensure!(rpc.snapshot()[0].inconsistent_answers == 0);
+    Ok(())
 }
