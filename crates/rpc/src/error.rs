@@ -102,9 +102,9 @@ pub enum RpcError {
     /// The only provider keeps contradicting the evidence for a block.
     #[error(
         "chain {chain}: {provider}, the only provider, answered block {block} wrongly {times} \
-         times ({detail}). Stopping rather than store the block without its logs: fix the \
-         provider or add a second one (if this chain's logsBloom does not cover these logs, set \
-         check_logs_bloom = false)"
+         times ({detail}). Stopping rather than store the block without its logs or with \
+         altered transactions: fix the provider or add a second one (if this chain's logsBloom \
+         does not cover these logs, set check_logs_bloom = false)"
     )]
     Contradicted {
         /// The chain's name in the config.

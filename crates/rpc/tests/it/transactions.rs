@@ -172,3 +172,43 @@ async fn without_block_receipts_the_receipts_come_one_by_one() -> Result<()> {
     ensure!(rpc.snapshot()[0].inconsistent_answers == 0);
     Ok(())
 }
+
+/// The only provider lies: every answer is refused, and after repeated contradictions the error
+/// names the chain, the provider, the block and the root.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_single_lying_provider_ends_in_an_error_naming_the_block_and_root() -> Result<()> {
+    let (anvil, contract, head) = reverted_calls().await?;
+    let liar = FaultProxy::start(&anvil.url()).await?;
+    liar.set_mode(Mode::LyingReceipts(ReceiptLie::FlipStatus));
+    let s = settings(&format!("{contract:#x}"), &[("liar", &liar.url(), 1)])?;
+    let rpc = ChainRpc::new(&s.config.chains[0])?;
+    rpc.heads().await?;
+    let interest = records::interest(&s.contracts);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+    loop {
+        ensure!(
+            std::time::Instant::now() < deadline,
+            "never stopped on the liar"
+        );
+        match rpc.fetch_range(head, head, &interest).await {
+            Ok(data) => anyhow::bail!("a lying answer was used: {:?}", data.transactions),
+            Err(e @ tripwire_rpc::RpcError::Contradicted { .. }) => {
+                let text = e.to_string();
+                ensure!(
+                    text.contains("chain devnet")
+                        && text.contains(&format!("answered block {head}"))
+                        && text.contains("receiptsRoot mismatch"),
+                    "{text}"
+                );
+                return Ok(());
+            }
+            Err(e) => {
+                let text = e.to_string();
+                ensure!(
+                    text.contains("receiptsRoot") || text.contains("back in"),
+                    "an unexpected error: {text}"
+                );
+            }
+        }
+    }
+}
