@@ -7,8 +7,9 @@
 //! `null` there, not a hash); for contracts watching transactions the same batch carries each
 //! block in full with its receipts, proven against the header's roots (`txs.rs`). Ranges are
 //! sized by what the previous answers held and shrink on range limits (`range.rs`, `limits.rs`);
-//! provider faults bench the provider and move the call to the next one. What the applications read goes through the [`ChainSource`] trait, which the
-//! pool implements and an in-memory chain (`fake`, feature `test-utils`) fakes for tests.
+//! provider faults bench the provider and move the call to the next one. What the applications
+//! read goes through the [`ChainSource`] trait, which the pool implements and an in-memory chain
+//! (`fake`, feature `test-utils`) fakes for tests.
 
 // Every dependency of the library is used (its tests and benchmarks have their own).
 #![cfg_attr(not(test), warn(unused_crate_dependencies))]
