@@ -1,11 +1,12 @@
 //! Contract ABIs for decoding: read from a Foundry/Hardhat artifact, a plain JSON ABI, or
 //! human-readable event signatures, and indexed by topic0 so that decoding a log is one hash lookup.
+//! Functions are kept too, by selector, to decode the calldata of watched transactions.
 
 use std::{collections::HashMap, path::Path};
 
-use alloy_dyn_abi::{DynSolEvent, DynSolValue, Specifier};
+use alloy_dyn_abi::{DynSolEvent, DynSolValue, JsonAbiExt, Specifier};
 use alloy_json_abi::{Event, Function, JsonAbi};
-use alloy_primitives::B256;
+use alloy_primitives::{FixedBytes, B256};
 use tripwire_schema::DecodedEvent;
 
 /// One event of a contract, resolved once for fast decoding.
@@ -24,8 +25,8 @@ pub struct ContractAbi {
     by_topic: HashMap<B256, Vec<EventAbi>>,
     /// Some event is anonymous: the contract's logs cannot be told apart by topic0.
     anonymous: bool,
-    /// The functions of the ABI file, for the detectors on transactions to be checked against.
-    functions: Vec<Function>,
+    /// The functions of the ABI file (and the watched signatures), by selector.
+    functions: HashMap<FixedBytes<4>, Function>,
 }
 
 impl ContractAbi {
@@ -50,10 +51,15 @@ impl ContractAbi {
             };
             let json: JsonAbi = serde_json::from_value(items)
                 .map_err(|e| format!("ABI file {} is not a valid ABI: {e}", path.display()))?;
-            abi.functions = json.functions().cloned().collect();
             for event in json.events() {
                 abi.add(event.clone())
                     .map_err(|e| format!("ABI file {}: {e}", path.display()))?;
+            }
+            for function in json.functions() {
+                // Two functions sharing a selector cannot both be called: the first is kept.
+                abi.functions
+                    .entry(function.selector())
+                    .or_insert_with(|| function.clone());
             }
         }
         for sig in events {
@@ -85,10 +91,45 @@ impl ContractAbi {
         Ok(())
     }
 
-    /// Every function of the ABI file. The watchdog checks its detectors on transactions
-    /// (`function`, `functions`, the parameters they read) against these.
+    /// Adds a function known from elsewhere (a watched signature when there is no ABI file), so
+    /// that its calls decode; one of the ABI file with that selector is kept instead.
+    pub fn add_function(&mut self, function: Function) {
+        self.functions
+            .entry(function.selector())
+            .or_insert(function);
+    }
+
+    /// The function with `selector`, when known.
+    pub fn function(&self, selector: FixedBytes<4>) -> Option<&Function> {
+        self.functions.get(&selector)
+    }
+
+    /// Every known function.
     pub fn functions(&self) -> impl Iterator<Item = &Function> {
-        self.functions.iter()
+        self.functions.values()
+    }
+
+    /// Decodes calldata (selector first) with the known function of its selector; `None` when
+    /// no function is known or the arguments do not decode. Parameters follow the convention of
+    /// events (see `schema/README.md`); unnamed ones are `arg0`, `arg1`...
+    pub fn decode_call(&self, input: &[u8]) -> Option<DecodedEvent> {
+        let selector = FixedBytes::<4>::try_from(input.get(..4)?).ok()?;
+        let function = self.functions.get(&selector)?;
+        let values = function.abi_decode_input(&input[4..]).ok()?;
+        let mut params = serde_json::Map::with_capacity(values.len());
+        for (i, (input, value)) in function.inputs.iter().zip(&values).enumerate() {
+            let name = if input.name.is_empty() {
+                format!("arg{i}")
+            } else {
+                input.name.clone()
+            };
+            params.insert(name, to_json(value));
+        }
+        Some(DecodedEvent {
+            name: function.name.clone(),
+            signature: function.signature(),
+            params,
+        })
     }
 
     /// Every known event (anonymous ones excluded: their logs stay raw). The watchdog checks its

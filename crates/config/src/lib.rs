@@ -19,6 +19,8 @@ pub mod secrets;
 mod settings;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tx_tests;
 pub mod watchdog;
 
 pub use abi::{ContractAbi, EventAbi};
@@ -26,4 +28,4 @@ pub use env::interpolate;
 pub use error::ConfigError;
 pub use flow::{Flow, LeadLimit};
 pub use model::*;
-pub use settings::{redact_url, ContractSpec, Settings};
+pub use settings::{redact_url, ContractSpec, Settings, TxWatch};

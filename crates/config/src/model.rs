@@ -361,6 +361,28 @@ pub struct ContractConfig {
     /// First block of this contract (its deployment); earlier blocks are not queried for it.
     #[serde(default)]
     pub start_block: Option<u64>,
+    /// Transaction-level monitoring: `true` to fetch every transaction sent to the contract (with
+    /// its receipt, proven against the block header), or a list of function signatures, e.g.
+    /// `["pause()"]`, for the calls of those functions only. Off by default: it costs a full
+    /// block and its receipts per block.
+    #[serde(default)]
+    pub transactions: TransactionsConfig,
+}
+
+/// `transactions` of a `[[contracts]]` entry: on/off, or the functions whose calls are watched.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged, expecting = "true, false or a list of function signatures")]
+pub enum TransactionsConfig {
+    /// `true`: every transaction sent to the contract; `false`: none.
+    All(bool),
+    /// Only calls of these functions (signatures such as `grantRole(bytes32,address)`).
+    Functions(Vec<String>),
+}
+
+impl Default for TransactionsConfig {
+    fn default() -> Self {
+        TransactionsConfig::All(false)
+    }
 }
 
 fn default_pg_max_connections() -> u32 {

@@ -7,7 +7,8 @@ use std::{
     str::FromStr,
 };
 
-use alloy_primitives::Address;
+use alloy_json_abi::Function;
+use alloy_primitives::{Address, FixedBytes};
 
 use crate::watchdog::WatchdogConfig;
 use crate::{Brokers, ChainConfig, Config, ConfigError, ContractAbi, Flow};
@@ -26,6 +27,37 @@ pub struct ContractSpec {
     /// First block of the contract (its deployment): its logs in earlier blocks are skipped.
     /// `None`: no limit of its own.
     pub start_block: Option<u64>,
+    /// Which transactions sent to the contract are fetched and proven (`transactions`).
+    pub transactions: TxWatch,
+}
+
+/// Which transactions sent to a contract are watched (its `transactions` key, validated).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum TxWatch {
+    /// None (the default).
+    #[default]
+    Off,
+    /// Every transaction sent to the contract.
+    All,
+    /// Only calls of these function selectors.
+    Functions(Vec<FixedBytes<4>>),
+}
+
+impl TxWatch {
+    /// True when some transactions are watched.
+    pub fn is_on(&self) -> bool {
+        !matches!(self, TxWatch::Off)
+    }
+
+    /// Whether a transaction whose calldata starts with `selector` (`None`: shorter than 4
+    /// bytes, a plain transfer) is watched.
+    pub fn matches(&self, selector: Option<FixedBytes<4>>) -> bool {
+        match self {
+            TxWatch::Off => false,
+            TxWatch::All => true,
+            TxWatch::Functions(list) => selector.is_some_and(|s| list.contains(&s)),
+        }
+    }
 }
 
 /// A validated configuration, ready to run.
@@ -312,7 +344,7 @@ impl Config {
                 }
             }
             let abi_path = c.abi.as_ref().map(|p| base.join(p));
-            let abi = ContractAbi::load(abi_path.as_deref(), &c.events).map_err(|m| {
+            let mut abi = ContractAbi::load(abi_path.as_deref(), &c.events).map_err(|m| {
                 ConfigError::invalid(
                     field(if m.starts_with("event") {
                         "events"
@@ -322,16 +354,57 @@ impl Config {
                     m,
                 )
             })?;
+            let transactions = tx_watch(&c.transactions, c.abi.is_some(), &mut abi)
+                .map_err(|m| ConfigError::invalid(field("transactions"), m))?;
             specs.push(ContractSpec {
                 name: c.name.clone(),
                 chain: c.chain.clone(),
                 addresses,
                 abi,
                 start_block: c.start_block,
+                transactions,
             });
         }
         Ok(specs)
     }
+}
+
+/// Validates `transactions`: every listed signature must parse as a function and, when the
+/// contract has an ABI file, be one of its functions (a typo would otherwise watch nothing).
+/// Listed functions unknown to the ABI are added to it so that their calls decode.
+fn tx_watch(
+    config: &crate::TransactionsConfig,
+    has_abi_file: bool,
+    abi: &mut ContractAbi,
+) -> Result<TxWatch, String> {
+    let list = match config {
+        crate::TransactionsConfig::All(false) => return Ok(TxWatch::Off),
+        crate::TransactionsConfig::All(true) => return Ok(TxWatch::All),
+        crate::TransactionsConfig::Functions(list) => list,
+    };
+    if list.is_empty() {
+        return Err("an empty list watches nothing: use `false`, `true` or name functions".into());
+    }
+    let mut selectors = Vec::with_capacity(list.len());
+    for sig in list {
+        let function = Function::parse(sig)
+            .map_err(|e| format!("`{sig}` is not a function signature: {e}"))?;
+        let selector = function.selector();
+        if has_abi_file {
+            if abi.function(selector).is_none() {
+                return Err(format!(
+                    "`{sig}` ({}) is not a function of the contract's ABI",
+                    function.signature()
+                ));
+            }
+        } else {
+            abi.add_function(function);
+        }
+        if !selectors.contains(&selector) {
+            selectors.push(selector);
+        }
+    }
+    Ok(TxWatch::Functions(selectors))
 }
 
 /// Parses a 0x-prefixed 20-byte hex address; a mixed-case address must carry a valid EIP-55

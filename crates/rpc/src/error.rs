@@ -102,9 +102,9 @@ pub enum RpcError {
     /// The only provider keeps contradicting the evidence for a block.
     #[error(
         "chain {chain}: {provider}, the only provider, answered block {block} wrongly {times} \
-         times ({detail}). Stopping rather than store the block without its logs: fix the \
-         provider or add a second one (if this chain's logsBloom does not cover these logs, set \
-         check_logs_bloom = false)"
+         times ({detail}). Stopping rather than store the block without its logs or with \
+         altered transactions: fix the provider or add a second one (if this chain's logsBloom \
+         does not cover these logs, set check_logs_bloom = false)"
     )]
     Contradicted {
         /// The chain's name in the config.
@@ -222,6 +222,22 @@ impl RpcError {
                 | RpcError::Contradicted { .. }
                 | RpcError::Unsettled { .. }
         )
+    }
+
+    /// The provider does not offer the method (JSON-RPC -32601, or a "method not found" /
+    /// "not supported" wording): a fact about the provider, for calls with a fallback.
+    pub fn is_method_missing(&self) -> bool {
+        let RpcError::Response { code, message, .. } = self else {
+            return false;
+        };
+        let m = message.to_ascii_lowercase();
+        *code == -32601
+            || m.contains("method not found")
+            || m.contains("does not exist/is not available")
+            || m.contains("not supported")
+            || m.contains("unsupported method")
+            || m.contains("method not allowed")
+            || m.contains("not whitelisted")
     }
 
     /// An answer the provider did give, but one nothing here recognises: a JSON-RPC error
@@ -426,4 +442,27 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         source = s.source();
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_method_is_told_from_other_refusals() {
+        let missing = |code, message: &str| {
+            classify_response("p".into(), "eth_getBlockReceipts", code, message).is_method_missing()
+        };
+        assert!(missing(-32601, "Method not found"));
+        assert!(missing(
+            -32000,
+            "the method eth_getBlockReceipts does not exist/is not available"
+        ));
+        assert!(missing(-32000, "eth_getBlockReceipts is not supported"));
+        assert!(!missing(-32000, "header not found"));
+        assert!(
+            !missing(-32005, "rate limit exceeded"),
+            "a rate limit is not"
+        );
+    }
 }

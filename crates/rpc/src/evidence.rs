@@ -25,6 +25,8 @@ use super::Header;
 #[derive(Debug, Clone, Default)]
 pub struct Interest {
     entries: Vec<Entry>,
+    /// Contracts whose transactions are watched (`None`: no block needs its transactions).
+    transactions: Option<std::sync::Arc<crate::txs::TxInterest>>,
 }
 
 #[derive(Debug, Clone)]
@@ -56,7 +58,29 @@ impl Interest {
                     .collect(),
             })
             .collect();
-        Interest { entries }
+        Interest {
+            entries,
+            transactions: None,
+        }
+    }
+
+    /// The same interest, also asking for the transactions `watched` describes.
+    pub fn with_transactions(mut self, watched: Option<crate::txs::TxInterest>) -> Self {
+        self.transactions = watched.map(std::sync::Arc::new);
+        self
+    }
+
+    /// The contracts whose transactions are watched, if any.
+    pub fn transactions(&self) -> Option<&crate::txs::TxInterest> {
+        self.transactions.as_deref()
+    }
+
+    /// The same interest without transactions (a second request for the same blocks).
+    pub fn without_transactions(&self) -> Interest {
+        Interest {
+            entries: self.entries.clone(),
+            transactions: None,
+        }
     }
 
     /// Every log of `addresses` counts (contracts indexed without an ABI).
@@ -84,6 +108,7 @@ impl Interest {
                 .filter(|e| e.address == address)
                 .cloned()
                 .collect(),
+            transactions: self.transactions.clone(),
         }
     }
 

@@ -1,6 +1,8 @@
 //! An in-memory [`ChainSource`] for tests (feature `test-utils`): a chain of headers, its logs,
-//! deployed code and answers to contract calls, all set by the test, with one provider (id 0)
-//! and a switch that makes every read fail as an unreachable pool would.
+//! full blocks with receipts (proven against the headers as the pool proves them, so a test can
+//! make the fake lie: drop a receipt, flip a status), deployed code and answers to contract
+//! calls, all set by the test, with one provider (id 0) and a switch that makes every read fail
+//! as an unreachable pool would.
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
@@ -8,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use alloy::primitives::{keccak256, Address, Bytes, B256};
-use alloy::rpc::types::Log;
+use alloy::rpc::types::{Log, TransactionReceipt};
 use alloy::sol_types::SolCall;
 
 use crate::{
@@ -38,6 +40,9 @@ struct State {
     called: Vec<(Option<Address>, Address, Bytes)>,
     penalized: Vec<(ProviderId, u64, String)>,
     down: bool,
+    /// Block height -> its full block and receipts (blocks without an entry hold no transaction).
+    tx_blocks: BTreeMap<u64, (crate::txs::TxBlock, Vec<TransactionReceipt>)>,
+    chain_id: u64,
 }
 
 impl FakeChain {
@@ -90,6 +95,37 @@ impl FakeChain {
     /// Adds a log; its `block_number` places it in ranges.
     pub fn push_log(&self, log: Log) {
         self.state().logs.push(log);
+    }
+
+    /// Sets the chain id written into transaction records (0 until set).
+    pub fn set_chain_id(&self, chain_id: u64) {
+        self.state().chain_id = chain_id;
+    }
+
+    /// Sets the full block (with transactions) and the receipts of its height. The header at that
+    /// height must carry the block's hash and roots (see [`FakeChain::set_header`]) for the
+    /// answer to prove; ranges fetched for contracts watching transactions are proven.
+    pub fn set_transactions(&self, block: crate::txs::TxBlock, receipts: Vec<TransactionReceipt>) {
+        self.state()
+            .tx_blocks
+            .insert(block.number.to::<u64>(), (block, receipts));
+    }
+
+    /// Lies from now on: the receipts of block `number` lack the one at `index`.
+    pub fn drop_receipt(&self, number: u64, index: usize) {
+        if let Some((_, receipts)) = self.state().tx_blocks.get_mut(&number) {
+            receipts.remove(index);
+        }
+    }
+
+    /// Lies from now on: the receipt at `index` of block `number` has the other status.
+    pub fn flip_status(&self, number: u64, index: usize) {
+        if let Some((_, receipts)) = self.state().tx_blocks.get_mut(&number) {
+            let mut json = serde_json::to_value(&receipts[index]).expect("a receipt serialises");
+            let success = receipts[index].inner.status();
+            json["status"] = if success { "0x0" } else { "0x1" }.into();
+            receipts[index] = serde_json::from_value(json).expect("a receipt deserialises");
+        }
     }
 
     /// Deploys `code` at `address` from block `from_block` on (earlier blocks have none).
@@ -170,9 +206,27 @@ impl FakeChain {
             .filter(|l| addresses.contains(&l.address()))
             .cloned()
             .collect();
+        let headers: Vec<Header> = headers.into_iter().flatten().collect();
+        let mut transactions = Vec::new();
+        if let Some(watched) = interest.transactions() {
+            let s = self.up()?;
+            for h in &headers {
+                let Some((block, receipts)) = s.tx_blocks.get(&h.number) else {
+                    continue;
+                };
+                let lied = |e| RpcError::Inconsistent {
+                    provider: FAKE_PROVIDER.into(),
+                    block: h.number,
+                    detail: format!("transactions of the block: {e}"),
+                };
+                let proven = crate::txs::prove(h, block.clone(), receipts.clone()).map_err(lied)?;
+                transactions.extend(proven.records(s.chain_id, h, watched).map_err(lied)?);
+            }
+        }
         Ok(RangeData {
-            headers: headers.into_iter().flatten().collect(),
+            headers,
             logs,
+            transactions,
             provider: 0,
         })
     }
@@ -344,5 +398,58 @@ mod tests {
 
         chain.set_down(true);
         assert!(chain.heads().await.is_err());
+    }
+
+    /// A block anvil mined: two reverted calls to the contract at `0x5fbd…0aa3` among transfers.
+    fn anvil_chain() -> (FakeChain, Interest) {
+        let v: serde_json::Value =
+            serde_json::from_str(include_str!("testdata/anvil_block.json")).unwrap();
+        let chain = FakeChain::new();
+        chain.set_chain_id(31337);
+        chain.extend_to(3);
+        chain.set_header(serde_json::from_value(v["header"].clone()).unwrap());
+        chain.set_transactions(
+            serde_json::from_value(v["block"].clone()).unwrap(),
+            serde_json::from_value(v["receipts"].clone()).unwrap(),
+        );
+        let spec = tripwire_config::ContractSpec {
+            name: "reverter".into(),
+            chain: "devnet".into(),
+            addresses: vec![alloy::primitives::address!(
+                "5fbdb2315678afecb367f032d93f642f64180aa3"
+            )],
+            abi: tripwire_config::ContractAbi::default(),
+            start_block: None,
+            transactions: tripwire_config::TxWatch::All,
+        };
+        (chain, crate::records::interest([&spec]))
+    }
+
+    #[tokio::test]
+    async fn holds_proven_transactions_and_can_lie_about_them() {
+        let (chain, interest) = anvil_chain();
+        let data = chain.fetch_range(1, 3, &interest).await.unwrap();
+        assert_eq!(data.transactions.len(), 2);
+        assert!(data.transactions.iter().all(|t| t.block_number == 2));
+        assert_eq!(data.transactions[0].chain_id, 31337);
+        // Without transactions in the interest none are fetched.
+        let none = chain
+            .fetch_range(1, 3, &interest.without_transactions())
+            .await
+            .unwrap();
+        assert!(none.transactions.is_empty());
+
+        chain.flip_status(2, 1);
+        let e = chain.fetch_range(1, 3, &interest).await.unwrap_err();
+        assert!(
+            matches!(&e, RpcError::Inconsistent { block: 2, detail, .. } if detail.contains("receiptsRoot")),
+            "{e}"
+        );
+        let (chain, interest) = anvil_chain();
+        chain.drop_receipt(2, 3);
+        assert!(matches!(
+            chain.fetch_range(2, 2, &interest).await,
+            Err(RpcError::Inconsistent { block: 2, .. })
+        ));
     }
 }

@@ -4,10 +4,12 @@
 //! [`ChainRpc::fetch_range`]: the headers of a block range and its logs, asked from **one provider
 //! in one JSON-RPC batch**, so that an empty log list is only believed together with that same
 //! provider's header of every block of the range (a node that has not reached a block answers
-//! `null` there, not a hash). Ranges are sized by what the previous answers held and shrink on
-//! range limits (`range.rs`, `limits.rs`); provider faults bench the provider and move the call to
-//! the next one. What the applications read goes through the [`ChainSource`] trait, which the
-//! pool implements and an in-memory chain (`fake`, feature `test-utils`) fakes for tests.
+//! `null` there, not a hash); for contracts watching transactions the same batch carries each
+//! block in full with its receipts, proven against the header's roots (`txs.rs`). Ranges are
+//! sized by what the previous answers held and shrink on range limits (`range.rs`, `limits.rs`);
+//! provider faults bench the provider and move the call to the next one. What the applications
+//! read goes through the [`ChainSource`] trait, which the pool implements and an in-memory chain
+//! (`fake`, feature `test-utils`) fakes for tests.
 
 // Every dependency of the library is used (its tests and benchmarks have their own).
 #![cfg_attr(not(test), warn(unused_crate_dependencies))]
@@ -30,6 +32,8 @@ pub mod records;
 mod settle;
 mod source;
 mod split;
+pub mod txs;
+mod txs_fetch;
 mod types;
 
 use std::{
@@ -63,6 +67,9 @@ pub struct RangeData {
     pub headers: Vec<Header>,
     /// The logs of the configured contracts in the range, as the providers returned them.
     pub logs: Vec<Log>,
+    /// The transactions sent to contracts that watch them (`transactions` in the config), each
+    /// block's proven against its roots by the provider of its header; by block, then tx_index.
+    pub transactions: Vec<tripwire_schema::TransactionRecord>,
     /// The provider that answered the first sub-range (whose first header links to the cursor).
     pub provider: ProviderId,
 }
@@ -84,6 +91,8 @@ pub struct ChainRpc {
 
 struct Inner {
     pool: Pool,
+    /// EIP-155 id of the chain, written into transaction records.
+    chain_id: u64,
     timeout: Duration,
     range: range::AdaptiveRange,
     verify_ranges: bool,
@@ -156,6 +165,7 @@ impl ChainRpc {
         Ok(ChainRpc {
             inner: Arc::new(Inner {
                 pool,
+                chain_id: chain.chain_id,
                 timeout,
                 range: range::AdaptiveRange::new(
                     chain.range_blocks,

@@ -36,11 +36,15 @@ pub const BEST_HEAD: &str = "tripwire_rpc_best_head_block";
 /// Counter: range or response-size limits that shrank the `eth_getLogs` range.
 pub const RANGE_SHRINKS: &str = "tripwire_rpc_range_shrinks_total";
 /// Counter: a provider's answers caught contradicting the evidence (a log outside its block's
-/// `logsBloom`, or no logs where a second source shows some).
+/// `logsBloom`, no logs where a second source shows some, or transactions or receipts that do
+/// not hash to the block's roots).
 pub const INCONSISTENT_ANSWERS: &str = "tripwire_rpc_inconsistent_answers_total";
 /// Counter: blocks whose `logsBloom` may hold configured logs but whose answer had none, by
 /// outcome (`false_positive`, `caught`, `unsettled`).
 pub const BLOOM_SUSPECTS: &str = "tripwire_rpc_bloom_suspects_total";
+/// Counter: blocks whose receipts a provider without `eth_getBlockReceipts` gave one
+/// transaction at a time (`eth_getTransactionReceipt`).
+pub const RECEIPTS_ONE_BY_ONE: &str = "tripwire_rpc_receipts_one_by_one_total";
 /// Logs no ABI event decoded (published raw), per contract.
 pub const LOGS_UNDECODED: &str = "tripwire_logs_undecoded_total";
 /// Gauge: blocks per `eth_getLogs` request now (sized by the answers, shrunk by provider limits).
@@ -62,6 +66,7 @@ pub const NAMES: &[&str] = &[
     BEST_HEAD,
     RANGE_SHRINKS,
     INCONSISTENT_ANSWERS,
+    RECEIPTS_ONE_BY_ONE,
     BLOOM_SUSPECTS,
     RANGE_BLOCKS,
     RANGE_LOGS_PER_BLOCK,
@@ -96,8 +101,12 @@ pub(crate) struct ProviderCounters {
     /// Calls moved from this provider to the next one.
     pub(crate) failovers_total: Counter,
     /// Answers of a provider caught contradicting the evidence (a log outside its block's
-    /// logsBloom, or no logs where a second source shows some).
+    /// logsBloom, no logs where a second source shows some, or transactions or receipts that do
+    /// not hash to the block's roots).
     pub(crate) inconsistent_answers_total: Counter,
+    /// Blocks whose receipts the provider, lacking eth_getBlockReceipts, gave one transaction at
+    /// a time.
+    pub(crate) receipts_one_by_one_total: Counter,
 }
 
 /// One provider's requests of one method (labels `chain`, `provider`, `method`).

@@ -1,6 +1,7 @@
 //! What the pool reads from a chain: heads (a refresh shared by the ranges in flight, not held up
-//! by a hung provider), headers, and block ranges with their logs, each from one provider in one
-//! batch and checked against the headers before it is believed.
+//! by a hung provider), headers, and block ranges with their logs (and, for contracts watching
+//! them, their transactions and receipts), each from one provider in one batch and checked against
+//! the headers before it is believed.
 
 use std::time::Instant;
 
@@ -281,6 +282,7 @@ impl crate::ChainRpc {
                     }
                     out.headers.extend(data.headers);
                     out.logs.extend(data.logs);
+                    out.transactions.extend(data.transactions);
                     next = end + 1;
                 }
                 Err(RpcError::RangeLimit {
@@ -303,6 +305,7 @@ impl crate::ChainRpc {
                     }
                     out.headers.extend(data.headers);
                     out.logs.extend(data.logs);
+                    out.transactions.extend(data.transactions);
                     next = end + 1;
                 }
                 Err(e) => return Err(e),
@@ -348,6 +351,11 @@ impl crate::ChainRpc {
                     .map_err(|e| RpcError::from_alloy(&p.label, "eth_getLogs", e))?,
             )
         };
+        // The transactions ride in the same batch: proven against this provider's headers.
+        let tx_waiters = match interest.transactions() {
+            Some(_) => Some(self.add_tx_calls(i, &mut batch, from, to)?),
+            None => None,
+        };
         self.send_batch(i, batch, "eth_getLogs").await?;
         let answered = self.await_headers(i, header_waiters).await;
         let logs: Vec<Log> = match logs_waiter {
@@ -391,9 +399,14 @@ impl crate::ChainRpc {
                 self.settle(i, &suspects, interest).await?;
             }
         }
+        let transactions = match (tx_waiters, interest.transactions()) {
+            (Some(w), Some(watched)) => self.await_transactions(i, w, &headers, watched).await?,
+            _ => Vec::new(),
+        };
         Ok(RangeData {
             headers,
             logs,
+            transactions,
             provider: i,
         })
     }

@@ -1,5 +1,6 @@
 //! Turns one provider's answer for a block range into stream records, block by block: the logs of a
-//! block, then its marker. Checks that the answer is one consistent chain segment first.
+//! block, then its marker (the transaction records, built and proven in `txs.rs`, come before the
+//! logs of their block; the ingest places them). Checks that the answer is one consistent chain segment first.
 
 use std::collections::HashMap;
 
@@ -22,16 +23,19 @@ pub fn address_book(contracts: &[ContractSpec]) -> AddressBook {
 }
 
 /// What to ask the providers for (and to check their answers against): every address of
-/// `contracts`, with its events' topic0s when the ABI describes all of its logs.
+/// `contracts`, with its events' topic0s when the ABI describes all of its logs, and the
+/// transactions of those that watch them.
 pub fn interest<'a>(contracts: impl IntoIterator<Item = &'a ContractSpec>) -> Interest {
+    let contracts: Vec<&ContractSpec> = contracts.into_iter().collect();
     let mut entries = Vec::new();
-    for c in contracts {
+    for c in contracts.iter().copied() {
         let topics = c.abi.topic0s();
         for a in &c.addresses {
             entries.push((*a, topics.clone()));
         }
     }
     Interest::new(entries.iter().map(|(a, t)| (*a, t.as_deref())))
+        .with_transactions(crate::txs::TxInterest::new(contracts))
 }
 
 /// Why a range answer cannot be used as is.

@@ -50,7 +50,8 @@ pub trait ChainSource: Clone + Send + Sync + 'static {
     ) -> impl Future<Output = Result<(Vec<Option<Header>>, ProviderId), RpcError>> + Send;
 
     /// Headers and logs of `from..=to` for `interest`, every log backed by the same provider's
-    /// headers.
+    /// headers, and the transactions of the contracts watching them, proven against those
+    /// headers' roots.
     fn fetch_range(
         &self,
         from: u64,

@@ -60,7 +60,12 @@ impl ChainRpc {
     ) -> Result<RangeData, RpcError> {
         let mut out = RangeData::default();
         for (n, address) in interest.addresses().iter().enumerate() {
-            let only = interest.only(*address);
+            // The block's transactions are asked once, with the first address's logs.
+            let only = if n == 0 {
+                interest.only(*address)
+            } else {
+                interest.only(*address).without_transactions()
+            };
             let mut errors = vec![first.clone()];
             let mut done = None;
             let mut order = self.pool().candidates(Some(block));
@@ -139,6 +144,7 @@ impl ChainRpc {
                 });
             }
             out.logs.extend(d.logs);
+            out.transactions.extend(d.transactions);
         }
         out.logs.sort_by_key(|l| l.log_index);
         Ok(out)

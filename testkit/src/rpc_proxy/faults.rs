@@ -28,6 +28,21 @@ pub enum Mode {
     /// A log index that lags the headers: each `eth_getLogs` answer is replaced by `[]` with
     /// probability `per_mille / 1000` (1000: always), while headers and receipts stay true.
     EmptyLogs { per_mille: u32 },
+    /// Receipts that lie: each non-empty `eth_getBlockReceipts` answer loses its last receipt
+    /// or has its first receipt's status flipped, while blocks and logs stay true.
+    LyingReceipts(ReceiptLie),
+    /// A node without `method`: its calls are answered with geth's -32601 "does not exist/is
+    /// not available", the other calls of a batch are forwarded.
+    MethodMissing { method: &'static str },
+}
+
+/// How [`Mode::LyingReceipts`] alters a block's receipts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReceiptLie {
+    /// The last receipt of the block is left out.
+    DropOne,
+    /// The first receipt's status is the other one (a revert reported as a success, or back).
+    FlipStatus,
 }
 
 /// The range/size-limit errors of common providers and node implementations, in their own words.

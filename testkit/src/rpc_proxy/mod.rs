@@ -4,7 +4,7 @@
 //! time to reproduce what public providers do: rate limiting with `Retry-After`, 5xx, connection
 //! resets, requests that never get an answer, a node answering as of an older block, a load
 //! balancer whose backend has not reached a block yet (empty logs while the head looks current),
-//! range-limit errors in each provider's own wording, and wrong block hashes.
+//! range-limit errors in each provider's own wording, receipts that lie, and wrong block hashes.
 //!
 //! HTTP-level faults apply to the whole request; the others apply per call, so a JSON-RPC batch
 //! can come back partly faulted, as it does from real providers. Every request is recorded as a
@@ -29,6 +29,6 @@ mod upstream;
 #[cfg(test)]
 mod tests;
 
-pub use faults::{Mode, RangeStyle};
+pub use faults::{Mode, RangeStyle, ReceiptLie};
 pub use proxy::FaultProxy;
 pub use state::{Outcome, ProxyEvent};

@@ -1,11 +1,11 @@
 //! The faults that edit JSON-RPC answers call by call, so a batch can come back partly faulted
 //! as it does from real providers: a node behind the head, range-limit refusals, logs hidden
-//! from answers, and corrupted block hashes.
+//! from answers, lying receipts, and corrupted block hashes.
 
 use hyper::StatusCode;
 use serde_json::{json, Value};
 
-use super::faults::RangeStyle;
+use super::faults::{RangeStyle, ReceiptLie};
 use super::state::Shared;
 use super::upstream::{forward_calls, parse_quantity, true_head};
 
@@ -180,6 +180,74 @@ pub(super) fn hide_logs(v: &mut Value, calls: &[Value], per_mille: u32) -> bool 
             a["result"] = json!([]);
             any = true;
         }
+    }
+    any
+}
+
+/// Answers the calls of `method` as a node without it; `None` when the request has none.
+pub(super) async fn without_method(
+    shared: &Shared,
+    request: &Value,
+    calls: Vec<Value>,
+    method: &str,
+) -> Result<Option<Value>, StatusCode> {
+    if !calls.iter().any(|c| c["method"] == method) {
+        return Ok(None);
+    }
+    let forward: Vec<Value> = calls
+        .iter()
+        .filter(|c| c["method"] != method)
+        .cloned()
+        .collect();
+    let mut answers = forward_calls(shared, &forward).await?.into_iter();
+    let out = calls
+        .iter()
+        .map(|c| {
+            if c["method"] == method {
+                let message = format!("the method {method} does not exist/is not available");
+                json!({"jsonrpc": "2.0", "id": c["id"], "error": {"code": -32601, "message": message}})
+            } else {
+                answers.next().unwrap_or(Value::Null)
+            }
+        })
+        .collect();
+    Ok(Some(shape(request, out)))
+}
+
+/// Alters each non-empty `eth_getBlockReceipts` answer in `v` as `lie` says; true if any was.
+pub(super) fn lie_about_receipts(v: &mut Value, calls: &[Value], lie: ReceiptLie) -> bool {
+    let ids: Vec<&Value> = calls
+        .iter()
+        .filter(|c| c["method"] == "eth_getBlockReceipts")
+        .map(|c| &c["id"])
+        .collect();
+    let answers: Vec<&mut Value> = match v {
+        Value::Array(items) => items.iter_mut().collect(),
+        one @ Value::Object(_) => vec![one],
+        _ => Vec::new(),
+    };
+    let mut any = false;
+    for a in answers {
+        if !ids.contains(&&a["id"]) {
+            continue;
+        }
+        let Some(receipts) = a["result"].as_array_mut().filter(|r| !r.is_empty()) else {
+            continue;
+        };
+        match lie {
+            ReceiptLie::DropOne => {
+                receipts.pop();
+            }
+            ReceiptLie::FlipStatus => {
+                let flipped = if receipts[0]["status"] == "0x1" {
+                    "0x0"
+                } else {
+                    "0x1"
+                };
+                receipts[0]["status"] = json!(flipped);
+            }
+        }
+        any = true;
     }
     any
 }

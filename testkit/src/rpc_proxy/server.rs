@@ -15,7 +15,9 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use super::faults::Mode;
-use super::rewrite::{behind_node, corrupt_hashes, hide_logs, range_limited};
+use super::rewrite::{
+    behind_node, corrupt_hashes, hide_logs, lie_about_receipts, range_limited, without_method,
+};
 use super::state::{Outcome, ProxyEvent, Shared};
 use super::upstream::{forward_raw, parse_quantity};
 
@@ -201,6 +203,29 @@ async fn handle(
                     (status, text)
                 }
                 _ => (status, text),
+            }
+        }
+        Mode::LyingReceipts(lie) => {
+            let (status, text) = forward_raw(shared, body).await;
+            match serde_json::from_slice::<Value>(&text) {
+                Ok(mut v) if status.is_success() => {
+                    if lie_about_receipts(&mut v, &calls, lie) {
+                        record(Outcome::Faulted("lying_receipts"));
+                        return reply(status, v.to_string());
+                    }
+                    (status, text)
+                }
+                _ => (status, text),
+            }
+        }
+        Mode::MethodMissing { method } => {
+            match without_method(shared, &parsed, calls, method).await {
+                Ok(Some(answer)) => {
+                    record(Outcome::Faulted("method_missing"));
+                    return reply(StatusCode::OK, answer.to_string());
+                }
+                Ok(None) => forward_raw(shared, body).await,
+                Err(status) => (status, Bytes::from_static(b"upstream failed")),
             }
         }
         Mode::RateLimited { .. } | Mode::ServerError | Mode::Reset | Mode::Hang => {

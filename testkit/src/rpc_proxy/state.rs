@@ -17,7 +17,8 @@ pub enum Outcome {
     /// Answered by the node, unchanged.
     Forwarded,
     /// A fault was injected: `rate_limited`, `server_error`, `reset`, `hang`, `stale_head`,
-    /// `empty_logs`, `range_limit`, `wrong_hash` or `lying_logs`.
+    /// `empty_logs`, `range_limit`, `wrong_hash`, `lying_logs`, `lying_receipts` or
+    /// `method_missing`.
     Faulted(&'static str),
 }
 

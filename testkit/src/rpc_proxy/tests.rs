@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use super::{FaultProxy, Mode, Outcome, RangeStyle};
+use super::{FaultProxy, Mode, Outcome, RangeStyle, ReceiptLie};
 use crate::anvil::Anvil;
 
 async fn rpc(url: &str, body: Value) -> (u16, Value) {
@@ -140,5 +140,48 @@ async fn every_mode_against_anvil() {
         );
     }
     assert_eq!(proxy.requests(), outcomes.len());
+    proxy.shutdown();
+}
+
+#[tokio::test]
+async fn receipt_lies_and_a_missing_method_against_anvil() {
+    let anvil = Anvil::spawn().await.expect("anvil");
+    let to = anvil.accounts()[1];
+    anvil
+        .send_tx_and_mine(json!({ "to": format!("{to:#x}"), "value": "0x1" }))
+        .await
+        .expect("a transfer");
+    let n = anvil.block_number().await.expect("head");
+    let proxy = FaultProxy::start(&anvil.url()).await.expect("proxy");
+    let url = proxy.url();
+    let receipts = call(1, "eth_getBlockReceipts", json!([format!("{n:#x}")]));
+    let (_, honest) = rpc(&url, receipts.clone()).await;
+    assert_eq!(honest["result"].as_array().map(Vec::len), Some(1));
+    assert_eq!(honest["result"][0]["status"], "0x1");
+
+    proxy.set_mode(Mode::LyingReceipts(ReceiptLie::DropOne));
+    let (_, v) = rpc(&url, json!([receipts.clone()])).await;
+    assert_eq!(v[0]["result"], json!([]), "{v}");
+    proxy.set_mode(Mode::LyingReceipts(ReceiptLie::FlipStatus));
+    let (_, v) = rpc(&url, receipts.clone()).await;
+    assert_eq!(v["result"][0]["status"], "0x0", "{v}");
+
+    proxy.set_mode(Mode::MethodMissing {
+        method: "eth_getBlockReceipts",
+    });
+    let (_, v) = rpc(
+        &url,
+        json!([call(2, "eth_blockNumber", json!([])), receipts]),
+    )
+    .await;
+    assert!(v[0]["result"].is_string(), "other calls are answered: {v}");
+    assert_eq!(v[1]["error"]["code"], -32601, "{v}");
+    let outcomes: Vec<Outcome> = proxy.events().iter().map(|e| e.outcome).collect();
+    for name in ["lying_receipts", "method_missing"] {
+        assert!(
+            outcomes.contains(&Outcome::Faulted(name)),
+            "{name} never recorded"
+        );
+    }
     proxy.shutdown();
 }
