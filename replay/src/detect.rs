@@ -305,6 +305,7 @@ pub async fn run(
                 &plan.chain.name,
                 &data.headers,
                 data.logs,
+                &data.transactions,
                 &all_contracts,
                 &book_map,
             )

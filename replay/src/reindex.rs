@@ -139,13 +139,11 @@ pub async fn run(
             &plan.chain.name,
             &data.headers,
             data.logs,
+            &data.transactions,
             &plan.contracts,
             &book,
         )
         .map_err(|e| ReplayError::Range(format!("blocks {next}..={end}: {e}")))?;
-        // In the ingest's stream order: a block's transactions before its logs. TODO(merge):
-        // `&data.transactions` once `RangeData` carries the fetched transactions.
-        let recs = tripwire_schema::order::with_transactions(recs, &[]);
 
         // What Postgres holds of the range: rows under a non-canonical hash are stale; canonical
         // ones count towards what is already there.

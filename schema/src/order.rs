@@ -11,13 +11,14 @@ use crate::record::{StreamRecord, TransactionRecord};
 /// Puts `transactions` into `records` (a block's logs then its marker, block after block, as the
 /// ingest builds them): each block's transactions, ordered by `tx_index`, just before the block's
 /// first record. A transaction is placed by its block's hash; one whose block has no marker in
-/// `records` is left out (its block is not published in this run, so neither is it).
+/// `records` is refused ([`Unplaced`]): it belongs to no block of the range, which only a wrong
+/// answer produces.
 pub fn with_transactions(
     records: Vec<StreamRecord>,
     transactions: &[TransactionRecord],
-) -> Vec<StreamRecord> {
+) -> Result<Vec<StreamRecord>, Unplaced> {
     if transactions.is_empty() {
-        return records;
+        return Ok(records);
     }
     // By block, then position: one lookup per marker, however many blocks the range has.
     let mut by_block: BTreeMap<(u64, B256), Vec<&TransactionRecord>> = BTreeMap::new();
@@ -47,7 +48,28 @@ pub fn with_transactions(
             block_start = out.len();
         }
     }
-    out
+    if let Some(((number, hash), txs)) = by_block.into_iter().next() {
+        return Err(Unplaced {
+            block_number: number,
+            block_hash: hash,
+            tx_index: txs.first().map_or(0, |t| t.tx_index),
+        });
+    }
+    Ok(out)
+}
+
+/// A transaction whose block is not among the records it was to join.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "transaction {tx_index} of block {block_number} ({block_hash}) is of no block of the range"
+)]
+pub struct Unplaced {
+    /// Its block's height.
+    pub block_number: u64,
+    /// Its block's hash.
+    pub block_hash: B256,
+    /// Its position in that block.
+    pub tx_index: u64,
 }
 
 #[cfg(test)]
@@ -133,14 +155,22 @@ mod tests {
             log(7, 0),
             marker(7, 1),
         ];
-        // Out of order, one of a block not in the records, one of another fork of block 7.
-        let mut other_fork = tx(7, 9);
-        other_fork.block_hash = B256::repeat_byte(0xee);
-        let txs = [tx(7, 3), tx(5, 2), tx(6, 0), tx(5, 0), tx(9, 0), other_fork];
+        // Out of order.
+        let txs = [tx(7, 3), tx(5, 2), tx(6, 0), tx(5, 0)];
         assert_eq!(
-            names(&with_transactions(records.clone(), &txs)),
+            names(&with_transactions(records.clone(), &txs).unwrap()),
             ["t5.0", "t5.2", "l5.0", "l5.1", "b5", "t6.0", "b6", "t7.3", "l7.0", "b7"]
         );
-        assert_eq!(with_transactions(records.clone(), &[]), records);
+        assert_eq!(with_transactions(records.clone(), &[]).unwrap(), records);
+        // One of a block not in the records, or of another fork of block 7, is refused.
+        let err = with_transactions(records.clone(), &[tx(5, 0), tx(9, 0)]).unwrap_err();
+        assert_eq!((err.block_number, err.tx_index), (9, 0));
+        let mut other_fork = tx(7, 9);
+        other_fork.block_hash = B256::repeat_byte(0xee);
+        let err = with_transactions(records, &[other_fork]).unwrap_err();
+        assert_eq!(
+            (err.block_number, err.block_hash),
+            (7, B256::repeat_byte(0xee))
+        );
     }
 }

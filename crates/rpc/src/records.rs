@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use alloy::{primitives::Address, rpc::types::Log};
-use tripwire_schema::{BlockMarker, LogRecord, StreamRecord};
+use tripwire_schema::{BlockMarker, LogRecord, StreamRecord, TransactionRecord};
 
 use crate::{Header, Interest};
 use tripwire_config::ContractSpec;
@@ -64,14 +64,20 @@ pub enum RangeError {
     /// A log's block (the height given) is outside the range asked for.
     #[error("log of block {0} is outside the requested range")]
     OutOfRange(u64),
+    /// A transaction is of no block of the range's headers.
+    #[error("a transaction does not belong to the range")]
+    ForeignTransaction(#[source] tripwire_schema::order::Unplaced),
 }
 
-/// Converts the range into records. `headers` must be `from..=to` in order.
+/// Converts the range into records in stream order (per block: its transactions, its logs, its
+/// marker). `headers` must be `from..=to` in order; `transactions` are the proven ones of the
+/// range ([`crate::RangeData::transactions`]).
 pub fn build(
     chain_id: u64,
     chain: &str,
     headers: &[Header],
     logs: Vec<Log>,
+    transactions: &[TransactionRecord],
     contracts: &[ContractSpec],
     book: &AddressBook,
 ) -> Result<Vec<StreamRecord>, RangeError> {
@@ -162,5 +168,6 @@ pub fn build(
             log_count,
         }));
     }
-    Ok(out)
+    tripwire_schema::order::with_transactions(out, transactions)
+        .map_err(RangeError::ForeignTransaction)
 }

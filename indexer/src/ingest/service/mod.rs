@@ -425,6 +425,7 @@ impl<S: ChainSource, P: RecordPublisher> ChainIngest<S, P> {
                 &self.chain.name,
                 &data.headers,
                 data.logs,
+                &data.transactions,
                 &self.contracts,
                 &self.book,
             )
@@ -434,9 +435,6 @@ impl<S: ChainSource, P: RecordPublisher> ChainIngest<S, P> {
                 to,
                 source,
             })?;
-            // The stream order of a block: its transactions, its logs, its marker. TODO(merge):
-            // `&data.transactions` once `RangeData` carries the fetched transactions.
-            let built = tripwire_schema::order::with_transactions(built, &[]);
             // Block by block (a block's transactions and logs, then its marker): the group ends
             // with the last block that keeps the topic within the lead limit.
             let mut block = Group::default();
