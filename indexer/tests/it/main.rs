@@ -26,3 +26,4 @@ mod retention;
 mod sink_batch;
 mod sink_transactions;
 mod startup;
+mod transactions;
