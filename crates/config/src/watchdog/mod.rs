@@ -12,6 +12,7 @@ mod detectors;
 mod kinds;
 mod safe;
 mod transactions;
+mod tx_checks;
 mod webhook;
 
 use std::net::SocketAddr;
