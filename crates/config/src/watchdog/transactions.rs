@@ -10,7 +10,6 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 pub use tripwire_schema::TxStatus;
 
-
 /// What a detector's records are (`source`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
