@@ -408,6 +408,9 @@ pub struct Contract {
     /// `start_block`
     #[serde(skip_serializing_if = "Option::is_none")]
     pub start_block: Option<u64>,
+    /// `transactions` (`true`: every call; a list: calls of those functions)
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub transactions: Option<toml::Value>,
 }
 
 impl Contract {
@@ -429,6 +432,12 @@ impl Contract {
     /// With the ABI of the committed artifact `contract` (`contracts/out/<contract>.json`).
     pub fn artifact(mut self, contract: &str) -> Contract {
         self.abi = Some(crate::contracts::artifact_path(contract));
+        self
+    }
+
+    /// With every transaction sent to it indexed (`transactions = true`).
+    pub fn transactions(mut self) -> Contract {
+        self.transactions = Some(toml::Value::Boolean(true));
         self
     }
 

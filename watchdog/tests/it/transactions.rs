@@ -69,6 +69,7 @@ fn call(
 async fn a_reverted_privileged_call_alerts_and_prepares_the_pause_and_a_gas_spike_alerts(
 ) -> Result<()> {
     let mut env = Env::new(vec![]).await?;
+    env.treasury_transactions = true;
     let setup = env.setup_safe().await?;
     let team = format!("{:#x}", env.anvil.accounts()[0]);
     env.detectors = vec![

@@ -38,6 +38,9 @@ pub struct ContractEvents {
     pub events: Vec<Event>,
     /// The functions of its ABI file, for detectors on transactions.
     pub functions: Vec<Function>,
+    /// Whether its transactions are indexed (`transactions` of `[[contracts]]` not off): a
+    /// detector on transactions sees only those contracts.
+    pub transactions: bool,
 }
 
 /// A detector that cannot fire as configured: which one, the key at fault, and why.
@@ -405,6 +408,14 @@ impl Check<'_> {
     /// The checks of a detector on transactions: the functions it names exist in scope, and the
     /// parameters it reads are transaction fields or parameters of the functions read.
     fn run_transactions(&self) -> Result<(), AbiMismatch> {
+        if !self.scope.iter().any(|c| c.transactions) {
+            return Err(self.err(
+                kv("source", "transactions"),
+                "no contract in scope has `transactions` on in [[contracts]], so no transaction \
+                 is selected"
+                    .into(),
+            ));
+        }
         let calls: Vec<(&str, Event, String)> = self
             .scope
             .iter()

@@ -15,6 +15,7 @@ fn contract(name: &str, chain_id: u64, sigs: &[&str]) -> ContractEvents {
             .map(|s| Event::parse(s).expect("event signature"))
             .collect(),
         functions: Vec::new(),
+        transactions: false,
     }
 }
 

@@ -21,12 +21,22 @@ fn contracts() -> Vec<ContractEvents> {
             chain_id: 1,
             events: Vec::new(),
             functions,
+            transactions: true,
         },
         ContractEvents {
             name: "registry".into(),
             chain_id: 1,
             events: Vec::new(),
             functions: Vec::new(),
+            transactions: true,
+        },
+        // Its logs are indexed, its transactions not.
+        ContractEvents {
+            name: "vault".into(),
+            chain_id: 1,
+            events: Vec::new(),
+            functions: vec![Function::parse("function pause()").expect("function signature")],
+            transactions: false,
         },
     ]
 }
@@ -88,4 +98,14 @@ fn functions_and_parameters_missing_from_the_abi_are_named() {
     )
     .expect_err("refused");
     assert_eq!(e.key, "filters.nobody = \"x\"");
+}
+
+#[test]
+fn a_detector_on_transactions_needs_a_contract_in_scope_that_indexes_them() {
+    let e = check("name = \"t\"\nkind = \"rate\"\ncontract = \"vault\"\nstatus = \"reverted\"")
+        .expect_err("refused");
+    assert_eq!(e.key, "source = \"transactions\"");
+    assert!(e.problem.contains("`transactions` on"), "{}", e.problem);
+    // Without `contract`, the contracts that index transactions are enough.
+    check("name = \"t\"\nkind = \"rate\"\nstatus = \"reverted\"").expect("passes");
 }

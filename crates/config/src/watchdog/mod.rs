@@ -219,6 +219,7 @@ fn contract_events(config: &Config, contracts: &[ContractSpec]) -> Vec<ContractE
                 .map_or(0, |ch| ch.chain_id),
             events: c.abi.events().cloned().collect(),
             functions: c.abi.functions().cloned().collect(),
+            transactions: c.transactions != crate::TxWatch::Off,
         })
         .collect()
 }

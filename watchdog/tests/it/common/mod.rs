@@ -51,6 +51,8 @@ pub(crate) struct Env {
     pub rpc_urls_extra: Vec<String>,
     /// More addresses of the `treasury` contract (several pause targets).
     pub extra_treasuries: Vec<Address>,
+    /// Whether the treasury's transactions are indexed (`transactions = true`).
+    pub treasury_transactions: bool,
     ingest: Option<Proc>,
     /// This test's turn: shared with the other tests, or alone (see [`Env::new_alone`]). Last
     /// field, so it is let go after the processes above are stopped.
@@ -110,6 +112,7 @@ impl Env {
             server: Server::any_port(),
             rpc_urls_extra: Vec::new(),
             extra_treasuries: Vec::new(),
+            treasury_transactions: false,
             ingest: None,
             _turn: turn,
         })
@@ -147,7 +150,14 @@ impl Env {
                 rpc_timeout_s: Some(10),
                 ..Chain::default()
             })
-            .contract(Contract::new("treasury", "devnet", treasuries).artifact("Treasury"))
+            .contract({
+                let treasury = Contract::new("treasury", "devnet", treasuries).artifact("Treasury");
+                if self.treasury_transactions {
+                    treasury.transactions()
+                } else {
+                    treasury
+                }
+            })
             .contract(Contract::new("token", "devnet", [self.token]).artifact("DemoToken"))
             .watchdog(Watchdog {
                 consumer: Some("watchdog-test".into()),
