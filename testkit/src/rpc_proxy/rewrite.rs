@@ -157,12 +157,11 @@ pub(super) async fn range_limited(
     Ok(Some((StatusCode::OK, shape(request, out).to_string())))
 }
 
-/// Empties the result of each `eth_getLogs` answer in `v` (one answer or a batch) with
-/// probability `per_mille / 1000`; true if a non-empty answer was emptied.
-pub(super) fn hide_logs(v: &mut Value, calls: &[Value], per_mille: u32) -> bool {
-    let log_ids: Vec<&Value> = calls
+/// The answers in `v` (one answer or a batch) to the calls of `method` among `calls`, by id.
+fn answers_to<'a>(v: &'a mut Value, calls: &[Value], method: &str) -> Vec<&'a mut Value> {
+    let ids: Vec<&Value> = calls
         .iter()
-        .filter(|c| c["method"] == "eth_getLogs")
+        .filter(|c| c["method"] == method)
         .map(|c| &c["id"])
         .collect();
     let answers: Vec<&mut Value> = match v {
@@ -170,11 +169,17 @@ pub(super) fn hide_logs(v: &mut Value, calls: &[Value], per_mille: u32) -> bool 
         one @ Value::Object(_) => vec![one],
         _ => Vec::new(),
     };
+    answers
+        .into_iter()
+        .filter(|a| ids.contains(&&a["id"]))
+        .collect()
+}
+
+/// Empties the result of each `eth_getLogs` answer in `v` (one answer or a batch) with
+/// probability `per_mille / 1000`; true if a non-empty answer was emptied.
+pub(super) fn hide_logs(v: &mut Value, calls: &[Value], per_mille: u32) -> bool {
     let mut any = false;
-    for a in answers {
-        if !log_ids.contains(&&a["id"]) {
-            continue;
-        }
+    for a in answers_to(v, calls, "eth_getLogs") {
         let lie = per_mille >= 1000 || rand::random_range(0..1000) < per_mille;
         if lie && a["result"].as_array().is_some_and(|l| !l.is_empty()) {
             a["result"] = json!([]);
@@ -216,21 +221,8 @@ pub(super) async fn without_method(
 
 /// Alters each non-empty `eth_getBlockReceipts` answer in `v` as `lie` says; true if any was.
 pub(super) fn lie_about_receipts(v: &mut Value, calls: &[Value], lie: ReceiptLie) -> bool {
-    let ids: Vec<&Value> = calls
-        .iter()
-        .filter(|c| c["method"] == "eth_getBlockReceipts")
-        .map(|c| &c["id"])
-        .collect();
-    let answers: Vec<&mut Value> = match v {
-        Value::Array(items) => items.iter_mut().collect(),
-        one @ Value::Object(_) => vec![one],
-        _ => Vec::new(),
-    };
     let mut any = false;
-    for a in answers {
-        if !ids.contains(&&a["id"]) {
-            continue;
-        }
+    for a in answers_to(v, calls, "eth_getBlockReceipts") {
         let Some(receipts) = a["result"].as_array_mut().filter(|r| !r.is_empty()) else {
             continue;
         };
